@@ -1,0 +1,205 @@
+"""`rockdet predict` as a Lightning prediction run: one catalog per image, resumable, any devices.
+
+Images are decoded in DataLoader workers and cut into tiles that are batched across images;
+`Trainer.predict` runs the model on one or many devices (DDP shards the images by rank); a
+prediction-writer callback merges each image's tiles and writes its catalog atomically as soon as
+its last tile is back. A broken image is recorded and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from rockdet.catalog import ImageCatalog, Rock, write_catalog
+from rockdet.data.images import read_image
+from rockdet.errors import RockdetError
+from rockdet.inference import (PredictSettings, TileDetections, cut_tile, merge_tiles, plan_windows,
+                               run_model, to_image_coordinates)
+from rockdet.inputs import ImageJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageMeta:
+    job: ImageJob
+    width: int
+    height: int
+    sha256: str
+    notes: list[str]
+    windows: list[tuple[int, int, int, int]]
+    decode_seconds: float
+
+
+@dataclass
+class Outcome:
+    """What happened to one image, for summary.json."""
+
+    image: str
+    status: str  # done | skipped | failed
+    reason: str | None = None
+    rocks: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class TileStream(IterableDataset):
+    """Yields batches of tiles; an image's metadata travels with the batch holding its last tile."""
+
+    def __init__(self, jobs: list[ImageJob], settings: PredictSettings, input_size: int,
+                 rank: int = 0, world_size: int = 1):
+        self.jobs, self.settings, self.input_size = jobs, settings, input_size
+        self.rank, self.world_size = rank, world_size
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker = get_worker_info()
+        shards = self.world_size * (worker.num_workers if worker else 1)
+        shard = self.rank * (worker.num_workers if worker else 1) + (worker.id if worker else 0)
+        batch = _empty_batch()
+        for job in self.jobs[shard::shards]:
+            started = time.perf_counter()
+            try:
+                image = read_image(job.path)
+                checksum = _sha256(job.path)
+            except RockdetError as exc:
+                batch["failed"].append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
+                continue
+            windows = plan_windows(image.height, image.width, self.settings, self.input_size)
+            meta = ImageMeta(job, image.width, image.height, checksum, image.notes, windows,
+                             time.perf_counter() - started)
+            pad = (self.settings.tile or self.input_size) if len(windows) > 1 else None
+            for number, window in enumerate(windows):
+                batch["tiles"].append(cut_tile(image.pixels, window, pad))
+                batch["owners"].append((job.key, window))
+                if number == len(windows) - 1:
+                    batch["finished"].append(meta)
+                if len(batch["tiles"]) >= self.settings.batch_size:
+                    yield batch
+                    batch = _empty_batch()
+        if batch["tiles"] or batch["failed"]:
+            yield batch
+
+
+def _empty_batch() -> dict[str, list]:
+    return {"tiles": [], "owners": [], "finished": [], "failed": []}
+
+
+class PredictModule(L.LightningModule):
+    def __init__(self, model: torch.nn.Module, jobs: list[ImageJob], settings: PredictSettings,
+                 input_size: int, workers: int):
+        super().__init__()
+        self.model = model.eval()
+        self.jobs, self.settings, self.input_size, self.workers = jobs, settings, input_size, workers
+
+    def predict_dataloader(self) -> DataLoader:
+        stream = TileStream(self.jobs, self.settings, self.input_size,
+                            self.trainer.global_rank, self.trainer.world_size)
+        return DataLoader(stream, batch_size=None, num_workers=self.workers,
+                          collate_fn=lambda batch: batch)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch  # tiles move to the device in run_model, metadata stays on the host
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
+        if not batch["tiles"]:
+            return []
+        return run_model(self.model, batch["tiles"], self.device)
+
+
+class CatalogWriter(BasePredictionWriter):
+    """Merges each image's tiles when the last one is back, and writes its catalog."""
+
+    def __init__(self, out_dir: Path, formats: tuple[str, ...], settings: PredictSettings,
+                 context: dict[str, Any], with_masks: bool, sizer=None, overlay: bool = False):
+        super().__init__(write_interval="batch")
+        self.out_dir, self.formats, self.settings = out_dir, formats, settings
+        self.context, self.with_masks, self.sizer, self.overlay = context, with_masks, sizer, overlay
+        self.parts: dict[str, list[TileDetections]] = {}
+        self.outcomes: list[Outcome] = []
+        self.rocks: dict[str, list[Rock]] = {}
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx=0) -> None:
+        self.outcomes += batch["failed"]
+        for outcome in batch["failed"]:
+            log.warning("%s: %s", outcome.image, outcome.reason)
+        for (key, window), output in zip(batch["owners"], prediction):
+            self.parts.setdefault(key, []).append(
+                to_image_coordinates(output, window, self.settings.score_threshold))
+        for meta in batch["finished"]:
+            self._finish(meta)
+
+    def _finish(self, meta: ImageMeta) -> None:
+        parts = self.parts.pop(meta.job.key, [])
+        rocks = merge_tiles(parts, self.settings, meta.width, meta.height)
+        geometry = None
+        if self.sizer is not None:
+            geometry = self.sizer(rocks, meta.width, meta.height)
+        catalog = ImageCatalog(str(meta.job.path), meta.width, meta.height, meta.sha256, rocks,
+                               with_masks=self.with_masks, with_geometry=self.sizer is not None,
+                               context={**self.context, "tiles": len(meta.windows),
+                                        "image_notes": meta.notes, **(geometry or {})})
+        stem = self.out_dir / meta.job.key
+        if self.overlay:
+            from rockdet.overlay import write_overlay
+
+            write_overlay(meta.job.path, rocks, stem.with_name(stem.name + "_overlay.png"))
+        write_catalog(catalog, stem, self.formats)
+        self.rocks[meta.job.key] = rocks
+        self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=meta.notes))
+
+
+def run_prediction(model: torch.nn.Module, jobs: list[ImageJob], out_dir: Path,
+                   settings: PredictSettings, input_size: int, formats: tuple[str, ...],
+                   context: dict[str, Any], with_masks: bool, devices: int | str = 1,
+                   accelerator: str = "auto", workers: int = 0, sizer=None,
+                   overlay: bool = False) -> tuple[list[Outcome], dict[str, list[Rock]]]:
+    """Run the model over ``jobs`` with Lightning; returns outcomes and rocks of this process."""
+    writer = CatalogWriter(out_dir, formats, settings, context, with_masks, sizer, overlay)
+    module = PredictModule(model, jobs, settings, input_size, workers)
+    strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
+                        callbacks=[writer], enable_checkpointing=False, enable_model_summary=False)
+    trainer.predict(module, return_predictions=False)
+    outcomes, rocks = _gather(writer.outcomes, writer.rocks)
+    return outcomes, rocks
+
+
+def _gather(outcomes: list[Outcome], rocks: dict[str, list[Rock]]):
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return outcomes, rocks
+    gathered: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, (outcomes, rocks))
+    all_outcomes, all_rocks = [], {}
+    for part_outcomes, part_rocks in gathered:
+        all_outcomes += part_outcomes
+        all_rocks.update(part_rocks)
+    return all_outcomes, all_rocks
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def environment() -> dict[str, str]:
+    import torchvision
+
+    from rockdet import __version__
+
+    return {"rockdet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "lightning": L.__version__, "python": platform.python_version(), "numpy": np.__version__}

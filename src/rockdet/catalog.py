@@ -1,0 +1,179 @@
+"""Rock catalogs: one CSV/JSON (optionally Parquet) per image, written atomically.
+
+Size definitions (also in the README):
+- ``diameter_px``: with a mask, the equivalent-circle diameter 2·sqrt(area/π); without, the mean
+  of box width and height.
+- ``area_px``: with a mask, its pixel count; without, the ellipse inscribed in the box, π/4·w·h.
+- ``major_axis_px``/``minor_axis_px`` (masks only): axes of the ellipse with the mask's second
+  moments.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rockdet.atomic import atomic_path, write_json_atomic
+from rockdet.errors import RockdetError
+
+CATALOG_VERSION = 1
+BASE_COLUMNS = ["rock_id", "score", "x_min", "y_min", "x_max", "y_max", "x_center", "y_center",
+                "width_px", "height_px", "diameter_px", "area_px", "range_m", "diameter_m"]
+MASK_COLUMNS = ["major_axis_px", "minor_axis_px"]
+GEOMETRY_COLUMNS = ["ground_x_m", "ground_y_m", "height_m", "size_flag"]
+FORMATS = ("csv", "json", "parquet")
+
+
+@dataclass
+class Rock:
+    rock_id: int
+    score: float
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    #: From the mask when there is one (pixel count), else None (box ellipse is used).
+    mask_area_px: float | None = None
+    major_axis_px: float | None = None
+    minor_axis_px: float | None = None
+    #: Ground contact point in pixels: bottom centre of the box, or the lowest mask pixels.
+    contact_x: float | None = None
+    contact_y: float | None = None
+    range_m: float | None = None
+    diameter_m: float | None = None
+    ground_x_m: float | None = None
+    ground_y_m: float | None = None
+    height_m: float | None = None
+    size_flag: str | None = None
+
+    @property
+    def width_px(self) -> float:
+        return self.x_max - self.x_min
+
+    @property
+    def height_px(self) -> float:
+        return self.y_max - self.y_min
+
+    @property
+    def area_px(self) -> float:
+        if self.mask_area_px is not None:
+            return self.mask_area_px
+        return math.pi / 4 * self.width_px * self.height_px
+
+    @property
+    def diameter_px(self) -> float:
+        if self.mask_area_px is not None:
+            return 2 * math.sqrt(self.mask_area_px / math.pi)
+        return (self.width_px + self.height_px) / 2
+
+    def row(self, with_masks: bool, with_geometry: bool) -> dict[str, Any]:
+        values = {"rock_id": self.rock_id, "score": round(self.score, 5),
+                  "x_min": self.x_min, "y_min": self.y_min, "x_max": self.x_max, "y_max": self.y_max,
+                  "x_center": (self.x_min + self.x_max) / 2, "y_center": (self.y_min + self.y_max) / 2,
+                  "width_px": self.width_px, "height_px": self.height_px,
+                  "diameter_px": self.diameter_px, "area_px": self.area_px,
+                  "range_m": self.range_m, "diameter_m": self.diameter_m}
+        if with_masks:
+            values.update(major_axis_px=self.major_axis_px, minor_axis_px=self.minor_axis_px)
+        if with_geometry:
+            values.update(ground_x_m=self.ground_x_m, ground_y_m=self.ground_y_m,
+                          height_m=self.height_m, size_flag=self.size_flag)
+        return {k: (round(v, 3) if isinstance(v, float) and k != "score" else v) for k, v in values.items()}
+
+
+def catalog_columns(with_masks: bool, with_geometry: bool) -> list[str]:
+    return BASE_COLUMNS + (MASK_COLUMNS if with_masks else []) + (GEOMETRY_COLUMNS if with_geometry else [])
+
+
+@dataclass
+class ImageCatalog:
+    """Everything written for one image."""
+
+    image: str
+    width: int
+    height: int
+    sha256: str
+    rocks: list[Rock]
+    with_masks: bool = False
+    with_geometry: bool = False
+    context: dict[str, Any] = field(default_factory=dict)  # checkpoint, thresholds, tiling, camera
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [rock.row(self.with_masks, self.with_geometry) for rock in self.rocks]
+
+    def columns(self) -> list[str]:
+        return catalog_columns(self.with_masks, self.with_geometry)
+
+
+def write_catalog(catalog: ImageCatalog, stem: Path, formats: tuple[str, ...]) -> list[Path]:
+    """Write ``stem.csv`` etc.; the JSON, which marks the catalog complete, is written last."""
+    written = []
+    if "csv" in formats:
+        written.append(write_rows_csv(stem.with_suffix(".csv"), catalog.columns(), catalog.rows()))
+    if "parquet" in formats:
+        written.append(write_rows_parquet(stem.with_suffix(".parquet"), catalog.columns(), catalog.rows()))
+    document = {"catalog_version": CATALOG_VERSION, "complete": True, "image": catalog.image,
+                "width": catalog.width, "height": catalog.height, "sha256": catalog.sha256,
+                **catalog.context, "columns": catalog.columns(), "rock_count": len(catalog.rocks),
+                "formats": list(formats), "rocks": catalog.rows()}
+    write_json_atomic(stem.with_suffix(".json"), document)
+    return [*written, stem.with_suffix(".json")]
+
+
+def catalog_is_complete(stem: Path, formats: tuple[str, ...]) -> bool:
+    """True when an earlier run finished this image (its JSON says so and every file exists)."""
+    path = stem.with_suffix(".json")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(document.get("complete")) and all(
+        stem.with_suffix(f".{fmt}").is_file() for fmt in formats)
+
+
+def write_rows_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:
+    with atomic_path(path) as temp, temp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    return path
+
+
+def write_rows_parquet(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise RockdetError("--format parquet needs pyarrow: pip install 'rockdet[parquet]'") from None
+    table = pa.table({c: [row.get(c) for row in rows] for c in columns}) if rows else \
+        pa.table({c: pa.array([], type=pa.string() if c in ("image", "size_flag") else pa.float64())
+                  for c in columns})
+    with atomic_path(path) as temp:
+        pq.write_table(table, temp)
+    return path
+
+
+def read_catalog_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a catalog CSV with numbers as floats and empty cells as None."""
+    def parse(key: str, value: str):
+        if value == "":
+            return None
+        if key in ("image", "size_flag"):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+    with Path(path).open(newline="") as handle:
+        return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def rock_from_dict(values: dict[str, Any]) -> Rock:
+    names = {f.name for f in fields(Rock)}
+    return Rock(**{k: v for k, v in values.items() if k in names})
+

@@ -1,0 +1,199 @@
+"""The `rockdet` command: train, evaluate, predict, data-report, synth, sfd."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rockdet.errors import RockdetError
+
+log = logging.getLogger("rockdet")
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(args)
+    logging.basicConfig(level=logging.WARNING if options.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
+    try:
+        return int(options.handler(options) or 0)
+    except RockdetError as exc:
+        print(f"rockdet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rockdet: interrupted; finished outputs are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rockdet", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a detector from a YAML config")
+    train.add_argument("--config", type=Path, required=True)
+    train.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. last.ckpt)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides, e.g. trainer.max_epochs=20 trainer.devices=2")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint on labelled images")
+    evaluate.add_argument("--checkpoint", type=Path, required=True)
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--out", type=Path, help="metrics JSON (a PR curve PNG is written beside it)")
+    evaluate.add_argument("--batch-size", type=int, default=4)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--score-threshold", type=float, help="operating point (default: as trained)")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="rock catalogs for a batch of images")
+    predict.add_argument("--checkpoint", type=Path, required=True)
+    predict.add_argument("--out", type=Path, required=True, help="output folder (mirrors the inputs)")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files, folders (recursive), globs, or .txt files listing paths")
+    predict.add_argument("--score-threshold", type=float, help="default: the checkpoint's eval threshold")
+    predict.add_argument("--tile", type=int, help="tile size in px (default: automatic, at the "
+                         "training image size, when an image is larger)")
+    predict.add_argument("--overlap", type=float, default=0.2, help="tile overlap fraction")
+    predict.add_argument("--merge-threshold", type=float, default=0.5)
+    predict.add_argument("--merge-metric", choices=("ios", "iou"), default="ios")
+    predict.add_argument("--merge-method", choices=("nmm", "nms"), default="nmm")
+    predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
+                         "once (rocks larger than a tile)")
+    predict.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    predict.add_argument("--devices", type=int, default=1, help="number of GPUs (DDP)")
+    predict.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
+    predict.add_argument("--overlay", action="store_true", help="write NAME_overlay.png with boxes and ids")
+    predict.add_argument("--format", default="csv,json", help="csv,json[,parquet]")
+    predict.add_argument("--camera", type=Path, help="camera YAML: fills the metric columns")
+    predict.add_argument("--overwrite", action="store_true", help="redo images already catalogued")
+    predict.set_defaults(handler=_predict)
+
+    report = commands.add_parser("data-report", help="counts, rock sizes and problems of a data set")
+    _add_data_arguments(report, flag="path")
+    report.set_defaults(handler=_data_report)
+
+    synth = commands.add_parser("synth", help="write a seeded synthetic terrain data set (COCO)")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--train", type=int, default=48)
+    synth.add_argument("--val", type=int, default=16)
+    synth.add_argument("--size", type=int, default=256, help="image width and height in pixels")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--sun-azimuth", type=float, default=150.0)
+    synth.add_argument("--sun-elevation", type=float, default=30.0)
+    synth.set_defaults(handler=_synth)
+    return parser
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, flag: str = "--data") -> None:
+    parser.add_argument(flag, type=Path, help="COCO .json, YOLO data .yaml, or image folder with --masks",
+                        **({"required": True} if flag.startswith("--") else {}))
+    parser.add_argument("--images", type=Path, help="image folder (COCO; default: the JSON's folder)")
+    parser.add_argument("--masks", type=Path, help="mask folder: PATH is then the image folder")
+    parser.add_argument("--mask-mode", choices=("instance", "binary"), default="instance")
+    parser.add_argument("--split", default="val", help="YOLO split (default val)")
+    parser.add_argument("--rock-classes", nargs="+", default=["rock", "boulder"])
+
+
+def _load_data(options, path: Path):
+    from rockdet.data.formats import load_split, split_from_path
+
+    split = split_from_path(path, options.split, options.masks, options.mask_mode, options.images)
+    return load_split(split, options.rock_classes)
+
+
+def _train(options) -> int:
+    from rockdet.config import load_config
+    from rockdet.training import train
+
+    config = load_config(options.config, options.overrides)
+    result = train(config, resume=options.resume)
+    print(f"run folder: {result.run_dir}")
+    print(f"best checkpoint: {result.best_checkpoint} (val_map_50={result.best_score})")
+    print(f"metrics: {result.run_dir / 'metrics.csv'}; curves: {result.run_dir / 'training_curves.png'}")
+    return 0
+
+
+def _evaluate(options) -> int:
+    from rockdet.atomic import write_json_atomic
+    from rockdet.data.dataset import RockDataset
+    from rockdet.evaluation import evaluate_model, format_metrics_table
+    from rockdet.models import load_checkpoint_model
+    from rockdet.plots import plot_pr_curve
+
+    model, hparams = load_checkpoint_model(options.checkpoint)
+    annotations = _load_data(options, options.data)
+    evaluation = dict(hparams.get("evaluation", {}))
+    if options.score_threshold is not None:
+        evaluation["score_threshold"] = options.score_threshold
+    dataset = RockDataset(annotations.records)
+    result = evaluate_model(model, dataset, options.batch_size, options.device, **evaluation)
+    print(format_metrics_table(result.scalars))
+    if options.out:
+        write_json_atomic(options.out, {"checkpoint": str(options.checkpoint), "data": str(options.data),
+                                        "images": len(dataset), "rocks": annotations.report.rocks,
+                                        "evaluation": evaluation, "metrics": result.scalars,
+                                        "pr_curve": {"recall": result.pr_recall,
+                                                     "precision": result.pr_precision}})
+        curve = plot_pr_curve(result.pr_recall, result.pr_precision,
+                              options.out.with_name(options.out.stem + "_pr.png"),
+                              f"PR at IoU 0.5 (mAP50 {result.scalars['map_50']:.3f})")
+        print(f"metrics written to {options.out}; PR curve {curve}")
+    return 0
+
+
+def _predict(options) -> int:
+    from rockdet.inference import PredictSettings
+    from rockdet.predict import predict_command
+
+    accelerator, devices = _devices(options.device, options.devices)
+    settings = PredictSettings(score_threshold=options.score_threshold, tile=options.tile,
+                               overlap=options.overlap, batch_size=options.batch_size,
+                               merge_threshold=options.merge_threshold, merge_metric=options.merge_metric,
+                               merge_method=options.merge_method, full_image_pass=options.full_image_pass)
+    summary = predict_command(options.checkpoint, options.out, options.inputs, settings,
+                              tuple(f.strip() for f in options.format.split(",") if f.strip()),
+                              options.overwrite, devices, accelerator, options.workers,
+                              options.camera, options.overlay)
+    print(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed of "
+          f"{summary['images']} images; {summary['rocks_total']} rocks in {options.out / 'rocks.csv'}")
+    for failure in summary["failures"]:
+        print(f"  failed: {failure['image']}: {failure['reason']}")
+    print(f"catalogs: {options.out} (one CSV + JSON per image); summary: {options.out / 'summary.json'}")
+    return 0
+
+
+def _devices(device: str, count: int):
+    if device == "cpu":
+        return "cpu", 1
+    if device.startswith("cuda:"):
+        return "gpu", [int(device.split(":", 1)[1])]
+    if device == "cuda":
+        return "gpu", count
+    return "auto", count
+
+
+def _data_report(options) -> int:
+    from rockdet.data.report import format_report
+
+    print(format_report(_load_data(options, options.path)))
+    return 0
+
+
+def _synth(options) -> int:
+    from rockdet.data.synthetic import SceneSpec, write_synthetic_dataset
+
+    spec = SceneSpec(width=options.size, height=options.size, sun_azimuth_deg=options.sun_azimuth,
+                     sun_elevation_deg=options.sun_elevation)
+    paths = write_synthetic_dataset(options.out, {"train": options.train, "val": options.val},
+                                    spec, options.seed)
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Typed configuration loaded from YAML, validated at load time.
+
+Every error names the file and the key. Relative paths inside a YAML file are resolved against
+the folder of that file; relative paths given as command-line overrides against the working
+directory, as a shell user expects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rockdet.errors import ConfigError
+
+ARCHS = (
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "retinanet_resnet50_fpn_v2",
+    "fcos_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_v2",
+)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "fasterrcnn_mobilenet_v3_large_fpn"
+    #: None, a torchvision weights enum name (DEFAULT, COCO_V1, ...) or a local .pth/.ckpt file.
+    weights: str | None = None
+    weights_backbone: str | None = None
+    min_size: int = 800
+    max_size: int = 1333
+    #: One tuple of anchor sizes (pixels) per feature level; None keeps torchvision's.
+    anchor_sizes: list[list[int]] | None = None
+    trainable_backbone_layers: int | None = None
+    #: Detections kept per image; rock fields are dense, torchvision's default of 100 is low.
+    detections_per_image: int = 300
+    #: Further keyword arguments of the torchvision detector class (FasterRCNN, RetinaNet, FCOS,
+    #: MaskRCNN), e.g. rpn_post_nms_top_n_test or box_batch_size_per_image.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        if self.arch not in ARCHS:
+            suggestion = _nearest(self.arch, ARCHS)
+            raise ConfigError(f"{where}model.arch: unknown arch '{self.arch}'{suggestion}; "
+                              f"choose one of {list(ARCHS)}")
+        if self.min_size <= 0 or self.max_size < self.min_size:
+            raise ConfigError(f"{where}model.min_size/max_size: need 0 < min_size <= max_size, "
+                              f"got {self.min_size}, {self.max_size}")
+
+    @property
+    def has_masks(self) -> bool:
+        return self.arch.startswith("maskrcnn")
+
+
+@dataclass
+class SplitConfig:
+    #: COCO JSON file, YOLO data YAML, or (format masks) the images folder.
+    annotations: Path | None = None
+    format: Literal["coco", "yolo", "masks"] = "coco"
+    #: Image folder; COCO defaults to the annotation file's folder.
+    images: Path | None = None
+    #: Mask folder for format masks.
+    masks: Path | None = None
+    mask_mode: Literal["instance", "binary"] = "instance"
+    #: YOLO split name inside the data YAML.
+    split: str = "train"
+
+
+@dataclass
+class DataConfig:
+    train: SplitConfig | None = None
+    val: SplitConfig | None = None
+    rock_classes: list[str] = field(default_factory=lambda: ["rock", "boulder"])
+    augment: str = "terrain_default"
+    #: Random crop size in pixels (no rescaling, so small rocks keep their size); None: no crop.
+    crop_size: int | None = None
+    #: Boxes keeping less than this fraction of their area after a crop are dropped.
+    min_visibility: float = 0.3
+    batch_size: int = 4
+    num_workers: int = 0
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["sgd", "adamw", "adam"] = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+
+
+@dataclass
+class SchedulerConfig:
+    name: Literal["none", "cosine", "step"] = "cosine"
+    warmup_steps: int = 0
+    #: For name=step: multiply the rate by gamma every step_size epochs.
+    step_size: int = 10
+    gamma: float = 0.1
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = True
+    patience: int = 10
+    min_delta: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    #: Score above which a detection counts for precision/recall at the operating point.
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.5
+
+
+@dataclass
+class RunConfig:
+    out_dir: Path = Path("runs")
+    name: str = "rockdet"
+    #: Explicit run folder; default is out_dir/name_TIMESTAMP.
+    dir: Path | None = None
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    #: Passed to lightning.Trainer as keyword arguments (devices, strategy, precision, ...).
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a training config YAML, apply ``key.sub=value`` overrides, validate, return it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: "
+                          f"{str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    config = build_dataclass(TrainConfig, raw, source=path, base_dir=path.parent)
+    for override in overrides or []:
+        apply_override(config, override, source=path)
+    validate_config(config, source=path)
+    return config
+
+
+def validate_config(config: TrainConfig, source: Path | str) -> None:
+    where = f"{source}: "
+    config.model.validate(where)
+    import lightning
+
+    trainer_params = set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"}
+    for key in config.trainer:
+        if key not in trainer_params:
+            raise ConfigError(f"{where}unknown key 'trainer.{key}'{_nearest(key, trainer_params)}"
+                              " (trainer takes lightning.Trainer's arguments)")
+    from rockdet.data.transforms import PRESETS
+
+    if config.data.augment not in PRESETS:
+        raise ConfigError(f"{where}data.augment: unknown preset '{config.data.augment}'"
+                          f"{_nearest(config.data.augment, PRESETS)}; choose one of {sorted(PRESETS)}")
+
+
+def apply_override(config: Any, override: str, source: Path | str) -> None:
+    """Set one ``a.b.c=value`` override (value parsed as YAML) on a config object."""
+    if "=" not in override:
+        raise ConfigError(f"override '{override}': expected KEY=VALUE, e.g. trainer.max_epochs=5")
+    dotted, text = override.split("=", 1)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    keys = dotted.strip().split(".")
+    target = config
+    for depth, key in enumerate(keys[:-1]):
+        target = _child(target, key, keys[: depth + 1], source)
+        if target is None:
+            raise ConfigError(f"override '{override}': '{'.'.join(keys[:depth + 1])}' is not set "
+                              f"in {source}; set the whole section there")
+    last = keys[-1]
+    if isinstance(target, dict):
+        target[last] = value
+        return
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    if last not in fields:
+        raise ConfigError(f"override '{override}': unknown key '{dotted}'"
+                          f"{_nearest(last, fields, prefix='.'.join(keys[:-1]))}")
+    hint = typing.get_type_hints(type(target))[last]
+    setattr(target, last, _convert(value, hint, dotted, "the command line", Path.cwd()))
+
+
+def build_dataclass(cls: type, raw: dict, source: Path | str, base_dir: Path, prefix: str = ""):
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys with a suggestion."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.') or 'top level'}' must be a mapping, "
+                          f"got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'"
+                              f"{_nearest(str(key), names, prefix=prefix.rstrip('.'))}")
+        kwargs[key] = _convert(value, hints[key], f"{prefix}{key}", source, base_dir)
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> Any:
+    """Plain YAML-safe dict of a config (paths as strings), for saving and checkpoints."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, dict):
+        return {k: to_dict(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, Path):
+        return str(config)
+    return config
+
+
+def _convert(value: Any, hint: Any, key: str, source: Path | str, base_dir: Path) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key, source, base_dir)
+    if dataclasses.is_dataclass(hint):
+        return build_dataclass(hint, value, source, base_dir, prefix=f"{key}.")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key}: '{value}' is not one of {list(args)}"
+                              f"{_nearest(str(value), [str(a) for a in args])}")
+        return value
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{source}: {key}: expected a path, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base_dir / path)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
+        return [_convert(v, args[0], f"{key}[{i}]", source, base_dir) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _child(target: Any, key: str, keys: list[str], source: Path | str) -> Any:
+    if isinstance(target, dict):
+        return target.setdefault(key, {})
+    names = {f.name for f in dataclasses.fields(target)}
+    if key not in names:
+        raise ConfigError(f"override: unknown key '{'.'.join(keys)}'"
+                          f"{_nearest(key, names, prefix='.'.join(keys[:-1]))}")
+    return getattr(target, key)
+
+
+def _nearest(key: str, candidates, prefix: str = "") -> str:
+    match = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
+    if not match:
+        return ""
+    return f" (did you mean '{prefix + '.' if prefix else ''}{match[0]}'?)"

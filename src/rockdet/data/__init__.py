@@ -1,0 +1,1 @@
+"""Data in: annotation readers, images, augmentation, datasets and synthetic scenes."""

@@ -1,0 +1,96 @@
+"""COCO JSON (bbox + polygon or RLE segmentation), e.g. Roboflow exports."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, sanitize_boxes
+from rockdet.errors import DataError
+
+
+def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str]) -> AnnotationSet:
+    """Read a COCO file, keeping annotations whose category name is in ``rock_classes``."""
+    path = Path(path)
+    images_dir = Path(images_dir) if images_dir else path.parent
+    data = _load_json(path)
+    report = LoadReport(source=path)
+    categories = {c.get("id"): str(c.get("name")) for c in data.get("categories", [])}
+    wanted = {name.lower() for name in rock_classes}
+    rock_ids = {cid for cid, name in categories.items() if name.lower() in wanted}
+    if categories and not rock_ids:
+        raise DataError(f"{path}: none of rock_classes {rock_classes} is a category here; "
+                        f"categories are {sorted(set(categories.values()))}")
+    by_image = defaultdict(list)
+    for index, ann in enumerate(data.get("annotations", [])):
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            raise DataError(f"{path}: annotations[{index}] has no image_id")
+        if ann.get("category_id") in rock_ids:
+            by_image[ann["image_id"]].append(ann)
+        else:
+            report.ignored_categories[categories.get(ann.get("category_id"), "?")] += 1
+    records = []
+    for index, image in enumerate(data["images"]):
+        try:
+            file_name, width, height = image["file_name"], int(image["width"]), int(image["height"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path}: images[{index}] needs file_name, width and height") from None
+        image_path = images_dir / file_name
+        if not image_path.is_file():
+            raise DataError(f"{path}: image file not found: {image_path}")
+        anns = by_image.get(image.get("id"), [])
+        records.append(_record(path, image_path, width, height, anns, report))
+        report.add(records[-1])
+    return AnnotationSet(records, report)
+
+
+def _record(path: Path, image_path: Path, width: int, height: int, anns: list[dict],
+            report: LoadReport) -> AnnotatedImage:
+    boxes = []
+    for ann in anns:
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
+            raise DataError(f"{path}: annotation {ann.get('id')} has a malformed bbox {bbox!r}")
+        x, y, w, h = (float(v) for v in bbox)
+        boxes.append((x, y, x + w, y + h))
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    keep = sanitize_boxes(boxes, width, height, report, f"{image_path.name}")
+    kept = [anns[i] for i in keep]
+    loader = None
+    if kept and all(ann.get("segmentation") for ann in kept):
+        segmentations = [ann["segmentation"] for ann in kept]
+        loader = lambda: decode_segmentations(segmentations, width, height)  # noqa: E731
+    return AnnotatedImage(image_path, width, height, boxes[keep], loader)
+
+
+def decode_segmentations(segmentations: list, width: int, height: int) -> np.ndarray:
+    """Polygons or RLE (COCO style) to uint8 [N, H, W]."""
+    masks = np.zeros((len(segmentations), height, width), dtype=np.uint8)
+    for i, seg in enumerate(segmentations):
+        if isinstance(seg, list):
+            polygons = [p for p in seg if len(p) >= 6]
+            if not polygons:
+                continue
+            rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
+        elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+            rle = coco_mask.frPyObjects(seg, height, width)
+        else:
+            rle = seg
+        masks[i] = coco_mask.decode(rle)
+    return masks
+
+
+def _load_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataError(f"{path}: not a COCO file (no 'images' list)")
+    return data

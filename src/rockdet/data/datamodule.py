@@ -1,0 +1,59 @@
+"""LightningDataModule: config → train/val dataloaders."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from rockdet.config import DataConfig
+from rockdet.data.dataset import RockDataset, collate_detection
+from rockdet.data.formats import load_split
+from rockdet.data.transforms import build_transforms
+from rockdet.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class RockDataModule(L.LightningDataModule):
+    def __init__(self, data: DataConfig, with_masks: bool = False, seed: int = 0):
+        super().__init__()
+        if data.train is None or data.val is None:
+            raise ConfigError("data.train and data.val must both be set to train")
+        self.data = data
+        self.with_masks = with_masks
+        self.seed = seed
+        self.train_set: RockDataset | None = None
+        self.val_set: RockDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train = load_split(self.data.train, self.data.rock_classes)
+        val = load_split(self.data.val, self.data.rock_classes)
+        for name, loaded in (("train", train), ("val", val)):
+            report = loaded.report
+            log.info("%s: %d images, %d rocks, %d empty, %d boxes clipped, dropped %s",
+                     name, report.images, report.rocks, report.empty_images, report.clipped_boxes,
+                     dict(report.dropped) or "none")
+        augment = build_transforms(self.data.augment, self.data.crop_size, self.data.min_visibility,
+                                   seed=self.seed)
+        self.train_set = RockDataset(train.records, augment, self.with_masks)
+        self.val_set = RockDataset(val.records, None, self.with_masks)
+
+    def typical_image_side(self) -> int:
+        """Median short side of the training images, in pixels."""
+        sides = sorted(min(r.width, r.height) for r in self.train_set.records)
+        return int(sides[len(sides) // 2]) if sides else 0
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def _loader(self, dataset: RockDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=shuffle,
+                          num_workers=self.data.num_workers, collate_fn=collate_detection,
+                          persistent_workers=self.data.num_workers > 0)

@@ -1,0 +1,71 @@
+"""A torch Dataset over annotation records, in torchvision's detection target format."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rockdet.data.images import read_image
+from rockdet.data.records import ROCK_LABEL, AnnotatedImage
+from rockdet.errors import DataError, ImageReadError
+
+
+class RockDataset(Dataset):
+    """Yields ``(image float[3,H,W] in 0..1, {"boxes", "labels"[, "masks"]})``."""
+
+    def __init__(self, records: list[AnnotatedImage], transform: A.Compose | None = None,
+                 with_masks: bool = False):
+        self.records = records
+        self.transform = transform
+        self.with_masks = with_masks
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        record = self.records[index]
+        try:
+            pixels = read_image(record.path).pixels
+        except ImageReadError as exc:
+            raise DataError(str(exc)) from None
+        if pixels.shape[:2] != (record.height, record.width):
+            raise DataError(f"{record.path}: image is {pixels.shape[1]}x{pixels.shape[0]} but the "
+                            f"annotations say {record.width}x{record.height}")
+        boxes = record.boxes.astype(np.float32)
+        masks = record.instance_masks() if self.with_masks else None
+        if self.transform is not None:
+            pixels, boxes, masks = self._augment(pixels, boxes, masks)
+        target = {
+            "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.full((len(boxes),), ROCK_LABEL, dtype=torch.int64),
+        }
+        if self.with_masks:
+            height, width = pixels.shape[:2]
+            target["masks"] = (torch.as_tensor(masks, dtype=torch.uint8) if masks is not None and len(masks)
+                               else torch.zeros((0, height, width), dtype=torch.uint8))
+        image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
+        return image, target
+
+    def _augment(self, pixels: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None):
+        ids = np.arange(len(boxes))
+        kwargs = {"image": pixels, "bboxes": boxes, "labels": np.full(len(boxes), ROCK_LABEL),
+                  "instance_ids": ids}
+        if masks is not None and len(masks):
+            kwargs["masks"] = masks
+        out = self.transform(**kwargs)
+        kept = np.asarray(out["instance_ids"], dtype=np.int64)
+        new_boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+        new_masks = None
+        if masks is not None:
+            height, width = out["image"].shape[:2]
+            new_masks = (np.asarray(out["masks"])[kept] if len(kept)
+                         else np.zeros((0, height, width), dtype=np.uint8))
+        return out["image"], new_boxes, new_masks
+
+
+def collate_detection(batch):
+    """Detection batches are lists: images differ in size and rock count."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)

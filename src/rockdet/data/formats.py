@@ -1,0 +1,46 @@
+"""One entry point for every annotation format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rockdet.config import SplitConfig
+from rockdet.data.coco import read_coco
+from rockdet.data.masks import read_mask_folder
+from rockdet.data.records import AnnotationSet
+from rockdet.data.yolo import read_yolo
+from rockdet.errors import DataError
+
+
+def load_split(split: SplitConfig, rock_classes: list[str]) -> AnnotationSet:
+    """Read one split in any supported format into the internal record format."""
+    if split.format == "coco":
+        if split.annotations is None:
+            raise DataError("coco split needs 'annotations' (the COCO JSON file)")
+        return read_coco(split.annotations, split.images, rock_classes)
+    if split.format == "yolo":
+        if split.annotations is None:
+            raise DataError("yolo split needs 'annotations' (the data YAML)")
+        return read_yolo(split.annotations, split.split, rock_classes)
+    images = split.images or split.annotations
+    if images is None or split.masks is None:
+        raise DataError("masks split needs 'images' and 'masks' folders")
+    return read_mask_folder(images, split.masks, split.mask_mode)
+
+
+def split_from_path(path: Path, split: str = "val", masks: Path | None = None,
+                    mask_mode: str = "instance", images: Path | None = None) -> SplitConfig:
+    """Guess the format from a path given on the command line."""
+    path = Path(path)
+    if masks is not None:
+        return SplitConfig(format="masks", images=path, masks=Path(masks), mask_mode=mask_mode)
+    if path.suffix.lower() == ".json":
+        return SplitConfig(format="coco", annotations=path, images=images)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return SplitConfig(format="yolo", annotations=path, split=split)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.json"))
+        if len(candidates) == 1:
+            return SplitConfig(format="coco", annotations=candidates[0], images=images)
+    raise DataError(f"{path}: cannot tell the annotation format; give a COCO .json, a YOLO data "
+                    ".yaml, or an image folder with --masks MASK_FOLDER")

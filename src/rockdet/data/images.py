@@ -1,0 +1,126 @@
+"""Decode any terrain-camera image into 8-bit RGB, or fail with one clear reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from rockdet.errors import ImageReadError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
+#: Percentiles used to stretch high-bit-depth images to 8 bits.
+STRETCH_PERCENTILES = (0.5, 99.5)
+#: Larger images are refused as likely corrupt headers rather than decoded into memory.
+MAX_PIXELS = 400_000_000
+
+
+@dataclass
+class LoadedImage:
+    """An image as the model sees it, plus what was done to get there."""
+
+    pixels: np.ndarray  # uint8 [H, W, 3]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def read_image(path: Path | str) -> LoadedImage:
+    """Read ``path`` as 8-bit RGB; grayscale, RGBA, 16-bit and EXIF-rotated images are handled."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: image file not found")
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageReadError(f"{path}: {image.width}x{image.height} exceeds the "
+                                     f"{MAX_PIXELS:,}-pixel limit")
+            notes = []
+            oriented = ImageOps.exif_transpose(image)
+            if oriented is not image:
+                orientation = image.getexif().get(0x0112)
+                if orientation not in (None, 1):
+                    notes.append(f"exif_orientation={orientation}")
+            oriented.load()
+            pixels = _to_rgb8(oriented, notes)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        pixels, notes = _read_with_opencv(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"{path}: cannot decode image ({_reason(exc)})") from None
+    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        raise ImageReadError(f"{path}: image has no pixels")
+    return LoadedImage(np.ascontiguousarray(pixels), notes)
+
+
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) from the header only, after EXIF orientation."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):
+                width, height = height, width
+            return width, height
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: image file not found") from None
+    except (OSError, UnidentifiedImageError) as exc:
+        raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
+
+
+def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Percentile stretch of a high-bit-depth array to 0..255."""
+    values = values.astype(np.float32)
+    low, high = np.percentile(values, STRETCH_PERCENTILES)
+    if high <= low:
+        high = low + 1.0
+    return (np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        notes.append(f"stretched {mode} to 8 bit at percentiles {STRETCH_PERCENTILES}")
+        gray = stretch_to_uint8(np.array(image))
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        notes.append(f"dropped alpha channel ({mode})")
+    elif mode in ("L", "1"):
+        notes.append("grayscale replicated to 3 channels")
+    elif mode != "RGB":
+        notes.append(f"converted {mode} to RGB")
+    return np.array(image.convert("RGB"))
+
+
+def _read_with_opencv(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Fallback for files Pillow cannot identify (e.g. multi-channel 16-bit TIFF)."""
+    data = np.fromfile(path, dtype=np.uint8)
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if decoded is None:
+        raise ImageReadError(f"{path}: not a readable image format")
+    notes = ["decoded with OpenCV"]
+    if decoded.dtype != np.uint8:
+        notes.append(f"stretched {decoded.dtype} to 8 bit at percentiles {STRETCH_PERCENTILES}")
+        decoded = stretch_to_uint8(decoded)
+    if decoded.ndim == 2:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
+    elif decoded.shape[2] == 4:
+        notes.append("dropped alpha channel")
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
+    else:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    return decoded, notes
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return text[:200]

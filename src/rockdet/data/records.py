@@ -1,0 +1,92 @@
+"""The one annotation record every reader produces, and the box checks they share."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ROCK_LABEL = 1  # label 0 is background in torchvision detectors
+
+
+@dataclass
+class AnnotatedImage:
+    """One image and its rocks: boxes are float32 [N, 4] xyxy pixels."""
+
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    #: Decodes uint8 [N, H, W] instance masks aligned with ``boxes``; None when there are none.
+    mask_loader: Callable[[], np.ndarray] | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.full(len(self.boxes), ROCK_LABEL, dtype=np.int64)
+
+    def instance_masks(self) -> np.ndarray | None:
+        return None if self.mask_loader is None else self.mask_loader()
+
+
+@dataclass
+class LoadReport:
+    """What loading found and fixed, for data-report and the logs."""
+
+    source: Path
+    images: int = 0
+    rocks: int = 0
+    empty_images: int = 0
+    clipped_boxes: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    ignored_categories: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, record: AnnotatedImage) -> None:
+        self.images += 1
+        self.rocks += len(record.boxes)
+        self.empty_images += int(len(record.boxes) == 0)
+
+
+@dataclass
+class AnnotationSet:
+    records: list[AnnotatedImage]
+    report: LoadReport
+
+
+def sanitize_boxes(boxes: np.ndarray, width: int, height: int, report: LoadReport,
+                   where: str) -> np.ndarray:
+    """Clip xyxy boxes to the image; return the indices of the boxes kept.
+
+    Boxes entirely outside the image or with zero area after clipping are dropped and counted.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if not len(boxes):
+        return np.zeros(0, dtype=np.int64)
+    finite = np.isfinite(boxes).all(axis=1)
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = np.clip(clipped[:, [0, 2]], 0, width)
+    clipped[:, [1, 3]] = np.clip(clipped[:, [1, 3]], 0, height)
+    outside = ~finite | (boxes[:, 0] >= width) | (boxes[:, 1] >= height) | \
+        (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+    zero_area = ~outside & ((clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1]))
+    changed = finite & ~outside & ~zero_area & (np.abs(clipped - boxes) > 1e-3).any(axis=1)
+    report.clipped_boxes += int(changed.sum())
+    for reason, mask in (("outside image", outside), ("zero area", zero_area)):
+        if mask.any():
+            report.dropped[reason] += int(mask.sum())
+            report.problems.append(f"{where}: dropped {int(mask.sum())} box(es), {reason}")
+    boxes[:] = clipped
+    return np.flatnonzero(~outside & ~zero_area)
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    """Tight xyxy boxes (pixel edges) around each instance mask [N, H, W]."""
+    boxes = np.zeros((len(masks), 4), dtype=np.float32)
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return boxes

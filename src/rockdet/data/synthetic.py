@@ -1,0 +1,234 @@
+"""Seeded synthetic terrain scenes with exact rock masks, written as COCO datasets.
+
+Regolith is a multi-scale height field shaded by the sun, with albedo patches and small craters
+(distractors a detector must learn to ignore). Rocks follow a truncated power-law size-frequency
+distribution (many small, few large), are irregular shaded blobs, and cast shadows away from the
+sun. Masks and boxes cover the rock, never its shadow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from rockdet.atomic import write_json_atomic
+from rockdet.data.records import boxes_from_masks
+
+#: Rocks hidden by nearer rocks down to fewer pixels than this are not labelled.
+MIN_VISIBLE_PIXELS = 4
+
+
+@dataclass
+class SceneSpec:
+    width: int = 256
+    height: int = 256
+    #: Direction the light comes from, degrees counter-clockwise from image +x (right).
+    sun_azimuth_deg: float = 150.0
+    #: Sun elevation above the horizon; low sun = long shadows.
+    sun_elevation_deg: float = 30.0
+    #: Mean rocks per 100x100 pixels.
+    rocks_per_10k_px: float = 3.0
+    min_diameter_px: float = 8.0
+    max_diameter_px: float = 48.0
+    #: Cumulative power-law exponent b of N(>=D) ~ D^-b.
+    sfd_exponent: float = 2.0
+    #: Probability that a scene has no rocks at all (valid training samples).
+    empty_fraction: float = 0.1
+    craters_per_10k_px: float = 0.3
+
+
+@dataclass
+class Scene:
+    image: np.ndarray  # uint8 [H, W, 3]
+    masks: np.ndarray  # uint8 [N, H, W]
+    boxes: np.ndarray  # float32 [N, 4] xyxy
+    diameters_px: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def generate_scene(rng: np.random.Generator, spec: SceneSpec) -> Scene:
+    """Render one scene; every random choice comes from ``rng``."""
+    height_field = regolith_height(rng, spec.height, spec.width)
+    add_craters(rng, height_field, spec.craters_per_10k_px)
+    sun = sun_vector(spec.sun_azimuth_deg, spec.sun_elevation_deg)
+    brightness = shade(height_field, sun) * albedo_field(rng, spec.height, spec.width)
+    count = 0 if rng.random() < spec.empty_fraction else \
+        rng.poisson(spec.rocks_per_10k_px * spec.width * spec.height / 1e4)
+    diameters = sample_power_law(rng, count, spec.min_diameter_px, spec.max_diameter_px,
+                                 spec.sfd_exponent)
+    placed = place_rocks(rng, diameters, spec.width, spec.height)
+    drawn: list[tuple[np.ndarray, float]] = []
+    for (cx, cy), diameter in sorted(placed, key=lambda p: p[0][1]):  # far (top) rocks first
+        mask = rock_mask(rng, cx, cy, diameter, spec.height, spec.width)
+        if not mask.any():
+            continue
+        draw_rock(rng, brightness, mask, diameter, sun, spec.sun_elevation_deg)
+        for earlier, _ in drawn:  # nearer rocks hide what they cover
+            earlier &= ~mask
+        drawn.append((mask, diameter))
+    visible = [(m, d) for m, d in drawn if m.sum() >= MIN_VISIBLE_PIXELS]
+    image = finish_image(rng, brightness)
+    stack = (np.stack([m for m, _ in visible]).astype(np.uint8) if visible
+             else np.zeros((0, spec.height, spec.width), dtype=np.uint8))
+    return Scene(image, stack, boxes_from_masks(stack), np.array([d for _, d in visible]))
+
+
+def regolith_height(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    field_ = np.zeros((height, width), dtype=np.float32)
+    for sigma, weight in ((1.0, 0.4), (4.0, 2.0), (16.0, 8.0)):
+        field_ += weight * ndimage.gaussian_filter(rng.standard_normal((height, width)), sigma)
+    return field_.astype(np.float32)
+
+
+def add_craters(rng: np.random.Generator, height_field: np.ndarray, per_10k: float) -> None:
+    h, w = height_field.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    for _ in range(rng.poisson(per_10k * h * w / 1e4)):
+        radius = rng.uniform(6, max(8, min(h, w) / 6))
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        r = np.hypot(xs - cx, (ys - cy) * 1.4) / radius
+        depth = 0.25 * radius
+        height_field += np.where(r < 1, -depth * (1 - r ** 2), 0) + 0.3 * depth * np.exp(-((r - 1) / 0.15) ** 2)
+
+
+def sun_vector(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    # image y grows downwards, so "from above" in the picture is -y
+    return np.array([math.cos(el) * math.cos(az), -math.cos(el) * math.sin(az), math.sin(el)])
+
+
+def shade(height_field: np.ndarray, sun: np.ndarray) -> np.ndarray:
+    gy, gx = np.gradient(height_field)
+    normal = np.stack([-gx, -gy, np.ones_like(gx)])
+    normal /= np.linalg.norm(normal, axis=0)
+    return np.clip(np.tensordot(sun, normal, axes=1), 0.05, None).astype(np.float32)
+
+
+def albedo_field(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    patches = ndimage.gaussian_filter(rng.standard_normal((height, width)), 24)
+    patches /= max(1e-6, np.abs(patches).max())
+    return (0.55 + 0.08 * patches).astype(np.float32)
+
+
+def sample_power_law(rng: np.random.Generator, count: int, d_min: float, d_max: float,
+                     exponent: float) -> np.ndarray:
+    """Diameters with cumulative N(>=D) ~ D^-exponent, truncated to [d_min, d_max]."""
+    u = rng.random(count)
+    ratio = (d_min / d_max) ** exponent
+    return d_min * (1 - u * (1 - ratio)) ** (-1 / exponent)
+
+
+def place_rocks(rng: np.random.Generator, diameters: np.ndarray, width: int, height: int,
+                tries: int = 30) -> list[tuple[tuple[float, float], float]]:
+    """Centres for the rocks, largest first, rejecting heavy overlaps."""
+    placed: list[tuple[tuple[float, float], float]] = []
+    for diameter in sorted(diameters, reverse=True):
+        for _ in range(tries):
+            cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+            if all(math.hypot(cx - px, cy - py) > 0.6 * (diameter + pd) for (px, py), pd in placed):
+                placed.append(((cx, cy), float(diameter)))
+                break
+    return placed
+
+
+def rock_mask(rng: np.random.Generator, cx: float, cy: float, diameter: float, height: int,
+              width: int) -> np.ndarray:
+    """An irregular blob: a circle with random low-order harmonics, squashed and turned."""
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    radius = np.full_like(angles, diameter / 2)
+    for k in (2, 3, 4):
+        radius *= 1 + rng.uniform(0, 0.12) * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
+    squash, turn = rng.uniform(0.65, 1.0), rng.uniform(-0.4, 0.4)
+    x, y = radius * np.cos(angles), radius * np.sin(angles) * squash
+    points = np.stack([cx + x * math.cos(turn) - y * math.sin(turn),
+                       cy + x * math.sin(turn) + y * math.cos(turn)], axis=1)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    cv2.fillPoly(mask, [np.round(points * 8).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=3)
+    return mask.astype(bool)
+
+
+def draw_rock(rng: np.random.Generator, brightness: np.ndarray, mask: np.ndarray, diameter: float,
+              sun: np.ndarray, sun_elevation_deg: float) -> None:
+    """Shadow first (on the ground, away from the sun), then the shaded rock body."""
+    rock_height = 0.5 * diameter
+    length = rock_height / math.tan(math.radians(max(sun_elevation_deg, 3.0)))
+    direction = -sun[:2] / max(1e-6, np.linalg.norm(sun[:2]))
+    shadow = np.zeros_like(mask)
+    for step in np.linspace(0, length, max(2, int(length) + 1)):
+        shift = np.array([[1, 0, direction[0] * step], [0, 1, direction[1] * step]], dtype=np.float32)
+        moved = cv2.warpAffine(mask.astype(np.uint8), shift, mask.shape[::-1], flags=cv2.INTER_NEAREST)
+        shadow |= moved.astype(bool)
+    shadow &= ~mask
+    brightness[shadow] *= rng.uniform(0.15, 0.3)
+    inside = ndimage.distance_transform_edt(mask)
+    dome = np.sqrt(np.clip(inside / max(1.0, inside.max()), 0, 1)) * rock_height
+    dome = ndimage.gaussian_filter(dome, 1.0) + 0.6 * ndimage.gaussian_filter(
+        rng.standard_normal(mask.shape), 0.8)
+    rock_light = shade(dome.astype(np.float32), sun)
+    brightness[mask] = rock_light[mask] * rng.uniform(0.55, 0.8)
+
+
+def finish_image(rng: np.random.Generator, brightness: np.ndarray) -> np.ndarray:
+    """Exposure, sensor noise and a faint colour tint, to 8-bit RGB."""
+    exposure = rng.uniform(0.8, 1.1)
+    gray = np.clip(brightness * exposure + rng.normal(0, 0.015, brightness.shape), 0, 1) ** 0.8
+    tint = np.array([1.0, 0.98, 0.94]) * rng.uniform(0.97, 1.03, size=3)
+    return (np.clip(gray[:, :, None] * tint, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def mask_polygons(mask: np.ndarray) -> list[list[float]]:
+    """COCO polygons (pixel-edge coordinates) of one binary mask."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for contour in contours:
+        if len(contour) >= 3:
+            polygons.append((contour.reshape(-1, 2).astype(float) + 0.5).ravel().tolist())
+        else:  # a 1-2 pixel sliver: its pixel square
+            x, y = contour.reshape(-1, 2)[0]
+            polygons.append([x, y, x + 1, y, x + 1, y + 1, x, y + 1])
+    return polygons
+
+
+def write_coco_split(out_dir: Path, count: int, spec: SceneSpec, seed: int,
+                     split: str) -> Path:
+    """Write ``count`` scenes to ``out_dir/split/`` with ``annotations.json``; return its path."""
+    split_dir = Path(out_dir) / split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for index in range(count):
+        scene = generate_scene(np.random.default_rng([seed, _split_key(split), index]), spec)
+        name = f"{split}_{index:04d}.png"
+        cv2.imwrite(str(split_dir / name), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+        images.append({"id": index, "file_name": name, "width": spec.width, "height": spec.height})
+        for mask, box, diameter in zip(scene.masks, scene.boxes, scene.diameters_px):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": index, "category_id": 1,
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float(mask.sum()), "iscrowd": 0,
+                "segmentation": mask_polygons(mask), "diameter_px": float(diameter)})
+    path = split_dir / "annotations.json"
+    write_json_atomic(path, {
+        "info": {"description": "rockdet synthetic terrain", "seed": seed, "spec": asdict(spec)},
+        "images": images, "annotations": annotations,
+        "categories": [{"id": 1, "name": "rock", "supercategory": "terrain"}]})
+    return path
+
+
+def write_synthetic_dataset(out_dir: Path, splits: dict[str, int], spec: SceneSpec | None = None,
+                            seed: int = 0) -> dict[str, Path]:
+    """Write several splits (e.g. ``{"train": 48, "val": 12}``); returns split → annotation file."""
+    spec = spec or SceneSpec()
+    return {split: write_coco_split(Path(out_dir), n, spec, seed, split) for split, n in splits.items()}
+
+
+def _split_key(split: str) -> int:
+    return int.from_bytes(split.encode()[:8].ljust(8, b"\0"), "little")
+
+
+def load_synthetic_info(annotations: Path) -> dict:
+    return json.loads(Path(annotations).read_text()).get("info", {})

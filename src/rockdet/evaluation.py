@@ -1,0 +1,124 @@
+"""Detection metrics shared by validation during training and the evaluate command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from torchmetrics import Metric
+from torchmetrics.detection import MeanAveragePrecision
+from torchvision.ops import box_iou
+from tqdm import tqdm
+
+from rockdet.data.dataset import RockDataset, collate_detection
+
+#: COCO's own names for the summary numbers we report, and ours.
+_MAP_KEYS = {"map": "map", "map_50": "map_50", "map_75": "map_75", "map_small": "map_small",
+             "map_medium": "map_medium", "map_large": "map_large", "mar_100": "mar_100"}
+
+
+@dataclass
+class EvalResult:
+    scalars: dict[str, float]
+    #: Precision at COCO's 101 recall points, IoU 0.5, all sizes (for the PR curve).
+    pr_recall: list[float]
+    pr_precision: list[float]
+
+
+class OperatingPoint(Metric):
+    """Precision and recall at one score threshold, greedy IoU matching as in COCO."""
+
+    full_state_update = False
+
+    def __init__(self, score_threshold: float = 0.5, iou_threshold: float = 0.5):
+        super().__init__()
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        for name in ("true_positives", "detections", "ground_truth"):
+            self.add_state(name, default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, preds: list[dict], targets: list[dict]) -> None:
+        for pred, target in zip(preds, targets):
+            keep = pred["scores"] >= self.score_threshold
+            boxes = pred["boxes"][keep][pred["scores"][keep].argsort(descending=True)]
+            truth = target["boxes"]
+            self.detections += len(boxes)
+            self.ground_truth += len(truth)
+            if len(boxes) and len(truth):
+                self.true_positives += count_matches(boxes, truth, self.iou_threshold)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        tp = self.true_positives.float()
+        precision = tp / self.detections.clamp(min=1)
+        recall = tp / self.ground_truth.clamp(min=1)
+        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        return {"precision_at_score": precision, "recall_at_score": recall, "f1_at_score": f1}
+
+
+def count_matches(boxes: torch.Tensor, truth: torch.Tensor, iou_threshold: float) -> int:
+    """Greedy one-to-one matching of score-sorted ``boxes`` to ``truth``."""
+    ious = box_iou(boxes, truth)
+    taken = torch.zeros(len(truth), dtype=torch.bool, device=truth.device)
+    matches = 0
+    for row in ious:
+        row = row.masked_fill(taken, -1.0)
+        best = int(row.argmax())
+        if row[best] >= iou_threshold:
+            taken[best] = True
+            matches += 1
+    return matches
+
+
+class DetectionMetrics(nn.Module):
+    """COCO mAP (overall, 0.5, by size), COCO recall at IoU 0.5, and an operating point."""
+
+    def __init__(self, score_threshold: float = 0.5, iou_threshold: float = 0.5):
+        super().__init__()
+        self.coco = MeanAveragePrecision(iou_type="bbox", extended_summary=True, backend="pycocotools")
+        # COCO scores the 100 best per image; rock fields can hold more, which is expected here.
+        self.coco.warn_on_many_detections = False
+        self.operating_point = OperatingPoint(score_threshold, iou_threshold)
+
+    def update(self, preds: list[dict], targets: list[dict]) -> None:
+        preds = [{k: p[k].detach() for k in ("boxes", "scores", "labels")} for p in preds]
+        targets = [{k: t[k] for k in ("boxes", "labels")} for t in targets]
+        self.coco.update(preds, targets)
+        self.operating_point.update(preds, targets)
+
+    def compute(self) -> EvalResult:
+        coco = self.coco.compute()
+        scalars = {ours: float(coco[key]) for key, ours in _MAP_KEYS.items()}
+        # recall: [IoU thresholds, classes, area ranges, max detections]; IoU 0.5, all, 100 dets
+        recall = coco["recall"]
+        scalars["recall_50"] = float(recall[0, :, 0, -1].clamp(min=0).mean()) if recall.numel() else 0.0
+        scalars.update({k: float(v) for k, v in self.operating_point.compute().items()})
+        precision = coco["precision"]
+        curve = (precision[0, :, :, 0, -1].clamp(min=0).mean(dim=1) if precision.numel()
+                 else torch.zeros(101))
+        return EvalResult(scalars, torch.linspace(0, 1, len(curve)).tolist(), curve.tolist())
+
+    def reset(self) -> None:
+        self.coco.reset()
+        self.operating_point.reset()
+
+
+@torch.inference_mode()
+def evaluate_model(model: nn.Module, dataset: RockDataset, batch_size: int = 4,
+                   device: str | torch.device = "cpu", score_threshold: float = 0.5,
+                   iou_threshold: float = 0.5, num_workers: int = 0) -> EvalResult:
+    """Run ``model`` over a labelled dataset and compute the metrics."""
+    model = model.to(device).eval()
+    metrics = DetectionMetrics(score_threshold, iou_threshold)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection,
+                        num_workers=num_workers)
+    for images, targets in tqdm(loader, desc="evaluate", unit="batch"):
+        preds = model([image.to(device) for image in images])
+        metrics.update([{k: v.cpu() for k, v in p.items()} for p in preds], targets)
+    return metrics.compute()
+
+
+def format_metrics_table(scalars: dict[str, float]) -> str:
+    width = max(len(k) for k in scalars)
+    return "\n".join(f"{key:<{width}}  {value:7.4f}" for key, value in scalars.items())

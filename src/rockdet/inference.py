@@ -1,0 +1,201 @@
+"""Tiled inference as library code: tiles from one or many images → model → merged rocks.
+
+Tiles are cut at native resolution (the model's own resize then scales them exactly as it scaled
+the training images), batched across images, and merged so a rock cut by a tile border is one rock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from rockdet.catalog import Rock
+from rockdet.slicing import Window, merge_detections, shift_boxes, tile_windows
+
+#: Mask probability above which a pixel belongs to the rock (torchvision's convention).
+MASK_THRESHOLD = 0.5
+
+
+@dataclass
+class PredictSettings:
+    score_threshold: float = 0.5
+    #: Tile size in pixels; None tiles automatically at the model's input size.
+    tile: int | None = None
+    overlap: float = 0.2
+    #: Tiles per forward pass.
+    batch_size: int = 8
+    merge_threshold: float = 0.5
+    merge_metric: Literal["ios", "iou"] = "ios"
+    merge_method: Literal["nms", "nmm"] = "nmm"
+    #: Also run the whole (downscaled) image once, for rocks larger than a tile.
+    full_image_pass: bool = False
+
+
+@dataclass
+class TileDetections:
+    """One tile's detections, already in image coordinates."""
+
+    boxes: torch.Tensor  # [N, 4]
+    scores: torch.Tensor  # [N]
+    masks: list[tuple[np.ndarray, int, int]] | None  # per box: (bool crop, x0, y0) in the image
+
+
+def plan_windows(height: int, width: int, settings: PredictSettings, input_size: int) -> list[Window]:
+    """Tiles for one image; the whole image as one window when it fits the model's input."""
+    tile = settings.tile or input_size
+    if settings.tile is None and max(height, width) <= input_size:
+        return [(0, 0, width, height)]
+    windows = tile_windows(height, width, tile, settings.overlap)
+    if settings.full_image_pass and len(windows) > 1:
+        windows.append((0, 0, width, height))
+    return windows
+
+
+def cut_tile(pixels: np.ndarray, window: Window, pad_to: int | None) -> torch.Tensor:
+    """Float [3, h, w] tile in 0..1, zero-padded to ``pad_to`` so edge tiles keep the scale."""
+    x0, y0, x1, y1 = window
+    crop = torch.from_numpy(np.ascontiguousarray(pixels[y0:y1, x0:x1])).permute(2, 0, 1)
+    tile = crop.float().div_(255.0)
+    if pad_to and (tile.shape[1] < pad_to or tile.shape[2] < pad_to) and \
+            (x1 - x0, y1 - y0) != (pixels.shape[1], pixels.shape[0]):
+        tile = nn.functional.pad(tile, (0, pad_to - tile.shape[2], 0, pad_to - tile.shape[1]))
+    return tile
+
+
+def to_image_coordinates(prediction: dict[str, torch.Tensor], window: Window,
+                         score_threshold: float) -> TileDetections:
+    """Keep confident detections, drop any in the padding, shift to image coordinates."""
+    x0, y0, x1, y1 = window
+    keep = prediction["scores"] >= score_threshold
+    boxes = prediction["boxes"][keep].detach().float().cpu()
+    if len(boxes):
+        centre_x, centre_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        inside = (centre_x < x1 - x0) & (centre_y < y1 - y0)
+        keep_idx = torch.nonzero(keep, as_tuple=True)[0][inside]
+        boxes = boxes[inside]
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(0, x1 - x0)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(0, y1 - y0)
+    else:
+        keep_idx = torch.zeros(0, dtype=torch.int64)
+    masks = None
+    if "masks" in prediction:
+        masks = []
+        probabilities = prediction["masks"][keep_idx, 0].detach().cpu()
+        for box, probability in zip(boxes, probabilities):
+            bx0, by0 = int(box[0]), int(box[1])
+            bx1, by1 = max(bx0 + 1, math.ceil(box[2])), max(by0 + 1, math.ceil(box[3]))
+            crop = (probability[by0:by1, bx0:bx1] > MASK_THRESHOLD).numpy()
+            masks.append((crop, bx0 + x0, by0 + y0))
+    return TileDetections(shift_boxes(boxes, (x0, y0)), prediction["scores"][keep_idx].detach().float().cpu(),
+                          masks)
+
+
+def merge_tiles(parts: list[TileDetections], settings: PredictSettings, width: int,
+                height: int) -> list[Rock]:
+    """All tiles of one image → one list of rocks, duplicates across tile borders merged."""
+    boxes = torch.cat([p.boxes for p in parts]) if parts else torch.zeros((0, 4))
+    scores = torch.cat([p.scores for p in parts]) if parts else torch.zeros(0)
+    has_masks = bool(parts) and all(p.masks is not None for p in parts)
+    all_masks = [m for p in parts for m in (p.masks or [])]
+    if len(parts) > 1:
+        boxes, scores, groups = merge_detections(boxes, scores, settings.merge_threshold,
+                                                 settings.merge_metric, settings.merge_method)
+    else:
+        order = scores.argsort(descending=True)
+        boxes, scores, groups = boxes[order], scores[order], [[int(i)] for i in order]
+    rocks = []
+    for rock_id, (box, score, group) in enumerate(zip(boxes.tolist(), scores.tolist(), groups), start=1):
+        rock = Rock(rock_id, float(score), *(float(v) for v in box))
+        if has_masks:
+            describe_mask(rock, stitch_mask(box, [all_masks[i] for i in group]))
+        else:
+            rock.contact_x, rock.contact_y = (rock.x_min + rock.x_max) / 2, rock.y_max
+        rocks.append(rock)
+    return rocks
+
+
+def stitch_mask(box: list[float], pieces: list[tuple[np.ndarray, int, int]]) -> tuple[np.ndarray, int, int]:
+    """Union of the members' mask crops, in a crop covering the merged box."""
+    x0, y0 = int(box[0]), int(box[1])
+    x1, y1 = max(x0 + 1, math.ceil(box[2])), max(y0 + 1, math.ceil(box[3]))
+    canvas = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for crop, cx, cy in pieces:
+        ax0, ay0 = max(cx, x0), max(cy, y0)
+        ax1, ay1 = min(cx + crop.shape[1], x1), min(cy + crop.shape[0], y1)
+        if ax1 > ax0 and ay1 > ay0:
+            canvas[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] |= crop[ay0 - cy:ay1 - cy, ax0 - cx:ax1 - cx]
+    return canvas, x0, y0
+
+
+def describe_mask(rock: Rock, mask: tuple[np.ndarray, int, int]) -> None:
+    """Area, moment ellipse axes and lowest pixels (ground contact) of a rock's mask."""
+    crop, x0, y0 = mask
+    ys, xs = np.nonzero(crop)
+    if not len(xs):  # empty mask: fall back to the box
+        rock.contact_x, rock.contact_y = (rock.x_min + rock.x_max) / 2, rock.y_max
+        return
+    rock.mask_area_px = float(len(xs))
+    if len(xs) > 1:
+        eigen = np.clip(np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(float))), 0, None)
+        # An ellipse of semi-axes a, b has variances a²/4 and b²/4 along them (+1/12 per pixel).
+        rock.major_axis_px = float(4 * math.sqrt(eigen[1] + 1 / 12))
+        rock.minor_axis_px = float(4 * math.sqrt(eigen[0] + 1 / 12))
+    else:
+        rock.major_axis_px = rock.minor_axis_px = 1.0
+    lowest = ys.max()
+    rock.contact_x = float(x0 + xs[ys == lowest].mean() + 0.5)
+    rock.contact_y = float(y0 + lowest + 1)
+
+
+@torch.inference_mode()
+def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device | str) -> list[dict]:
+    return model([tile.to(device, non_blocking=True) for tile in tiles])
+
+
+def predict_images(model: nn.Module, images: Iterable[np.ndarray], settings: PredictSettings,
+                   input_size: int, device: torch.device | str = "cpu") -> Iterable[list[Rock]]:
+    """Rocks for each image; tiles of consecutive images share forward passes."""
+    pending: list[tuple[int, Window, torch.Tensor]] = []
+    parts: dict[int, list[TileDetections]] = {}
+    sizes: dict[int, tuple[int, int]] = {}
+    expected: dict[int, int] = {}
+    next_out = 0
+
+    def flush():
+        predictions = run_model(model, [t for _, _, t in pending], device)
+        for (index, window, _), prediction in zip(pending, predictions):
+            parts[index].append(to_image_coordinates(prediction, window, settings.score_threshold))
+        pending.clear()
+
+    def ready():
+        nonlocal next_out
+        while next_out in expected and len(parts[next_out]) == expected[next_out]:
+            width, height = sizes.pop(next_out)
+            expected.pop(next_out)
+            yield merge_tiles(parts.pop(next_out), settings, width, height)
+            next_out += 1
+
+    for index, pixels in enumerate(images):
+        height, width = pixels.shape[:2]
+        windows = plan_windows(height, width, settings, input_size)
+        sizes[index], expected[index], parts[index] = (width, height), len(windows), []
+        pad = (settings.tile or input_size) if len(windows) > 1 else None
+        for window in windows:
+            pending.append((index, window, cut_tile(pixels, window, pad)))
+            if len(pending) >= settings.batch_size:
+                flush()
+                yield from ready()
+    if pending:
+        flush()
+    yield from ready()
+
+
+def predict_image(model: nn.Module, pixels: np.ndarray, settings: PredictSettings, input_size: int,
+                  device: torch.device | str = "cpu") -> list[Rock]:
+    """Rocks in one 8-bit RGB image."""
+    return next(iter(predict_images(model, [pixels], settings, input_size, device)))

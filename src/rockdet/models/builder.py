@@ -1,0 +1,223 @@
+"""Build torchvision detectors for rocks, with weights from enums, the TORCH_HOME cache or files."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import urllib.error
+from functools import partial
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.fcos import FCOSClassificationHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.models.detection.retinanet import RetinaNetClassificationHead
+
+from rockdet.config import ARCHS
+from rockdet.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = 2  # background + rock
+_TWO_STAGE = ("fasterrcnn", "maskrcnn")
+_FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes: int = NUM_CLASSES,
+                   weights: str | None = None, weights_backbone: str | None = None,
+                   min_size: int = 800, max_size: int = 1333,
+                   anchor_sizes: list[list[int]] | None = None,
+                   trainable_backbone_layers: int | None = None,
+                   detections_per_image: int = 300, options: dict | None = None) -> nn.Module:
+    """A torchvision detector with its class head sized for ``num_classes``.
+
+    ``weights`` and ``weights_backbone`` take None, a torchvision enum name (``DEFAULT``,
+    ``COCO_V1``, ``IMAGENET1K_V1`` ...; fetched into ``$TORCH_HOME/hub/checkpoints`` on first
+    use, read from there afterwards) or a local file (a state dict or a rockdet checkpoint).
+    """
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown arch '{arch}'; choose one of {list(ARCHS)}")
+    weights_file, weights_name = _split_source(weights, "weights")
+    backbone_file, backbone_name = _split_source(weights_backbone, "weights_backbone")
+    kwargs = {**check_detector_options(arch, options or {}), "min_size": min_size, "max_size": max_size,
+              ("box_detections_per_img" if arch.startswith(_TWO_STAGE) else "detections_per_img"):
+                  detections_per_image}
+    if weights_name or backbone_name:
+        kwargs["trainable_backbone_layers"] = trainable_backbone_layers
+    if not weights_name:
+        kwargs["num_classes"] = num_classes
+    try:
+        model = torchvision.models.get_model(arch, weights=weights_name,
+                                             weights_backbone=None if weights_name else backbone_name,
+                                             **kwargs)
+    except KeyError as exc:
+        raise ConfigError(f"{arch}: unknown weights name {exc}; valid names: "
+                          f"{_enum_names(arch, weights_name, backbone_name)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CheckpointError(f"{arch}: could not fetch weights '{weights_name or backbone_name}' "
+                              f"({exc}); without internet, place the file in "
+                              f"{torch.hub.get_dir()}/checkpoints or give a local path") from None
+    if weights_name:
+        replace_class_head(model, arch, num_classes)
+    if weights_file:
+        load_weights_file(model, weights_file)
+    if backbone_file:
+        load_backbone_file(model, backbone_file)
+    if anchor_sizes:
+        set_anchor_sizes(model, arch, anchor_sizes)
+    return model
+
+
+def check_detector_options(arch: str, options: dict) -> dict:
+    """Reject keyword arguments the torchvision detector class does not take."""
+    detection = torchvision.models.detection
+    cls = {"fasterrcnn": detection.FasterRCNN, "maskrcnn": detection.MaskRCNN,
+           "retinanet": detection.RetinaNet, "fcos": detection.FCOS}[arch.split("_")[0]]
+    allowed = set(inspect.signature(cls.__init__).parameters) - {
+        "self", "backbone", "num_classes", "min_size", "max_size", "kwargs"}
+    for key in options:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"model.options.{key}: not an argument of {cls.__name__}{hint}")
+    return dict(options)
+
+
+def replace_class_head(model: nn.Module, arch: str, num_classes: int) -> None:
+    """Swap the pretrained class-specific layers for fresh ones sized for our classes."""
+    if arch.startswith(_TWO_STAGE):
+        predictor = model.roi_heads.box_predictor
+        model.roi_heads.box_predictor = FastRCNNPredictor(predictor.cls_score.in_features, num_classes)
+        if arch.startswith("maskrcnn"):
+            mask_predictor = model.roi_heads.mask_predictor
+            model.roi_heads.mask_predictor = MaskRCNNPredictor(
+                mask_predictor.conv5_mask.in_channels, mask_predictor.conv5_mask.out_channels,
+                num_classes)
+    elif arch.startswith("retinanet"):
+        old = model.head.classification_head
+        model.head.classification_head = RetinaNetClassificationHead(
+            model.backbone.out_channels, old.num_anchors, num_classes,
+            norm_layer=partial(nn.GroupNorm, 32))
+    else:
+        old = model.head.classification_head
+        model.head.classification_head = FCOSClassificationHead(
+            model.backbone.out_channels, old.num_anchors, num_classes)
+
+
+def set_anchor_sizes(model: nn.Module, arch: str, anchor_sizes: list[list[int]]) -> None:
+    """Replace anchor sizes (one list per feature level), keeping the anchors per location."""
+    owner = model.rpn if arch.startswith(_TWO_STAGE) else model
+    current = owner.anchor_generator
+    if len(anchor_sizes) != len(current.sizes) or any(
+            len(new) != len(old) for new, old in zip(anchor_sizes, current.sizes)):
+        raise ConfigError(f"model.anchor_sizes: {arch} needs {len(current.sizes)} levels of "
+                          f"{[len(s) for s in current.sizes]} sizes each, got "
+                          f"{[len(s) for s in anchor_sizes]}")
+    owner.anchor_generator = AnchorGenerator(tuple(tuple(s) for s in anchor_sizes),
+                                             current.aspect_ratios)
+
+
+def load_weights_file(model: nn.Module, path: Path) -> None:
+    """Load every parameter whose name and shape match; class heads of other sizes are skipped."""
+    state = _read_state_dict(path)
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise CheckpointError(f"{path}: no parameter matches this architecture "
+                              f"({len(state)} tensors in file, none with matching name and shape)")
+    skipped = sorted(set(state) - set(matched))
+    model.load_state_dict(matched, strict=False)
+    log.info("%s: loaded %d tensors, skipped %d (%s)", path, len(matched), len(skipped),
+             ", ".join(skipped[:4]) + (" ..." if len(skipped) > 4 else ""))
+
+
+def load_backbone_file(model: nn.Module, path: Path) -> None:
+    """Load a classification-network state dict (e.g. ImageNet) into the detector's backbone."""
+    state = _read_state_dict(path)
+    body = model.backbone.body
+    own = body.state_dict()
+    matched = {}
+    for key, value in state.items():
+        # torchvision's detection bodies keep ResNet names but drop MobileNet's 'features.' level
+        for candidate in (key, key.split(".", 1)[-1]):
+            if candidate in own and own[candidate].shape == value.shape:
+                matched[candidate] = value
+                break
+    if not matched:
+        raise CheckpointError(f"{path}: no tensor matches the backbone of this architecture")
+    body.load_state_dict(matched, strict=False)
+    log.info("%s: loaded %d of %d backbone tensors", path, len(matched), len(own))
+
+
+def load_checkpoint_model(path: Path | str, map_location: str | torch.device = "cpu"
+                          ) -> tuple[nn.Module, dict]:
+    """Rebuild the detector saved in a rockdet checkpoint; returns (model in eval mode, hparams)."""
+    path = Path(path)
+    checkpoint = _read_checkpoint(path, map_location)
+    hparams = checkpoint.get("hyper_parameters", {})
+    model_config = hparams.get("model")
+    if not isinstance(model_config, dict) or "arch" not in model_config:
+        raise CheckpointError(f"{path}: not a rockdet checkpoint (no model settings saved in it)")
+    settings = {k: v for k, v in model_config.items() if k not in ("weights", "weights_backbone")}
+    model = build_detector(**settings)
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(f"{path}: weights do not fit {settings['arch']} "
+                              f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+    return model.eval(), hparams
+
+
+def _read_checkpoint(path: Path, map_location) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        # Lightning checkpoints pickle training state; only load files you trust.
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                              f"({exc.__class__.__name__})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: checkpoint holds a {type(checkpoint).__name__}, not a dict")
+    return checkpoint
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    checkpoint = _read_checkpoint(Path(path), "cpu")
+    if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], dict):
+        return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    if "model" in checkpoint and isinstance(checkpoint["model"], dict):
+        return checkpoint["model"]
+    return {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+
+
+def _split_source(value: str | None, key: str) -> tuple[Path | None, str | None]:
+    """Tell a local file from a torchvision enum name."""
+    if value is None or str(value).lower() in ("", "none", "null"):
+        return None, None
+    text = str(value)
+    if "/" in text or "\\" in text or text.endswith(_FILE_SUFFIXES) or Path(text).is_file():
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"{path}: {key} file not found")
+        return path, None
+    return None, text
+
+
+def _enum_names(arch: str, weights_name: str | None, backbone_name: str | None) -> list[str]:
+    if weights_name:
+        return list(torchvision.models.get_model_weights(arch).__members__)
+    builder = torchvision.models.get_model_builder(arch)
+    annotation = builder.__wrapped__.__annotations__.get("weights_backbone") \
+        if hasattr(builder, "__wrapped__") else None
+    for option in getattr(annotation, "__args__", ()):
+        if hasattr(option, "__members__"):
+            return list(option.__members__)
+    return []

@@ -1,0 +1,103 @@
+"""`rockdet predict`: load a checkpoint, skip finished images, run, write the batch summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from rockdet.atomic import write_json_atomic
+from rockdet.batch import Outcome, environment, run_prediction
+from rockdet.catalog import FORMATS, catalog_columns, catalog_is_complete, write_rows_csv
+from rockdet.errors import RockdetError
+from rockdet.inference import PredictSettings
+from rockdet.inputs import collect_inputs
+from rockdet.models import load_checkpoint_model
+
+log = logging.getLogger(__name__)
+
+
+def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings: PredictSettings,
+                    formats: tuple[str, ...] = ("csv", "json"), overwrite: bool = False,
+                    devices: int | str = 1, accelerator: str = "auto", workers: int = 0,
+                    camera: Path | None = None, overlay: bool = False) -> dict[str, Any]:
+    """Run a whole batch and return the summary that is also written to ``out_dir/summary.json``."""
+    started = time.monotonic()
+    unknown = set(formats) - set(FORMATS)
+    if unknown or "json" not in formats:
+        raise RockdetError(f"--format: choose from {list(FORMATS)} and include json (it marks a "
+                           f"catalog complete); got {','.join(formats)}")
+    jobs = collect_inputs(inputs)
+    model, hparams = load_checkpoint_model(checkpoint)
+    input_size = int(hparams.get("input_size") or hparams["model"]["min_size"])
+    if settings.score_threshold is None:
+        settings.score_threshold = float(hparams.get("evaluation", {}).get("score_threshold", 0.5))
+    sizer, camera_record = _camera(camera)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    todo = [job for job in jobs if overwrite or not catalog_is_complete(out_dir / job.key, formats)]
+    remaining = set(todo)
+    skipped = [Outcome(job.key, "skipped", "catalog already complete (use --overwrite to redo)")
+               for job in jobs if job not in remaining]
+    log.info("%d images: %d to do, %d already complete", len(jobs), len(todo), len(skipped))
+    with_masks = hparams["model"]["arch"].startswith("maskrcnn")
+    context = {"checkpoint": str(checkpoint), "arch": hparams["model"]["arch"],
+               "score_threshold": settings.score_threshold,
+               "tiling": {"tile": settings.tile or input_size, "overlap": settings.overlap,
+                          "auto": settings.tile is None, "merge": f"{settings.merge_method}/"
+                          f"{settings.merge_metric}>{settings.merge_threshold}",
+                          "full_image_pass": settings.full_image_pass},
+               "camera": camera_record}
+    outcomes, rocks = run_prediction(model, todo, out_dir, settings, input_size, formats, context,
+                                     with_masks, devices, accelerator, workers, sizer, overlay) \
+        if todo else ([], {})
+    summary = _summary(jobs, outcomes + skipped, rocks, started, context, out_dir, formats, with_masks,
+                       sizer is not None)
+    if sizer is not None:
+        from rockdet.sfd import write_batch_sfd
+
+        summary["sfd"] = write_batch_sfd(out_dir, camera_record)
+    write_json_atomic(out_dir / "summary.json", summary)
+    return summary
+
+
+def _camera(camera: Path | None):
+    if camera is None:
+        return None, None
+    from rockdet.geometry import load_camera, rock_sizer
+
+    model = load_camera(camera)
+    return rock_sizer(model), {"file": str(camera), **model.describe()}
+
+
+def _summary(jobs, outcomes: list[Outcome], rocks, started: float, context, out_dir: Path,
+             formats, with_masks: bool, with_geometry: bool) -> dict[str, Any]:
+    by_status = {status: [o for o in outcomes if o.status == status] for status in ("done", "skipped", "failed")}
+    rows = []
+    for job in jobs:  # rocks.csv covers every finished image, earlier runs included
+        rows += _catalog_rows(out_dir, job.key)
+    columns = ["image"] + catalog_columns(with_masks, with_geometry)
+    write_rows_csv(out_dir / "rocks.csv", columns, rows)
+    seconds = time.monotonic() - started
+    done = len(by_status["done"])
+    return {
+        "images": len(jobs), "done": done, "skipped": len(by_status["skipped"]),
+        "failed": len(by_status["failed"]),
+        "failures": [{"image": o.image, "reason": o.reason} for o in by_status["failed"]],
+        "skipped_images": [{"image": o.image, "reason": o.reason} for o in by_status["skipped"]],
+        "rocks_this_run": sum(o.rocks for o in by_status["done"]), "rocks_total": len(rows),
+        "notes": {o.image: o.notes for o in by_status["done"] if o.notes},
+        "seconds": round(seconds, 2), "images_per_second": round(done / seconds, 3) if seconds else None,
+        **context, "formats": list(formats), "versions": environment(),
+    }
+
+
+def _catalog_rows(out_dir: Path, key: str) -> list[dict[str, Any]]:
+    path = (out_dir / key).with_suffix(".json")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [{"image": key, **row} for row in document.get("rocks", [])]
+

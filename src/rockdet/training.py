@@ -1,0 +1,104 @@
+"""Turn a TrainConfig into a Lightning run: run folder, callbacks, trainer, curves."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from rockdet.atomic import atomic_path, write_json_atomic, write_text_atomic
+from rockdet.config import TrainConfig, to_dict
+from rockdet.data.datamodule import RockDataModule
+from rockdet.errors import ConfigError
+from rockdet.plots import plot_training_curves
+from rockdet.task import MONITOR, RockDetectionTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    best_score: float | None
+
+
+def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
+    """Fit the detector; checkpoints, metrics and curves go to the run folder."""
+    L.seed_everything(config.seed, workers=True)
+    run_dir = resolve_run_dir(config, resume)
+    checkpoints = run_dir / "checkpoints"
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+    datamodule = RockDataModule(config.data, with_masks=config.model.has_masks, seed=config.seed)
+    datamodule.setup("fit")
+    task = RockDetectionTask(model=to_dict(config.model), optimizer=to_dict(config.optimizer),
+                             scheduler=to_dict(config.scheduler), evaluation=to_dict(config.eval),
+                             rock_classes=list(config.data.rock_classes),
+                             input_size=config.data.crop_size or datamodule.typical_image_side())
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max",
+                           save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    callbacks = [best, LearningRateMonitor(logging_interval="epoch")]
+    if config.early_stopping.enabled:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max",
+                                       patience=config.early_stopping.patience,
+                                       min_delta=config.early_stopping.min_delta))
+    options = {"default_root_dir": str(run_dir), "log_every_n_steps": 10, **config.trainer}
+    for reserved in ("callbacks", "logger", "default_root_dir"):
+        if reserved in config.trainer:
+            raise ConfigError(f"trainer.{reserved} is set by rockdet; remove it from the config")
+    trainer = L.Trainer(logger=CSVLogger(save_dir=str(run_dir), name="logs"), callbacks=callbacks,
+                        **options)
+    started = time.monotonic()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if trainer.is_global_zero:
+        rows = merge_metrics(run_dir)
+        if rows:
+            plot_training_curves(rows, run_dir / "training_curves.png")
+        score = best.best_model_score
+        write_json_atomic(run_dir / "summary.json", {
+            "best_checkpoint": best.best_model_path or None, "monitor": MONITOR,
+            "best_score": None if score is None else float(score),
+            "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+            "seconds": round(time.monotonic() - started, 1)})
+    last = checkpoints / "last.ckpt"
+    return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
+                       last if last.is_file() else None,
+                       None if best.best_model_score is None else float(best.best_model_score))
+
+
+def resolve_run_dir(config: TrainConfig, resume: Path | None) -> Path:
+    if config.run.dir is not None:
+        run_dir = Path(config.run.dir)
+    elif resume is not None and (Path(resume).parent.parent / "config.yaml").is_file():
+        run_dir = Path(resume).parent.parent  # runs/NAME/checkpoints/last.ckpt
+    else:
+        run_dir = Path(config.run.out_dir) / f"{config.run.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume is not None and not Path(resume).is_file():
+        raise ConfigError(f"{resume}: checkpoint to resume from not found")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def merge_metrics(run_dir: Path) -> list[dict[str, str]]:
+    """Join the CSV logs of every attempt (resumes log to a new version) into metrics.csv."""
+    rows: list[dict[str, str]] = []
+    for attempt in sorted((run_dir / "logs").glob("version_*/metrics.csv"),
+                          key=lambda p: int(p.parent.name.split("_")[1])):
+        with attempt.open(newline="") as handle:
+            rows += list(csv.DictReader(handle))
+    if not rows:
+        return rows
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with atomic_path(run_dir / "metrics.csv") as temp, temp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

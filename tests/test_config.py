@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from rockdet.cli import main
+from rockdet.config import load_config
+from rockdet.errors import ConfigError
+
+from conftest import CONFIGS
+
+
+def write_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_config_loads():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        config = load_config(path)
+        assert config.model.arch
+
+
+def test_paths_resolve_against_the_config_file(tmp_path):
+    path = write_yaml(tmp_path, "data:\n  train: {annotations: sub/train.json}\n")
+    assert load_config(path).data.train.annotations == tmp_path / "sub" / "train.json"
+
+
+def test_overrides_set_typed_values_and_trainer_options(tmp_path):
+    path = write_yaml(tmp_path, "model: {arch: fcos_resnet50_fpn}\n")
+    config = load_config(path, ["trainer.devices=2", "trainer.strategy=ddp",
+                                "trainer.precision=16-mixed", "optimizer.lr=0.01",
+                                "model.anchor_sizes=[[8],[16],[32],[64],[128]]"])
+    assert config.trainer == {"devices": 2, "strategy": "ddp", "precision": "16-mixed"}
+    assert config.optimizer.lr == 0.01
+    assert config.model.anchor_sizes[0] == [8]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("modle: {}\n", r"config.yaml: unknown key 'modle' \(did you mean 'model'\?\)"),
+    ("model: {arch: fasterrcnn_mobilenet_v3_large_fpn, min_sise: 3}\n",
+     r"unknown key 'model.min_sise' \(did you mean 'model.min_size'\?\)"),
+    ("trainer: {max_epoch: 3}\n", r"unknown key 'trainer.max_epoch' \(did you mean 'max_epochs'\?\)"),
+    ("model: {arch: fastercnn_mobilenet_v3_large_fpn}\n", r"unknown arch 'fastercnn_mobilenet_v3_large_fpn'"),
+    ("optimizer: {lr: fast}\n", r"optimizer.lr: expected a number, got 'fast'"),
+    ("optimizer: {name: adagrad}\n", r"optimizer.name: 'adagrad' is not one of"),
+    ("data: {augment: terain_default}\n", r"did you mean 'terrain_default'"),
+    ("model: [1, 2]\n", r"'model' must be a mapping"),
+    ("model: {arch: [unclosed\n", r"config.yaml: not valid YAML"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_yaml(tmp_path, text))
+
+
+def test_bad_override_suggests_nearest_key(tmp_path):
+    path = write_yaml(tmp_path, "{}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'optimizer.lrate' \(did you mean 'optimizer.lr'\?\)"):
+        load_config(path, ["optimizer.lrate=0.1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(path, ["optimizer.lr"])
+
+
+def test_cli_reports_config_error_in_one_line(tmp_path, capsys):
+    path = write_yaml(tmp_path, "modle: {}\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rockdet: error:") and "modle" in err and "\n" not in err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err

@@ -1,0 +1,111 @@
+"""Every architecture builds and runs; weights load from enums (TORCH_HOME cache) and files."""
+
+import pytest
+import torch
+import torchvision
+
+from rockdet.config import ARCHS
+from rockdet.errors import CheckpointError, ConfigError
+from rockdet.models import build_detector
+
+
+def targets_for(arch: str):
+    target = {"boxes": torch.tensor([[8.0, 8.0, 30.0, 28.0]]), "labels": torch.tensor([1])}
+    if arch.startswith("maskrcnn"):
+        target["masks"] = torch.zeros((1, 64, 64), dtype=torch.uint8)
+        target["masks"][0, 8:28, 8:30] = 1
+    return [target]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_arch_trains_and_predicts_on_tiny_input(arch):
+    torch.manual_seed(0)
+    model = build_detector(arch, min_size=64, max_size=64)
+    model.train()
+    losses = model([torch.rand(3, 64, 64)], targets_for(arch))
+    loss = sum(losses.values())
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    model.eval()
+    with torch.no_grad():
+        (prediction,) = model([torch.rand(3, 64, 64)])
+    assert prediction["boxes"].shape[1] == 4
+    assert set(prediction["labels"].tolist()) <= {1}
+    if arch.startswith("maskrcnn"):
+        assert prediction["masks"].shape[-2:] == (64, 64)
+
+
+def cached_weights(tmp_path, monkeypatch, arch):
+    """Put a (random) COCO-shaped state dict where torchvision looks before downloading."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    enum = torchvision.models.get_model_weights(arch).DEFAULT
+    coco_model = torchvision.models.get_model(arch, weights=None, weights_backbone=None, num_classes=91)
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(coco_model.state_dict(), cache / enum.url.rsplit("/", 1)[1])
+    return coco_model
+
+
+@pytest.mark.parametrize("arch", ["fasterrcnn_mobilenet_v3_large_fpn", "retinanet_resnet50_fpn_v2"])
+def test_enum_weights_load_from_torch_home_and_head_is_replaced(tmp_path, monkeypatch, arch):
+    coco_model = cached_weights(tmp_path, monkeypatch, arch)
+    model = build_detector(arch, weights="DEFAULT", min_size=64, max_size=64)
+    ours, theirs = model.state_dict(), coco_model.state_dict()
+    first_conv = next(k for k in theirs if k.startswith("backbone.body") and k.endswith("weight"))
+    assert torch.equal(ours[first_conv], theirs[first_conv])
+    if arch.startswith("fasterrcnn"):
+        assert model.roi_heads.box_predictor.cls_score.out_features == 2
+    else:
+        assert model.head.classification_head.num_classes == 2
+    model.eval()
+    with torch.no_grad():
+        model([torch.rand(3, 64, 64)])
+
+
+def test_local_state_dict_and_rockdet_checkpoint_files(tmp_path):
+    source = build_detector(min_size=64, max_size=64)
+    state_file = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), state_file)
+    loaded = build_detector(weights=str(state_file), min_size=64, max_size=64)
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    checkpoint = tmp_path / "run.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, checkpoint)
+    from_checkpoint = build_detector(weights=str(checkpoint), min_size=64, max_size=64)
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(from_checkpoint.state_dict()[key], source.state_dict()[key])
+
+
+def test_local_backbone_file(tmp_path):
+    classifier = torchvision.models.mobilenet_v3_large()
+    path = tmp_path / "imagenet.pth"
+    torch.save(classifier.state_dict(), path)
+    model = build_detector(weights_backbone=str(path), min_size=64, max_size=64)
+    assert torch.equal(model.backbone.body.state_dict()["0.0.weight"], classifier.features[0][0].weight)
+
+
+def test_weight_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown weights name 'IMAGENET1K_V9'; valid names: \['IMAGENET1K_V1'"):
+        build_detector(weights_backbone="IMAGENET1K_V9")
+    with pytest.raises(CheckpointError, match=r"nothing.pth: weights file not found"):
+        build_detector(weights=str(tmp_path / "nothing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk.pth: not a readable PyTorch checkpoint"):
+        build_detector(weights=str(junk))
+    other = tmp_path / "other.pth"
+    torch.save({"x.weight": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match=r"other.pth: no parameter matches this architecture"):
+        build_detector(weights=str(other))
+
+
+def test_anchor_sizes_and_detector_options():
+    model = build_detector(anchor_sizes=[[8, 16, 32, 64, 128]] * 3,
+                           options={"rpn_post_nms_top_n_test": 50})
+    assert model.rpn.anchor_generator.sizes[0] == (8, 16, 32, 64, 128)
+    assert model.rpn._post_nms_top_n["testing"] == 50
+    with pytest.raises(ConfigError, match=r"anchor_sizes: fasterrcnn_mobilenet_v3_large_fpn needs 3 levels"):
+        build_detector(anchor_sizes=[[8]])
+    with pytest.raises(ConfigError, match=r"options.rpn_post_nms_topn_test: not an argument of FasterRCNN "
+                                          r"\(did you mean 'rpn_post_nms_top_n_test'\?\)"):
+        build_detector(options={"rpn_post_nms_topn_test": 5})

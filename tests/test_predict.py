@@ -1,0 +1,216 @@
+"""Predict: tiled inference, catalogs, bad inputs, resume and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rockdet import predict as predict_module
+from rockdet.catalog import BASE_COLUMNS, read_catalog_csv
+from rockdet.cli import main
+from rockdet.inference import PredictSettings, predict_image, predict_images
+
+from oracle import DarkBlobDetector, draw_rocks, oracle_hparams, save
+
+ROCKS = [(10, 10, 20, 30), (56, 40, 76, 52), (100, 100, 104, 103)]  # the second crosses x=64
+
+
+@pytest.fixture
+def oracle(monkeypatch):
+    """Make `rockdet predict` load the fixed-output detector instead of a checkpoint."""
+    model = DarkBlobDetector()
+    monkeypatch.setattr(predict_module, "load_checkpoint_model", lambda path: (model, oracle_hparams()))
+    return model
+
+
+def test_tiled_prediction_finds_each_rock_once_with_exact_boxes():
+    pixels = draw_rocks(130, 120, ROCKS)
+    rocks = predict_image(DarkBlobDetector(), pixels, PredictSettings(tile=64, overlap=0.25), 64)
+    boxes = sorted((r.x_min, r.y_min, r.x_max, r.y_max) for r in rocks)
+    assert boxes == sorted(ROCKS)
+    assert [r.rock_id for r in rocks] == [1, 2, 3]
+
+
+def test_tiles_of_many_images_share_forward_passes():
+    model = DarkBlobDetector()
+    images = [draw_rocks(130, 120, ROCKS) for _ in range(3)]  # 9 tiles each at 64 px
+    results = list(predict_images(model, images, PredictSettings(tile=64, overlap=0.25, batch_size=8), 64))
+    assert len(results) == 3 and all(len(r) == 3 for r in results)
+    assert sum(model.calls) == 27 and max(model.calls) == 8 and len(model.calls) == 4
+
+
+def test_full_image_pass_and_no_tiling_for_small_images():
+    model = DarkBlobDetector()
+    rocks = predict_image(model, draw_rocks(40, 30, [(5, 5, 9, 9)]), PredictSettings(), 64)
+    assert model.calls == [1] and len(rocks) == 1
+    rocks = predict_image(model, draw_rocks(130, 120, ROCKS),
+                          PredictSettings(tile=64, overlap=0.25, full_image_pass=True), 64)
+    assert model.calls[1:] == [8, 2]  # 9 tiles + the whole image
+    assert len(rocks) == 3
+
+
+def test_masks_give_area_equivalent_diameter_axes_and_contact_point():
+    pixels = draw_rocks(130, 120, [])
+    yy, xx = np.mgrid[0:120, 0:130]
+    disk = (xx - 64.5) ** 2 + (yy - 60.5) ** 2 <= 10 ** 2  # crosses the tile border at x=64
+    pixels[disk] = 30
+    (rock,) = predict_image(DarkBlobDetector(with_masks=True), pixels,
+                            PredictSettings(tile=64, overlap=0.25), 64)
+    assert rock.mask_area_px == disk.sum()
+    assert rock.diameter_px == pytest.approx(2 * math.sqrt(disk.sum() / math.pi))
+    assert rock.diameter_px == pytest.approx(20, rel=0.05)
+    assert rock.major_axis_px == pytest.approx(20, rel=0.05) and rock.minor_axis_px == pytest.approx(20, rel=0.05)
+    assert rock.contact_y == 71 and rock.contact_x == pytest.approx(65, abs=0.6)
+
+
+def write_batch(folder, count=4):
+    for i in range(count):
+        save(draw_rocks(130, 120, ROCKS[: i % 3 + 1]), folder / "sub" / f"img{i}.png")
+    return folder
+
+
+def test_predict_writes_catalog_per_image_summary_and_rocks_csv(tmp_path, oracle):
+    inputs = write_batch(tmp_path / "in")
+    out = tmp_path / "out"
+    code = main(["predict", "--checkpoint", "model.ckpt", "--out", str(out), str(inputs),
+                 "--tile", "64", "--overlap", "0.25", "--overlay", "--format", "csv,json,parquet"])
+    assert code == 0
+    rows = read_catalog_csv(out / "sub" / "img1.csv")
+    assert list(rows[0]) == BASE_COLUMNS
+    assert sorted((r["x_min"], r["y_min"], r["x_max"], r["y_max"]) for r in rows) == [(10, 10, 20, 30), (56, 40, 76, 52)]
+    assert [r["rock_id"] for r in rows] == [1, 2]  # by score, then size: the larger rock first
+    first = next(r for r in rows if r["x_min"] == 10)
+    assert (first["x_center"], first["y_center"], first["width_px"], first["height_px"]) == (15, 20, 10, 20)
+    assert first["diameter_px"] == 15 and first["area_px"] == pytest.approx(math.pi / 4 * 200, abs=1e-3)
+    assert first["score"] == pytest.approx(0.9) and first["range_m"] is None and first["diameter_m"] is None
+    document = json.loads((out / "sub" / "img1.json").read_text())
+    assert document["complete"] and document["width"] == 130 and len(document["sha256"]) == 64
+    assert document["tiling"]["tile"] == 64 and document["camera"] is None
+    assert document["rocks"] == json.loads(json.dumps(document["rocks"])) and len(document["rocks"]) == 2
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "sub" / "img1.parquet").column("x_min").to_pylist() == [56, 10]
+    assert (out / "sub" / "img1_overlay.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["images"], summary["done"], summary["failed"], summary["rocks_total"]) == (4, 4, 0, 1 + 2 + 3 + 1)
+    assert summary["versions"]["torch"]
+    all_rows = read_catalog_csv(out / "rocks.csv")
+    assert len(all_rows) == 7 and all_rows[0]["image"] == "sub/img0"
+
+
+def make_bad_inputs(folder):
+    folder.mkdir(parents=True)
+    save(draw_rocks(80, 70, [(5, 5, 15, 15)]), folder / "good.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    buffer = folder / "full.jpg"
+    Image.fromarray(draw_rocks(80, 70, [(5, 5, 15, 15)])).save(buffer, quality=90)
+    (folder / "truncated.jpg").write_bytes(buffer.read_bytes()[:300])
+    buffer.unlink()
+    (folder / "notes.jpg").write_text("not an image at all")
+    (folder / "empty.png").write_bytes(b"")
+    Image.fromarray(draw_rocks(80, 70, [(5, 5, 15, 15)])[:, :, 0]).save(folder / "gray.png")
+    Image.fromarray(np.dstack([draw_rocks(80, 70, [(5, 5, 15, 15)]), np.full((70, 80), 255, np.uint8)])).save(folder / "rgba.png")
+    sixteen = np.full((70, 80), 50000, np.uint16)
+    sixteen[5:15, 5:15] = 1000
+    Image.fromarray(sixteen).save(folder / "deep16.png")
+    Image.fromarray(sixteen).save(folder / "deep16.tif")
+    rotated = Image.fromarray(draw_rocks(80, 70, [(5, 5, 15, 15)]))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # stored sideways: viewers turn it 90° clockwise
+    rotated.save(folder / "exif.jpg", exif=exif, quality=95)
+    save(np.full((1, 1, 3), 200, np.uint8), folder / "tiny.png")
+    return folder
+
+
+def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsys):
+    inputs = make_bad_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    reasons = {f["image"]: f["reason"] for f in summary["failures"]}
+    assert set(reasons) == {"corrupt", "truncated", "notes", "empty"}
+    assert "cannot decode" in reasons["truncated"] or "truncated" in reasons["truncated"]
+    assert all(reason and "\n" not in reason for reason in reasons.values())
+    assert summary["done"] == 7
+    for good in ("good", "gray", "rgba", "deep16", "exif"):
+        rows = read_catalog_csv(out / f"{good}.csv")
+        assert len(rows) == 1, good
+    assert "stretched" in " ".join(summary["notes"]["deep16"])
+    assert "exif_orientation=6" in summary["notes"]["exif"]
+    exif_rock = read_catalog_csv(out / "exif.csv")[0]
+    assert exif_rock["width_px"] == 10 and exif_rock["x_min"] == 55  # turned upright before detection
+    assert read_catalog_csv(out / "tiny.csv") == []
+    assert "failed: corrupt" in capsys.readouterr().out
+
+
+def test_no_input_or_bad_checkpoint_exit_non_zero(tmp_path, capsys):
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "o"), str(tmp_path / "none")]) == 2
+    assert "input not found" in capsys.readouterr().err
+    save(draw_rocks(10, 10, []), tmp_path / "a.png")
+    assert main(["predict", "--checkpoint", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "o"),
+                 str(tmp_path / "a.png")]) == 2
+    assert "checkpoint file not found" in capsys.readouterr().err
+
+
+def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, oracle, monkeypatch):
+    inputs = write_batch(tmp_path / "in", count=5)
+    out = tmp_path / "out"
+    import rockdet.batch as batch
+
+    real_write = batch.write_catalog
+    written = []
+
+    def write_then_die(catalog, stem, formats):
+        if len(written) == 2:
+            raise RuntimeError("killed")  # the job dies here, mid-batch
+        written.append(stem)
+        return real_write(catalog, stem, formats)
+
+    monkeypatch.setattr(batch, "write_catalog", write_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--tile", "64"])
+    assert len(list(out.rglob("*.json"))) == 2
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    # A catalog cut off by a crash of an older writer is not trusted.
+    (out / "sub" / "img4.json").write_text('{"complete": tr')
+    monkeypatch.setattr(batch, "write_catalog", real_write)
+    oracle.calls.clear()
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--tile", "64"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["skipped"]) == (3, 2)
+    assert sum(oracle.calls) == 3 * 9  # only the three unfinished images went through the model
+    assert summary["rocks_total"] == 1 + 2 + 3 + 1 + 2
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--tile", "64",
+                 "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["done"] == 5
+
+
+def test_inputs_from_globs_and_list_files(tmp_path, oracle):
+    write_batch(tmp_path / "in", count=3)
+    listing = tmp_path / "list.txt"
+    listing.write_text("in/sub/img0.png\n# a comment\nin/sub/missing.png\n")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(listing),
+                 str(tmp_path / "in" / "**" / "img[12].png")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 3 and summary["failures"] == [{"image": "missing", "reason": "image file not found"}]
+    assert (out / "img0.json").is_file() and (out / "sub" / "img2.json").is_file()
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from rockdet.atomic import write_json_atomic
+
+    target = tmp_path / "catalog.json"
+    write_json_atomic(target, {"rocks": 1})
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_json_atomic(target, {"bad": Unprintable()})
+    assert json.loads(target.read_text()) == {"rocks": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog.json"]

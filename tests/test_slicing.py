@@ -1,0 +1,66 @@
+"""Tiling windows, shifting and merging across tile borders."""
+
+import pytest
+import torch
+
+from rockdet.slicing import merge_detections, shift_boxes, tile_windows
+
+
+@pytest.mark.parametrize("height, width, tile, overlap", [
+    (1728, 2352, 512, 0.2), (100, 100, 512, 0.2), (512, 513, 512, 0.25), (300, 2000, 256, 0.1),
+    (1000, 1000, 250, 0.0)])
+def test_windows_cover_image_exactly_with_requested_overlap(height, width, tile, overlap):
+    windows = tile_windows(height, width, tile, overlap)
+    covered = torch.zeros(height, width, dtype=torch.int32)
+    for x0, y0, x1, y1 in windows:
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        assert x1 - x0 == min(tile, width) and y1 - y0 == min(tile, height)
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() >= 1  # every pixel, edges included
+    xs = sorted({w[0] for w in windows})
+    for left, right in zip(xs, xs[1:]):
+        assert left + tile - right >= overlap * tile - 1  # neighbours overlap at least as asked
+    assert max(w[2] for w in windows) == width and max(w[3] for w in windows) == height
+
+
+def test_no_tiling_when_image_fits():
+    assert tile_windows(100, 80, 512, 0.2) == [(0, 0, 80, 100)]
+
+
+def test_bad_tiling_arguments():
+    with pytest.raises(ValueError, match="overlap"):
+        tile_windows(10, 10, 5, 1.0)
+
+
+def test_shift_boxes():
+    boxes = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    assert shift_boxes(boxes, (10, 20)).tolist() == [[11.0, 22.0, 13.0, 24.0]]
+
+
+def test_rock_split_by_tile_border_becomes_one_rock():
+    # One rock at x 90..130 in a 200 px image, tiles of 120 with overlap 0.4: windows at x 0, 40, 80.
+    rock = torch.tensor([90.0, 40.0, 130.0, 70.0])
+    windows = tile_windows(120, 200, 120, 0.4)
+    detections, scores = [], []
+    for x0, y0, x1, y1 in windows:
+        visible = torch.tensor([max(rock[0], x0), rock[1], min(rock[2], x1), rock[3]]) - torch.tensor([x0, y0, x0, y0])
+        if visible[2] > visible[0]:
+            detections.append(shift_boxes(visible[None], (x0, y0))[0])
+            scores.append(0.9 if visible[2] - visible[0] == 40 else 0.7)
+    assert len(detections) == 3 and detections[0].tolist() == [90, 40, 120, 70]  # cut at x=120
+    boxes, merged_scores, groups = merge_detections(torch.stack(detections), torch.tensor(scores), 0.5, "ios", "nmm")
+    assert boxes.tolist() == [rock.tolist()] and merged_scores.tolist() == [pytest.approx(0.9)]
+    assert sorted(groups[0]) == [0, 1, 2]
+    # A rock cut to a third of its width: IoU alone keeps the sliver as a second rock, IoS does not.
+    pair = torch.tensor([[90.0, 40, 130, 70], [90, 40, 103, 70]])
+    assert len(merge_detections(pair, torch.tensor([0.9, 0.6]), 0.5, "iou", "nms")[0]) == 2
+    assert len(merge_detections(pair, torch.tensor([0.9, 0.6]), 0.5, "ios", "nms")[0]) == 1
+
+
+def test_separate_rocks_are_not_merged():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 9, 9]])
+    kept, scores, groups = merge_detections(boxes, torch.tensor([0.5, 0.8, 0.9]), 0.5, "ios", "nms")
+    assert kept.tolist() == [[1, 1, 9, 9], [20, 20, 30, 30]]
+    assert groups == [[2, 0], [1]]
+    empty, _, _ = merge_detections(torch.zeros((0, 4)), torch.zeros(0))
+    assert empty.shape == (0, 4)
