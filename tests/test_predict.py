@@ -214,3 +214,32 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         write_json_atomic(target, {"bad": Unprintable()})
     assert json.loads(target.read_text()) == {"rocks": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["catalog.json"]
+
+
+def test_camera_fills_metric_columns_and_batch_sfd(tmp_path, oracle):
+    camera = tmp_path / "nadir.yaml"
+    camera.write_text("model: nadir\nimage_width: 130\nimage_height: 120\ngsd_m: 0.05\n")
+    inputs = write_batch(tmp_path / "in", count=3)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--camera", str(camera)]) == 0
+    rows = read_catalog_csv(out / "sub" / "img0.csv")
+    assert list(rows[0])[-4:] == ["ground_x_m", "ground_y_m", "height_m", "size_flag"]
+    (rock,) = rows
+    assert rock["diameter_m"] == pytest.approx(15 * 0.05) and rock["size_flag"] == "ok"
+    assert rock["ground_x_m"] == pytest.approx((15 - 65) * 0.05)
+    document = json.loads((out / "sub" / "img0.json").read_text())
+    assert document["camera"]["gsd_m"] == 0.05 and document["ground_area_m2"] == pytest.approx(130 * 120 * 0.0025)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sfd"]["rocks"] == 6 and summary["sfd"]["rocks_used"] == 5  # the 3.5 px rock is below the cut-off
+    assert summary["sfd"]["completeness_m"] <= 0.75 and summary["sfd"]["status"] == "ok"
+    assert (out / "sfd.json").is_file() and (out / "sfd.png").is_file()
+
+
+def test_camera_of_another_aspect_flags_rocks_instead_of_guessing(tmp_path, oracle):
+    camera = tmp_path / "wide.yaml"
+    camera.write_text("image_width: 400\nimage_height: 100\nhfov_deg: 60\nheight_m: 1.5\npitch_deg: 20\n")
+    inputs = write_batch(tmp_path / "in", count=1)
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "out"), str(inputs),
+                 "--camera", str(camera)]) == 0
+    (rock,) = read_catalog_csv(tmp_path / "out" / "sub" / "img0.csv")
+    assert rock["size_flag"] == "image_size_mismatch" and rock["diameter_m"] is None

@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(report, flag="path")
     report.set_defaults(handler=_data_report)
 
+    sfd = commands.add_parser("sfd", help="rock size-frequency statistics and Golombek-Rapp fit")
+    sfd.add_argument("catalogs", type=Path, metavar="CATALOG_DIR_OR_CSV",
+                     help="predict output folder (run with --camera), or one catalog CSV/JSON")
+    sfd.add_argument("--out", type=Path, required=True)
+    sfd.add_argument("--area-m2", type=float, help="imaged ground area (default: from the catalogs)")
+    sfd.add_argument("--min-diameter-m", type=float, help="completeness cut-off (default: estimated)")
+    sfd.add_argument("--bootstrap", type=int, default=500, help="resamples for the 95%% intervals")
+    sfd.add_argument("--seed", type=int, default=0)
+    sfd.set_defaults(handler=_sfd)
+
     synth = commands.add_parser("synth", help="write a seeded synthetic terrain data set (COCO)")
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--train", type=int, default=48)
@@ -180,6 +190,24 @@ def _data_report(options) -> int:
     from rockdet.data.report import format_report
 
     print(format_report(_load_data(options, options.path)))
+    return 0
+
+
+def _sfd(options) -> int:
+    from rockdet.sfd import load_sizes, sfd_statistics, write_sfd
+
+    diameters, area = load_sizes(options.catalogs, options.area_m2)
+    result = sfd_statistics(diameters, area, options.min_diameter_m, options.bootstrap, options.seed)
+    write_sfd(result, options.out)
+    print(f"{result.rocks} rocks with a metric size on {result.area_m2:.2f} m^2; "
+          f"completeness cut-off {result.completeness_m or float('nan'):.3g} m ({result.rocks_used} rocks used)")
+    if result.status == "ok":
+        print(f"Golombek-Rapp k = {result.k:.4f}  95% CI {result.k_ci95}")
+        print(f"power law N(>=D) = {result.power_law_coefficient:.4g} D^-{result.power_law_exponent:.3f}"
+              f"  95% CI of exponent {result.power_law_exponent_ci95}")
+    else:
+        print(f"no fit: {result.message}")
+    print(f"written: {options.out / 'sfd.json'}, {options.out / 'sfd.png'}")
     return 0
 
 

@@ -42,6 +42,46 @@ def plot_pr_curve(recall: list[float], precision: list[float], path: Path, title
     return _save(figure, path)
 
 
+def plot_sfd(result, path: Path) -> Path:
+    """Log-log cumulative fractional area and number per m², fits and Golombek-Rapp references."""
+    import numpy as np
+
+    from rockdet.sfd import REFERENCE_K, golombek_rapp_fraction
+
+    figure, (area_axis, number_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
+    curves = result.cumulative
+    diameters = np.asarray(curves.get("diameter_m", []))
+    span = np.geomspace(max(1e-3, diameters.min() / 2) if len(diameters) else 0.01,
+                        max(diameters.max() * 2, 1.0) if len(diameters) else 3.0, 100)
+    for k in REFERENCE_K:
+        area_axis.plot(span, golombek_rapp_fraction(span, k), color="0.75", lw=1, ls="--")
+        area_axis.annotate(f"k={k:.0%}", (span[0], float(golombek_rapp_fraction(span[:1], k)[0])),
+                           fontsize=7, color="0.5")
+    if len(diameters):
+        area_axis.loglog(diameters, curves["fractional_area"], "o", ms=3, label="rocks")
+        number_axis.loglog(diameters, curves["n_per_m2"], "o", ms=3, label="rocks")
+    if result.k is not None:
+        used = span[(span >= result.diameter_range_m[0]) & (span <= result.diameter_range_m[1] * 1.5)]
+        ci = f" [{result.k_ci95[0]:.3f}, {result.k_ci95[1]:.3f}]" if result.k_ci95 else ""
+        area_axis.plot(used, golombek_rapp_fraction(used, result.k), color="tab:red",
+                       label=f"fit k={result.k:.3f}{ci}")
+        number_axis.plot(used, result.power_law_coefficient * used ** -result.power_law_exponent,
+                         color="tab:red", label=f"N = {result.power_law_coefficient:.3g} D^-{result.power_law_exponent:.2f}")
+    for axis in (area_axis, number_axis):
+        if result.completeness_m:
+            axis.axvline(result.completeness_m, color="tab:green", lw=1, ls=":", label="completeness cut-off")
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("diameter D (m)")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
+    area_axis.set(ylabel="cumulative fractional area F(>=D)", title="Golombek-Rapp")
+    number_axis.set(ylabel="cumulative number N(>=D) per m^2",
+                    title=f"{result.rocks} rocks on {result.area_m2:.1f} m^2 ({result.status})")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def _plot_series(axis, epochs, per_epoch, keys, title) -> None:
     for key in keys:
         points = [(e, per_epoch[e][key]) for e in epochs

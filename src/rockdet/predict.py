@@ -57,7 +57,7 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
     if sizer is not None:
         from rockdet.sfd import write_batch_sfd
 
-        summary["sfd"] = write_batch_sfd(out_dir, camera_record)
+        summary["sfd"] = write_batch_sfd(out_dir)
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
 
@@ -65,7 +65,8 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
 def _camera(camera: Path | None):
     if camera is None:
         return None, None
-    from rockdet.geometry import load_camera, rock_sizer
+    from rockdet.geometry import load_camera
+    from rockdet.sizing import rock_sizer
 
     model = load_camera(camera)
     return rock_sizer(model), {"file": str(camera), **model.describe()}

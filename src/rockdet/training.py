@@ -44,8 +44,12 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
                              rock_classes=list(config.data.rock_classes),
                              input_size=config.data.crop_size or datamodule.typical_image_side())
     best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max",
-                           save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    callbacks = [best, LearningRateMonitor(logging_interval="epoch")]
+                           save_top_k=1, auto_insert_metric_name=False)
+    # Lightning's save_last only refreshes last.ckpt in epochs that also saved a new best, so a
+    # resume would repeat epochs; a monitor-free checkpoint is written after every validation.
+    last = ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
     if config.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max",
                                        patience=config.early_stopping.patience,
@@ -68,9 +72,8 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
             "best_score": None if score is None else float(score),
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "seconds": round(time.monotonic() - started, 1)})
-    last = checkpoints / "last.ckpt"
     return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
-                       last if last.is_file() else None,
+                       Path(last.last_model_path or last.best_model_path) if last.best_model_path else None,
                        None if best.best_model_score is None else float(best.best_model_score))
 
 

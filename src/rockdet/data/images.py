@@ -11,6 +11,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rockdet.errors import ImageReadError
 
+# A broken file gets one recorded reason from us; OpenCV's own stderr chatter would bury it.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
 #: Percentiles used to stretch high-bit-depth images to 8 bits.
 STRETCH_PERCENTILES = (0.5, 99.5)

@@ -154,23 +154,31 @@ def rock_mask(rng: np.random.Generator, cx: float, cy: float, diameter: float, h
 
 def draw_rock(rng: np.random.Generator, brightness: np.ndarray, mask: np.ndarray, diameter: float,
               sun: np.ndarray, sun_elevation_deg: float) -> None:
-    """Shadow first (on the ground, away from the sun), then the shaded rock body."""
+    """Shadow first (on the ground, away from the sun), then the shaded rock body.
+
+    Works in a window around the rock and its shadow, so cost follows rock size, not image size.
+    """
     rock_height = 0.5 * diameter
     length = rock_height / math.tan(math.radians(max(sun_elevation_deg, 3.0)))
+    ys, xs = np.nonzero(mask)
+    margin = int(math.ceil(length)) + 3
+    y0, y1 = max(0, ys.min() - margin), min(mask.shape[0], ys.max() + margin + 1)
+    x0, x1 = max(0, xs.min() - margin), min(mask.shape[1], xs.max() + margin + 1)
+    local_mask, local = mask[y0:y1, x0:x1], brightness[y0:y1, x0:x1]
     direction = -sun[:2] / max(1e-6, np.linalg.norm(sun[:2]))
-    shadow = np.zeros_like(mask)
+    shadow = np.zeros_like(local_mask)
+    as_uint8 = local_mask.astype(np.uint8)
     for step in np.linspace(0, length, max(2, int(length) + 1)):
         shift = np.array([[1, 0, direction[0] * step], [0, 1, direction[1] * step]], dtype=np.float32)
-        moved = cv2.warpAffine(mask.astype(np.uint8), shift, mask.shape[::-1], flags=cv2.INTER_NEAREST)
-        shadow |= moved.astype(bool)
-    shadow &= ~mask
-    brightness[shadow] *= rng.uniform(0.15, 0.3)
-    inside = ndimage.distance_transform_edt(mask)
+        shadow |= cv2.warpAffine(as_uint8, shift, as_uint8.shape[::-1], flags=cv2.INTER_NEAREST).astype(bool)
+    shadow &= ~local_mask
+    local[shadow] *= rng.uniform(0.15, 0.3)
+    inside = ndimage.distance_transform_edt(np.pad(local_mask, 1))[1:-1, 1:-1]
     dome = np.sqrt(np.clip(inside / max(1.0, inside.max()), 0, 1)) * rock_height
     dome = ndimage.gaussian_filter(dome, 1.0) + 0.6 * ndimage.gaussian_filter(
-        rng.standard_normal(mask.shape), 0.8)
+        rng.standard_normal(local_mask.shape), 0.8)
     rock_light = shade(dome.astype(np.float32), sun)
-    brightness[mask] = rock_light[mask] * rng.uniform(0.55, 0.8)
+    local[local_mask] = rock_light[local_mask] * rng.uniform(0.55, 0.8)
 
 
 def finish_image(rng: np.random.Generator, brightness: np.ndarray) -> np.ndarray:

@@ -1,0 +1,174 @@
+"""Predict benchmark, side by side in one process on the same images and the same weights.
+
+(a) rockdet's tiled prediction vs SAHI's sliced prediction with the same tile size, overlap and
+    merge (greedy non-maximum merging on IoS > 0.5, no full-image pass): throughput ratio and
+    how many merged detections differ (no partner at IoU >= 0.9).
+(b) rockdet's whole pipeline (decode from disk → tiles → model → merge → catalog files) vs a bare
+    model forward over the same tiles, already in memory, in the same batches.
+
+    python scripts/benchmark_predict.py --checkpoint demo_out/run/checkpoints/best.ckpt --images 4
+Needs the benchmark extra: pip install -e '.[bench]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.ops import box_iou
+
+from rockdet.data.synthetic import SceneSpec, generate_scene
+from rockdet.inference import PredictSettings, cut_tile, plan_windows, predict_images
+from rockdet.models import build_detector, load_checkpoint_model
+
+PCAM_SIZE = (2352, 1728)
+
+
+#: Without --checkpoint: the tiny config's detector, random init (speed only; detections are noise).
+RANDOM_INIT = {"arch": "fasterrcnn_mobilenet_v3_large_fpn", "min_size": 512, "max_size": 512,
+               "anchor_sizes": [[8, 16, 32, 64, 128]] * 3}
+
+
+def load_model(checkpoint: Path | None, device: str, scratch: Path):
+    """(model, input size, checkpoint path): a random-init model is saved so predict can load it."""
+    if checkpoint is None:
+        torch.manual_seed(0)
+        model = build_detector(**RANDOM_INIT)
+        checkpoint = scratch / "random_init.ckpt"
+        torch.save({"hyper_parameters": {"model": RANDOM_INIT, "input_size": 256},
+                    "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    model, hparams = load_checkpoint_model(checkpoint)
+    return model.to(device), int(hparams.get("input_size") or hparams["model"]["min_size"]), checkpoint
+
+
+def sahi_predict(model, images, settings: PredictSettings, tile: int, device: str, batch_size: int):
+    from sahi import AutoDetectionModel
+    from sahi.predict import get_sliced_prediction
+
+    wrapped = AutoDetectionModel.from_pretrained(model_type="torchvision", model=model,
+                                                 confidence_threshold=settings.score_threshold,
+                                                 category_mapping={"1": "rock"}, device=device,
+                                                 load_at_init=True)
+    results = []
+    for pixels in images:
+        prediction = get_sliced_prediction(
+            pixels, wrapped, slice_height=tile, slice_width=tile, overlap_height_ratio=settings.overlap,
+            overlap_width_ratio=settings.overlap, perform_standard_pred=False, postprocess_type="GREEDYNMM",
+            postprocess_match_metric="IOS", postprocess_match_threshold=settings.merge_threshold,
+            postprocess_class_agnostic=True, verbose=0, batch_size=batch_size)
+        results.append(torch.tensor([p.bbox.to_xyxy() for p in prediction.object_prediction_list],
+                                    dtype=torch.float32).reshape(-1, 4))
+    return results
+
+
+def count_differences(ours: list, theirs: list) -> dict:
+    only_ours = only_theirs = 0
+    for a, b in zip(ours, theirs):
+        if len(a) and len(b):
+            iou = box_iou(a, b)
+            only_ours += int((iou.max(dim=1).values < 0.9).sum())
+            only_theirs += int((iou.max(dim=0).values < 0.9).sum())
+        else:
+            only_ours, only_theirs = only_ours + len(a), only_theirs + len(b)
+    return {"rockdet_total": sum(len(a) for a in ours), "sahi_total": sum(len(b) for b in theirs),
+            "only_rockdet": only_ours, "only_sahi": only_theirs}
+
+
+def timed(function, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--tile", type=int, help="default: the checkpoint's input size")
+    parser.add_argument("--overlap", type=float, default=0.2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--score-threshold", type=float, default=0.25)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        return run(options, Path(scratch))
+
+
+def run(options, scratch: Path) -> int:
+    model, input_size, checkpoint = load_model(options.checkpoint, options.device, scratch)
+    source = str(options.checkpoint) if options.checkpoint else "random init (no checkpoint given)"
+    tile = options.tile or input_size
+    settings = PredictSettings(score_threshold=options.score_threshold, tile=tile, overlap=options.overlap,
+                               batch_size=options.batch_size)
+    images = [generate_scene(np.random.default_rng([7, i]), SceneSpec(width=PCAM_SIZE[0], height=PCAM_SIZE[1],
+                                                                        empty_fraction=0.0)).image
+              for i in range(options.images)]
+    tiles_per_image = len(plan_windows(PCAM_SIZE[1], PCAM_SIZE[0], settings, input_size))
+    report = {"device": options.device, "torch_threads": torch.get_num_threads(), "model": source,
+              "images": options.images, "image_size": PCAM_SIZE, "tile": tile, "overlap": options.overlap,
+              "tiles_per_image": tiles_per_image, "batch_size": options.batch_size}
+
+    def ours():
+        with torch.inference_mode():
+            return [torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4)
+                    for rocks in predict_images(model, images, settings, input_size, options.device)]
+
+    with torch.inference_mode():
+        ours()  # warm-up: allocator, kernels
+    sahi_time, sahi_boxes = timed(lambda: sahi_predict(model, images, settings, tile, options.device, 1),
+                                  options.repeats)
+    ours_time, our_boxes = timed(ours, options.repeats)
+    report["a_vs_sahi"] = {
+        "rockdet_s": round(ours_time, 2), "sahi_s": round(sahi_time, 2),
+        "rockdet_images_per_s": round(options.images / ours_time, 3),
+        "sahi_images_per_s": round(options.images / sahi_time, 3),
+        "throughput_ratio": round(sahi_time / ours_time, 2), "detections": count_differences(our_boxes, sahi_boxes)}
+    report["b_pipeline_vs_forward"] = pipeline_vs_forward(model, checkpoint, images, settings, input_size,
+                                                          options, scratch)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if options.out:
+        options.out.write_text(text + "\n")
+    return 0
+
+
+def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, options, folder: Path) -> dict:
+    from rockdet.predict import predict_command
+
+    tiles = [cut_tile(pixels, window, settings.tile)
+             for pixels in images for window in plan_windows(pixels.shape[0], pixels.shape[1], settings, input_size)]
+
+    def bare():
+        with torch.inference_mode():
+            for start in range(0, len(tiles), settings.batch_size):
+                model([t.to(options.device) for t in tiles[start:start + settings.batch_size]])
+
+    for i, pixels in enumerate(images):
+        Image.fromarray(pixels).save(folder / f"pcam_{i}.png")
+
+    def pipeline():
+        predict_command(checkpoint, folder / "out", [str(folder / "pcam_*.png")], settings,
+                        overwrite=True, accelerator="gpu" if options.device.startswith("cuda") else "cpu")
+
+    pipeline()  # warm-up
+    bare_time, _ = timed(bare, options.repeats)
+    pipeline_time, _ = timed(pipeline, options.repeats)
+    return {"bare_forward_s": round(bare_time, 2), "pipeline_s": round(pipeline_time, 2),
+            "pipeline_images_per_s": round(len(images) / pipeline_time, 3),
+            "pipeline_share_of_bare_forward_speed": round(bare_time / pipeline_time, 3)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
