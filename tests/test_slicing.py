@@ -64,3 +64,42 @@ def test_separate_rocks_are_not_merged():
     assert groups == [[2, 0], [1]]
     empty, _, _ = merge_detections(torch.zeros((0, 4)), torch.zeros(0))
     assert empty.shape == (0, 4)
+
+
+def brute_force_merge(boxes, scores, threshold, method):
+    """Reference: the same greedy rule, with the full overlap matrix, one pass at a time."""
+    from rockdet.slicing import box_ios
+
+    groups = [[i] for i in range(len(boxes))]
+    while True:
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), -float(areas[i])))
+        overlap = box_ios(boxes, boxes) > threshold
+        free, kept, kept_scores, kept_groups = set(range(len(boxes))), [], [], []
+        for i in order:
+            if i not in free:
+                continue
+            members = [j for j in order if j in free and bool(overlap[i, j])]
+            free -= set(members)
+            group = boxes[members]
+            kept.append(boxes[i] if method == "nms" else torch.cat([group[:, :2].min(0).values, group[:, 2:].max(0).values]))
+            kept_scores.append(scores[i])
+            kept_groups.append([g for m in members for g in groups[m]])
+        merged = torch.stack(kept), torch.stack(kept_scores), kept_groups
+        if method == "nms" or len(kept) == len(boxes):
+            return merged
+        boxes, scores, groups = merged
+
+
+@pytest.mark.parametrize("method", ["nms", "nmm"])
+@pytest.mark.parametrize("seed", range(3))
+def test_merge_matches_brute_force_reference(seed, method):
+    generator = torch.Generator().manual_seed(seed)
+    xy = torch.rand(150, 2, generator=generator) * 140
+    wh = torch.rand(150, 2, generator=generator) * 20 + 1
+    boxes = torch.cat([xy, xy + wh], 1).double()
+    scores = torch.randint(1, 6, (150,), generator=generator).double() / 5  # many ties
+    fast = merge_detections(boxes, scores, 0.5, "ios", method)
+    slow = brute_force_merge(boxes, scores, 0.5, method)
+    assert torch.allclose(fast[0], slow[0]) and torch.allclose(fast[1], slow[1])
+    assert [sorted(g) for g in fast[2]] == [sorted(g) for g in slow[2]]

@@ -72,3 +72,53 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path, synthetic_data, capsys):
     torch.save({"state_dict": {}}, bogus)
     assert main(["evaluate", "--checkpoint", str(bogus), "--data", str(synthetic_data["val"])]) == 2
     assert "not a rockdet checkpoint" in capsys.readouterr().err
+
+
+def _predict_inputs(synthetic_data, folder):
+    """The validation images, plus one 2x2 mosaic larger than the training images (tiled)."""
+    import numpy as np
+    from PIL import Image
+
+    images = sorted(synthetic_data["val"].parent.glob("*.png"))
+    folder.mkdir(parents=True, exist_ok=True)
+    tiles = [np.asarray(Image.open(p).convert("RGB")) for p in images[:2]] * 2
+    Image.fromarray(np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])).save(folder / "mosaic.png")
+    for path in images:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_trained_checkpoint_predicts_catalogs_we_can_read_back(trained_run, synthetic_data, tmp_path):
+    from rockdet.catalog import read_catalog_csv
+
+    inputs = _predict_inputs(synthetic_data, tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(trained_run / "checkpoints" / "last.ckpt"), "--out", str(out),
+                 str(inputs), "--score-threshold", "0.0", "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 4 and summary["failed"] == 0
+    mosaic = json.loads((out / "mosaic.json").read_text())
+    # training images were 96 px: 3x3 tiles of 96 px cover 192 px with at least 20 % overlap
+    assert mosaic["tiles"] == 9 and mosaic["tiling"]["tile"] == 96
+    rows = read_catalog_csv(out / "mosaic.csv")
+    for row in rows:
+        assert 0 <= row["x_min"] < row["x_max"] <= 192 and 0 <= row["y_min"] < row["y_max"] <= 192
+        assert row["diameter_px"] == pytest.approx((row["width_px"] + row["height_px"]) / 2, abs=1e-2)
+    assert summary["rocks_total"] == sum(len(read_catalog_csv(p)) for p in out.glob("*.csv") if p.name != "rocks.csv")
+
+
+def test_predict_on_two_processes_with_ddp_catalogues_each_image_once(trained_run, synthetic_data, tmp_path):
+    import subprocess
+    import sys
+
+    inputs = _predict_inputs(synthetic_data, tmp_path / "in")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rockdet.cli", "-q", "predict", "--checkpoint",
+               str(trained_run / "checkpoints" / "last.ckpt"), "--out", str(out), str(inputs),
+               "--device", "cpu", "--devices", "2", "--score-threshold", "0.0"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["images"], summary["done"], summary["failed"]) == (4, 4, 0)
+    assert sorted(p.stem for p in out.glob("*.json") if p.name != "summary.json") == \
+        sorted(p.stem for p in inputs.glob("*.png"))

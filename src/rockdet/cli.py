@@ -178,7 +178,7 @@ def _predict(options) -> int:
 
 def _devices(device: str, count: int):
     if device == "cpu":
-        return "cpu", 1
+        return "cpu", count  # several CPU processes: DDP over gloo, mainly for testing
     if device.startswith("cuda:"):
         return "gpu", [int(device.split(":", 1)[1])]
     if device == "cuda":

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
-from torchvision.ops import batched_nms, box_area, box_iou
+from torchvision.ops import batched_nms, box_area
 
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
@@ -67,28 +68,64 @@ def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, threshold: float
         keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), threshold)
         return boxes[keep], scores[keep], [[int(i)] for i in keep]
     groups = [[i] for i in range(len(boxes))]
+    boxes_np, scores_np = boxes.detach().cpu().numpy().astype(np.float64), scores.detach().cpu().numpy()
     while True:
-        merged = _greedy_pass(boxes, scores, groups, threshold, metric, method)
-        if method == "nms" or len(merged[0]) == len(boxes):
-            return merged
-        boxes, scores, groups = merged
+        merged = _greedy_pass(boxes_np, scores_np, groups, threshold, metric, method)
+        if method == "nms" or len(merged[0]) == len(boxes_np):
+            break
+        boxes_np, scores_np, groups = merged
+    kept_boxes, kept_scores, kept_groups = merged
+    return (torch.as_tensor(kept_boxes, dtype=boxes.dtype), torch.as_tensor(kept_scores, dtype=scores.dtype),
+            kept_groups)
 
 
-def _greedy_pass(boxes, scores, groups, threshold, metric, method):
-    order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), -float(box_area(boxes[i:i + 1]))))
-    order = torch.tensor(order)
+def _overlaps(boxes: np.ndarray, threshold: float, metric: str) -> list[np.ndarray]:
+    """For each box, the boxes overlapping it by more than ``threshold`` (itself included).
+
+    A sweep over boxes sorted by left edge compares only boxes whose x-ranges meet, so memory
+    and time follow the number of touching pairs, not N² (a huge image can hold 10⁵ rocks).
+    """
+    count = len(boxes)
+    by_left = np.argsort(boxes[:, 0], kind="stable")
+    lefts = boxes[by_left, 0]
+    ends = np.searchsorted(lefts, boxes[by_left, 2], side="left")  # first box starting right of me
+    lengths = ends - np.arange(count)
+    first = np.repeat(np.arange(count), lengths)
+    second = np.arange(len(first)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + first
+    a, b = boxes[by_left[first]], boxes[by_left[second]]
+    width = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    height = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    denominator = np.minimum(area_a, area_b) if metric == "ios" else area_a + area_b - inter
+    hit = inter > threshold * np.maximum(denominator, 1e-9)
+    i, j = by_left[first[hit]], by_left[second[hit]]
+    rows = np.concatenate([i, j, np.arange(count)])
+    cols = np.concatenate([j, i, np.arange(count)])
+    order = np.argsort(rows, kind="stable")
+    rows, cols = rows[order], cols[order]
+    return np.split(cols, np.searchsorted(rows, np.arange(1, count)))
+
+
+def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, groups: list[list[int]], threshold: float,
+                 metric: str, method: str):
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.lexsort((-areas, -scores))  # by score, ties by size
     boxes, scores = boxes[order], scores[order]
-    overlap = (box_ios if metric == "ios" else box_iou)(boxes, boxes) > threshold
-    free = torch.ones(len(boxes), dtype=torch.bool)
+    neighbours = _overlaps(boxes, threshold, metric)
+    free = np.ones(len(boxes), dtype=bool)
     kept_boxes, kept_scores, kept_groups = [], [], []
     for i in range(len(boxes)):
         if not free[i]:
             continue
-        members = torch.nonzero(overlap[i] & free, as_tuple=True)[0]
+        members = np.unique(neighbours[i][free[neighbours[i]]])
         free[members] = False
-        group = boxes[members]
-        kept_boxes.append(boxes[i] if method == "nms" else torch.cat([group[:, :2].min(0).values,
-                                                                      group[:, 2:].max(0).values]))
+        if method == "nms":
+            kept_boxes.append(boxes[i])
+        else:
+            group = boxes[members]
+            kept_boxes.append(np.concatenate([group[:, :2].min(axis=0), group[:, 2:].max(axis=0)]))
         kept_scores.append(scores[i])
-        kept_groups.append([index for m in members.tolist() for index in groups[int(order[m])]])
-    return torch.stack(kept_boxes), torch.stack(kept_scores), kept_groups
+        kept_groups.append([index for m in members for index in groups[int(order[m])]])
+    return np.stack(kept_boxes), np.asarray(kept_scores), kept_groups

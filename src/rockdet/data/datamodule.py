@@ -37,6 +37,10 @@ class RockDataModule(L.LightningDataModule):
             log.info("%s: %d images, %d rocks, %d empty, %d boxes clipped, dropped %s",
                      name, report.images, report.rocks, report.empty_images, report.clipped_boxes,
                      dict(report.dropped) or "none")
+        if self.data.crop_size and any(min(r.width, r.height) > self.data.crop_size for r in val.records):
+            log.warning("data.crop_size=%d: training sees native-scale crops but validation resizes whole "
+                        "images to model.min_size, so validation metrics are taken at another scale; "
+                        "prefer validation images about the crop size", self.data.crop_size)
         augment = build_transforms(self.data.augment, self.data.crop_size, self.data.min_visibility,
                                    seed=self.seed)
         self.train_set = RockDataset(train.records, augment, self.with_masks)

@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 
 from rockdet.atomic import write_json_atomic
-from rockdet.data.records import boxes_from_masks
-from rockdet.data.synthetic import (albedo_field, draw_rock, finish_image, mask_polygons,
-                                    regolith_height, shade, sun_vector)
+from rockdet.data.synthetic import (Instance, albedo_field, draw_rock, finish_image, hide_behind,
+                                    rasterize, regolith_height, shade, sun_vector)
 from rockdet.geometry import Camera
 from rockdet.sfd import sample_golombek_rapp
 
@@ -63,8 +62,8 @@ def visible_ground_patch(camera: Camera) -> tuple[float, float, float, float]:
 
 
 def render_perspective_scene(rng: np.random.Generator, camera: Camera,
-                             spec: PerspectiveSpec) -> tuple[np.ndarray, np.ndarray, list[RockTruth]]:
-    """Image, instance masks and per-rock truth for one scene."""
+                             spec: PerspectiveSpec) -> tuple[np.ndarray, list[Instance], list[RockTruth]]:
+    """Image, rock masks (crops) and per-rock truth for one scene."""
     width, height = camera.config.image_width, camera.config.image_height
     x0, x1, y0, y1 = visible_ground_patch(camera)
     diameters = sample_golombek_rapp(rng, spec.k, (x1 - x0) * (y1 - y0), spec.d_min_m, spec.d_max_m)
@@ -72,28 +71,26 @@ def render_perspective_scene(rng: np.random.Generator, camera: Camera,
     sun = sun_vector(spec.sun_azimuth_deg, spec.sun_elevation_deg)
     brightness = shade(regolith_height(rng, height, width), sun) * albedo_field(rng, height, width)
     order = np.argsort(-positions[:, 1]) if len(diameters) else []  # far rocks first
-    drawn: list[tuple[np.ndarray, RockTruth]] = []
+    drawn: list[tuple[Instance, RockTruth]] = []
     for index in order:
         (gx, gy), diameter = positions[index], float(diameters[index])
         if math.hypot(gx, gy) > camera.config.max_range_m or math.hypot(gx, gy) < camera.config.min_range_m:
             continue
-        mask = _rock_silhouette(rng, camera, gx, gy, diameter, height, width)
-        if mask is None or mask.sum() < MIN_PIXELS:
+        rock = _rock_silhouette(rng, camera, gx, gy, diameter, height, width)
+        if rock is None or rock.crop.sum() < MIN_PIXELS:
             continue
-        draw_rock(rng, brightness, mask, _pixel_size(mask), sun, spec.sun_elevation_deg)
-        for earlier, _ in drawn:
-            earlier &= ~mask
-        drawn.append((mask, RockTruth(diameter, HEIGHT_RATIO * diameter, float(gx), float(gy),
+        draw_rock(rng, brightness, rock, _pixel_size(rock.crop), sun, spec.sun_elevation_deg)
+        hide_behind(rock, [r for r, _ in drawn])
+        drawn.append((rock, RockTruth(diameter, HEIGHT_RATIO * diameter, float(gx), float(gy),
                                       float(math.hypot(gx, gy)), [])))
-    kept = [(m, t) for m, t in drawn if m.sum() >= MIN_PIXELS]
-    masks = np.stack([m for m, _ in kept]).astype(np.uint8) if kept else np.zeros((0, height, width), np.uint8)
-    for truth, box in zip([t for _, t in kept], boxes_from_masks(masks)):
-        truth.box = [float(v) for v in box]
-    return finish_image(rng, brightness), masks, [t for _, t in kept]
+    kept = [(r, t) for r, t in drawn if r.crop.sum() >= MIN_PIXELS]
+    for rock, truth in kept:
+        truth.box = rock.box()
+    return finish_image(rng, brightness), [r for r, _ in kept], [t for _, t in kept]
 
 
 def _rock_silhouette(rng, camera: Camera, gx: float, gy: float, diameter: float, height: int,
-                     width: int) -> np.ndarray | None:
+                     width: int) -> Instance | None:
     """Image of a dome of the given footprint diameter: footprint ellipse plus its raised top."""
     angles = np.linspace(0, 2 * math.pi, OUTLINE_POINTS, endpoint=False)
     radius = diameter / 2 * (1 + 0.08 * np.cos(2 * angles + rng.uniform(0, 2 * math.pi)))
@@ -105,10 +102,8 @@ def _rock_silhouette(rng, camera: Camera, gx: float, gy: float, diameter: float,
     pixels, in_front = camera.ground_to_pixels(np.concatenate(rings))
     if not in_front.all():
         return None
-    hull = cv2.convexHull(np.round(pixels * 8).astype(np.int32))
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [hull], 1, lineType=cv2.LINE_8, shift=3)
-    return mask.astype(bool)
+    hull = cv2.convexHull(pixels.astype(np.float32)).reshape(-1, 2)
+    return rasterize(hull, height, width)
 
 
 def _pixel_size(mask: np.ndarray) -> float:
@@ -122,15 +117,15 @@ def write_perspective_dataset(out_dir: Path, camera: Camera, count: int, spec: P
     out_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for index in range(count):
-        image, masks, truths = render_perspective_scene(np.random.default_rng([seed, index]), camera, spec)
+        image, rocks, truths = render_perspective_scene(np.random.default_rng([seed, index]), camera, spec)
         name = f"scene_{index:04d}.png"
         cv2.imwrite(str(out_dir / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         images.append({"id": index, "file_name": name, "width": image.shape[1], "height": image.shape[0]})
-        for mask, truth in zip(masks, truths):
+        for rock, truth in zip(rocks, truths):
             bx0, by0, bx1, by1 = truth.box
             annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": 1,
-                                "bbox": [bx0, by0, bx1 - bx0, by1 - by0], "area": float(mask.sum()),
-                                "iscrowd": 0, "segmentation": mask_polygons(mask), "truth": asdict(truth)})
+                                "bbox": [bx0, by0, bx1 - bx0, by1 - by0], "area": float(rock.crop.sum()),
+                                "iscrowd": 0, "segmentation": rock.polygons(), "truth": asdict(truth)})
     path = out_dir / "annotations.json"
     write_json_atomic(path, {"info": {"description": "rockdet synthetic perspective scenes", "seed": seed,
                                       "spec": asdict(spec), "camera": camera.describe()},

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from matplotlib.path import Path as MplPath
 from scipy import ndimage
 
 from rockdet.atomic import write_json_atomic
-from rockdet.data.records import boxes_from_masks
 
 #: Rocks hidden by nearer rocks down to fewer pixels than this are not labelled.
 MIN_VISIBLE_PIXELS = 4
+#: Crater radii in pixels: the same for every image size, as on a real camera.
+CRATER_RADIUS_PX = (6.0, 42.0)
 
 
 @dataclass
@@ -44,11 +46,49 @@ class SceneSpec:
 
 
 @dataclass
+class Instance:
+    """One rock's mask as a crop at (x0, y0): big scenes hold thousands of rocks."""
+
+    crop: np.ndarray  # bool [h, w]
+    x0: int
+    y0: int
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y0 + self.crop.shape[0]), slice(self.x0, self.x0 + self.crop.shape[1])
+
+    def box(self) -> list[float]:
+        ys, xs = np.nonzero(self.crop)
+        return [float(self.x0 + xs.min()), float(self.y0 + ys.min()), float(self.x0 + xs.max() + 1),
+                float(self.y0 + ys.max() + 1)]
+
+    def full(self, height: int, width: int) -> np.ndarray:
+        mask = np.zeros((height, width), dtype=np.uint8)
+        mask[self.window] = self.crop
+        return mask
+
+    def polygons(self) -> list[list[float]]:
+        return [[v + (self.x0 if i % 2 == 0 else self.y0) for i, v in enumerate(polygon)]
+                for polygon in mask_polygons(self.crop)]
+
+
+@dataclass
 class Scene:
     image: np.ndarray  # uint8 [H, W, 3]
-    masks: np.ndarray  # uint8 [N, H, W]
-    boxes: np.ndarray  # float32 [N, 4] xyxy
+    instances: list[Instance]
     diameters_px: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """float32 [N, 4] xyxy, tight around each mask."""
+        return np.asarray([i.box() for i in self.instances], dtype=np.float32).reshape(-1, 4)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """uint8 [N, H, W]; for small scenes (tests, training sets)."""
+        height, width = self.image.shape[:2]
+        return (np.stack([i.full(height, width) for i in self.instances]) if self.instances
+                else np.zeros((0, height, width), dtype=np.uint8))
 
 
 def generate_scene(rng: np.random.Generator, spec: SceneSpec) -> Scene:
@@ -62,20 +102,28 @@ def generate_scene(rng: np.random.Generator, spec: SceneSpec) -> Scene:
     diameters = sample_power_law(rng, count, spec.min_diameter_px, spec.max_diameter_px,
                                  spec.sfd_exponent)
     placed = place_rocks(rng, diameters, spec.width, spec.height)
-    drawn: list[tuple[np.ndarray, float]] = []
+    drawn: list[tuple[Instance, float]] = []
     for (cx, cy), diameter in sorted(placed, key=lambda p: p[0][1]):  # far (top) rocks first
-        mask = rock_mask(rng, cx, cy, diameter, spec.height, spec.width)
-        if not mask.any():
+        rock = rock_mask(rng, cx, cy, diameter, spec.height, spec.width)
+        if rock is None:
             continue
-        draw_rock(rng, brightness, mask, diameter, sun, spec.sun_elevation_deg)
-        for earlier, _ in drawn:  # nearer rocks hide what they cover
-            earlier &= ~mask
-        drawn.append((mask, diameter))
-    visible = [(m, d) for m, d in drawn if m.sum() >= MIN_VISIBLE_PIXELS]
-    image = finish_image(rng, brightness)
-    stack = (np.stack([m for m, _ in visible]).astype(np.uint8) if visible
-             else np.zeros((0, spec.height, spec.width), dtype=np.uint8))
-    return Scene(image, stack, boxes_from_masks(stack), np.array([d for _, d in visible]))
+        draw_rock(rng, brightness, rock, diameter, sun, spec.sun_elevation_deg)
+        hide_behind(rock, [r for r, _ in drawn])
+        drawn.append((rock, diameter))
+    visible = [(r, d) for r, d in drawn if r.crop.sum() >= MIN_VISIBLE_PIXELS]
+    return Scene(finish_image(rng, brightness), [r for r, _ in visible], np.array([d for _, d in visible]))
+
+
+def hide_behind(rock: Instance, earlier: list[Instance]) -> None:
+    """A nearer rock hides what it covers of the rocks drawn before it."""
+    (ry, rx), (h, w) = (rock.y0, rock.x0), rock.crop.shape
+    for other in earlier:
+        oh, ow = other.crop.shape
+        y0, y1 = max(ry, other.y0), min(ry + h, other.y0 + oh)
+        x0, x1 = max(rx, other.x0), min(rx + w, other.x0 + ow)
+        if y1 > y0 and x1 > x0:
+            other.crop[y0 - other.y0:y1 - other.y0, x0 - other.x0:x1 - other.x0] &= \
+                ~rock.crop[y0 - ry:y1 - ry, x0 - rx:x1 - rx]
 
 
 def regolith_height(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -86,14 +134,21 @@ def regolith_height(rng: np.random.Generator, height: int, width: int) -> np.nda
 
 
 def add_craters(rng: np.random.Generator, height_field: np.ndarray, per_10k: float) -> None:
+    """Bowl-shaped depressions with raised rims, each computed in a window around itself."""
     h, w = height_field.shape
-    ys, xs = np.mgrid[0:h, 0:w]
     for _ in range(rng.poisson(per_10k * h * w / 1e4)):
-        radius = rng.uniform(6, max(8, min(h, w) / 6))
+        radius = rng.uniform(*CRATER_RADIUS_PX)
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        reach = 1.5 * radius  # the rim's Gaussian has faded by then
+        x0, x1 = max(0, int(cx - reach)), min(w, int(cx + reach) + 1)
+        y0, y1 = max(0, int(cy - reach / 1.4)), min(h, int(cy + reach / 1.4) + 1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = np.mgrid[y0:y1, x0:x1]
         r = np.hypot(xs - cx, (ys - cy) * 1.4) / radius
         depth = 0.25 * radius
-        height_field += np.where(r < 1, -depth * (1 - r ** 2), 0) + 0.3 * depth * np.exp(-((r - 1) / 0.15) ** 2)
+        height_field[y0:y1, x0:x1] += (np.where(r < 1, -depth * (1 - r ** 2), 0)
+                                       + 0.3 * depth * np.exp(-((r - 1) / 0.15) ** 2))
 
 
 def sun_vector(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
@@ -127,17 +182,25 @@ def place_rocks(rng: np.random.Generator, diameters: np.ndarray, width: int, hei
                 tries: int = 30) -> list[tuple[tuple[float, float], float]]:
     """Centres for the rocks, largest first, rejecting heavy overlaps."""
     placed: list[tuple[tuple[float, float], float]] = []
+    if not len(diameters):
+        return placed
+    cell = float(max(diameters))  # a grid of cells this size: only neighbours can overlap
+    grid: dict[tuple[int, int], list[int]] = {}
     for diameter in sorted(diameters, reverse=True):
         for _ in range(tries):
             cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-            if all(math.hypot(cx - px, cy - py) > 0.6 * (diameter + pd) for (px, py), pd in placed):
+            gx, gy = int(cx // cell), int(cy // cell)
+            near = [i for dx in (-1, 0, 1) for dy in (-1, 0, 1) for i in grid.get((gx + dx, gy + dy), [])]
+            if all(math.hypot(cx - placed[i][0][0], cy - placed[i][0][1]) > 0.6 * (diameter + placed[i][1])
+                   for i in near):
+                grid.setdefault((gx, gy), []).append(len(placed))
                 placed.append(((cx, cy), float(diameter)))
                 break
     return placed
 
 
 def rock_mask(rng: np.random.Generator, cx: float, cy: float, diameter: float, height: int,
-              width: int) -> np.ndarray:
+              width: int) -> Instance | None:
     """An irregular blob: a circle with random low-order harmonics, squashed and turned."""
     angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     radius = np.full_like(angles, diameter / 2)
@@ -147,12 +210,27 @@ def rock_mask(rng: np.random.Generator, cx: float, cy: float, diameter: float, h
     x, y = radius * np.cos(angles), radius * np.sin(angles) * squash
     points = np.stack([cx + x * math.cos(turn) - y * math.sin(turn),
                        cy + x * math.sin(turn) + y * math.cos(turn)], axis=1)
-    mask = np.zeros((height, width), dtype=np.uint8)
-    cv2.fillPoly(mask, [np.round(points * 8).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=3)
-    return mask.astype(bool)
+    return rasterize(points, height, width)
 
 
-def draw_rock(rng: np.random.Generator, brightness: np.ndarray, mask: np.ndarray, diameter: float,
+def rasterize(polygon: np.ndarray, height: int, width: int) -> Instance | None:
+    """Pixels whose centre lies inside the polygon, as a crop; None if none is in the image.
+
+    Pixel-centre inclusion is unbiased; a filled outline also takes every pixel the edge
+    touches and so makes each rock about a pixel too wide.
+    """
+    x0, y0 = np.floor(polygon.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    centres = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], axis=1)
+    crop = MplPath(polygon).contains_points(centres).reshape(ys.shape)
+    return Instance(crop, int(x0), int(y0)) if crop.any() else None
+
+
+def draw_rock(rng: np.random.Generator, brightness: np.ndarray, rock: Instance, diameter: float,
               sun: np.ndarray, sun_elevation_deg: float) -> None:
     """Shadow first (on the ground, away from the sun), then the shaded rock body.
 
@@ -160,11 +238,13 @@ def draw_rock(rng: np.random.Generator, brightness: np.ndarray, mask: np.ndarray
     """
     rock_height = 0.5 * diameter
     length = rock_height / math.tan(math.radians(max(sun_elevation_deg, 3.0)))
-    ys, xs = np.nonzero(mask)
     margin = int(math.ceil(length)) + 3
-    y0, y1 = max(0, ys.min() - margin), min(mask.shape[0], ys.max() + margin + 1)
-    x0, x1 = max(0, xs.min() - margin), min(mask.shape[1], xs.max() + margin + 1)
-    local_mask, local = mask[y0:y1, x0:x1], brightness[y0:y1, x0:x1]
+    rows, cols = rock.window
+    y0, y1 = max(0, rows.start - margin), min(brightness.shape[0], rows.stop + margin)
+    x0, x1 = max(0, cols.start - margin), min(brightness.shape[1], cols.stop + margin)
+    local_mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    local_mask[rows.start - y0:rows.stop - y0, cols.start - x0:cols.stop - x0] = rock.crop
+    local = brightness[y0:y1, x0:x1]
     direction = -sun[:2] / max(1e-6, np.linalg.norm(sun[:2]))
     shadow = np.zeros_like(local_mask)
     as_uint8 = local_mask.astype(np.uint8)
@@ -213,12 +293,12 @@ def write_coco_split(out_dir: Path, count: int, spec: SceneSpec, seed: int,
         name = f"{split}_{index:04d}.png"
         cv2.imwrite(str(split_dir / name), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
         images.append({"id": index, "file_name": name, "width": spec.width, "height": spec.height})
-        for mask, box, diameter in zip(scene.masks, scene.boxes, scene.diameters_px):
-            x0, y0, x1, y1 = (float(v) for v in box)
+        for rock, diameter in zip(scene.instances, scene.diameters_px):
+            x0, y0, x1, y1 = rock.box()
             annotations.append({
                 "id": len(annotations) + 1, "image_id": index, "category_id": 1,
-                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float(mask.sum()), "iscrowd": 0,
-                "segmentation": mask_polygons(mask), "diameter_px": float(diameter)})
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float(rock.crop.sum()), "iscrowd": 0,
+                "segmentation": rock.polygons(), "diameter_px": float(diameter)})
     path = split_dir / "annotations.json"
     write_json_atomic(path, {
         "info": {"description": "rockdet synthetic terrain", "seed": seed, "spec": asdict(spec)},
