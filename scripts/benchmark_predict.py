@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--tile", type=int, help="default: the checkpoint's input size")
     parser.add_argument("--overlap", type=float, default=0.2)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward (rockdet's CPU default)")
     parser.add_argument("--score-threshold", type=float, default=0.25)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

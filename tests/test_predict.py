@@ -129,7 +129,8 @@ def make_bad_inputs(folder):
 def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsys):
     inputs = make_bad_inputs(tmp_path / "in")
     out = tmp_path / "out"
-    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs)]) == 0
+    # Decoding in a worker process: failures and metadata travel back with the tiles.
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--workers", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     reasons = {f["image"]: f["reason"] for f in summary["failures"]}
     assert set(reasons) == {"corrupt", "truncated", "notes", "empty"}

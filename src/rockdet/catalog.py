@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +171,4 @@ def read_catalog_csv(path: Path) -> list[dict[str, Any]]:
 
     with Path(path).open(newline="") as handle:
         return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
-def rock_from_dict(values: dict[str, Any]) -> Rock:
-    names = {f.name for f in fields(Rock)}
-    return Rock(**{k: v for k, v in values.items() if k in names})
 

@@ -11,6 +11,11 @@ from rockdet.errors import RockdetError
 
 log = logging.getLogger("rockdet")
 
+# Tiles per forward pass. On a CPU, batches beyond a few tiles run slower per tile (cache
+# pressure; docs/BENCHMARKS.md); a GPU wants large batches.
+CPU_TILE_BATCH = 4
+GPU_TILE_BATCH = 16
+
 
 def main(args: list[str] | None = None) -> int:
     parser = build_parser()
@@ -62,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--merge-method", choices=("nmm", "nms"), default="nmm")
     predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
                          "once (rocks larger than a tile)")
-    predict.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    predict.add_argument("--batch-size", type=int, help="tiles per forward pass (default: "
+                         f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     predict.add_argument("--devices", type=int, default=1, help="number of GPUs (DDP)")
     predict.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
@@ -161,7 +167,7 @@ def _predict(options) -> int:
 
     accelerator, devices = _devices(options.device, options.devices)
     settings = PredictSettings(score_threshold=options.score_threshold, tile=options.tile,
-                               overlap=options.overlap, batch_size=options.batch_size,
+                               overlap=options.overlap, batch_size=options.batch_size or _tile_batch(accelerator),
                                merge_threshold=options.merge_threshold, merge_metric=options.merge_metric,
                                merge_method=options.merge_method, full_image_pass=options.full_image_pass)
     summary = predict_command(options.checkpoint, options.out, options.inputs, settings,
@@ -174,6 +180,13 @@ def _predict(options) -> int:
         print(f"  failed: {failure['image']}: {failure['reason']}")
     print(f"catalogs: {options.out} (one CSV + JSON per image); summary: {options.out / 'summary.json'}")
     return 0
+
+
+def _tile_batch(accelerator: str) -> int:
+    import torch
+
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    return GPU_TILE_BATCH if on_gpu else CPU_TILE_BATCH
 
 
 def _devices(device: str, count: int):

@@ -141,11 +141,11 @@ class TrainConfig:
     trainer: dict[str, Any] = field(default_factory=dict)
 
 
-def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a training config YAML, apply ``key.sub=value`` overrides, validate, return it."""
+def read_yaml_mapping(path: Path | str, what: str) -> dict:
+    """The top-level mapping of a YAML file, or one ConfigError line naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} file not found")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -153,6 +153,13 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainCo
                           f"{str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a training config YAML, apply ``key.sub=value`` overrides, validate, return it."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, "config")
     config = build_dataclass(TrainConfig, raw, source=path, base_dir=path.parent)
     for override in overrides or []:
         apply_override(config, override, source=path)

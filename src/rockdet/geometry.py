@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 
-from rockdet.config import build_dataclass
+from rockdet.config import build_dataclass, read_yaml_mapping
 from rockdet.errors import ConfigError
 
 #: Rays closer to the horizon than this (in the vertical component) do not meet the ground.
@@ -174,12 +173,7 @@ def camera_to_world(pitch_deg: float, roll_deg: float) -> np.ndarray:
 def load_camera(path: Path | str) -> Camera:
     """Read and validate a camera YAML (configs/cameras/*.yaml)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: camera file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml_mapping(path, "camera")
     config = build_dataclass(CameraConfig, raw, source=path, base_dir=path.parent)
     if not config.name:
         config.name = path.stem

@@ -8,7 +8,6 @@ sun. Masks and boxes cover the rock, never its shadow.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -317,6 +316,3 @@ def write_synthetic_dataset(out_dir: Path, splits: dict[str, int], spec: SceneSp
 def _split_key(split: str) -> int:
     return int.from_bytes(split.encode()[:8].ljust(8, b"\0"), "little")
 
-
-def load_synthetic_info(annotations: Path) -> dict:
-    return json.loads(Path(annotations).read_text()).get("info", {})
