@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from rockdet.catalog import ImageCatalog, Rock, write_catalog
+from rockdet.catalog import ImageCatalog, write_catalog
 from rockdet.data.images import read_image
 from rockdet.errors import RockdetError
 from rockdet.inference import (PredictSettings, TileDetections, cut_tile, merge_tiles, plan_windows,
@@ -127,7 +127,6 @@ class CatalogWriter(BasePredictionWriter):
         self.context, self.with_masks, self.sizer, self.overlay = context, with_masks, sizer, overlay
         self.parts: dict[str, list[TileDetections]] = {}
         self.outcomes: list[Outcome] = []
-        self.rocks: dict[str, list[Rock]] = {}
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
@@ -156,7 +155,6 @@ class CatalogWriter(BasePredictionWriter):
 
             write_overlay(meta.job.path, rocks, stem.with_name(stem.name + "_overlay.png"))
         write_catalog(catalog, stem, self.formats)
-        self.rocks[meta.job.key] = rocks
         self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=meta.notes))
 
 
@@ -164,28 +162,25 @@ def run_prediction(model: torch.nn.Module, jobs: list[ImageJob], out_dir: Path,
                    settings: PredictSettings, input_size: int, formats: tuple[str, ...],
                    context: dict[str, Any], with_masks: bool, devices: int | str = 1,
                    accelerator: str = "auto", workers: int = 0, sizer=None,
-                   overlay: bool = False) -> tuple[list[Outcome], dict[str, list[Rock]]]:
-    """Run the model over ``jobs`` with Lightning; returns outcomes and rocks of this process."""
+                   overlay: bool = False) -> tuple[list[Outcome], bool]:
+    """Run the model over ``jobs`` with Lightning; returns every process's outcomes and
+    whether this is the first process (the one that writes the batch summary)."""
     writer = CatalogWriter(out_dir, formats, settings, context, with_masks, sizer, overlay)
     module = PredictModule(model, jobs, settings, input_size, workers)
     strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
                         callbacks=[writer], enable_checkpointing=False, enable_model_summary=False)
     trainer.predict(module, return_predictions=False)
-    outcomes, rocks = _gather(writer.outcomes, writer.rocks)
-    return outcomes, rocks
+    return _gather(writer.outcomes), trainer.is_global_zero
 
 
-def _gather(outcomes: list[Outcome], rocks: dict[str, list[Rock]]):
+def _gather(outcomes: list[Outcome]) -> list[Outcome]:
+    """Outcomes of all DDP processes (rocks stay in the catalog files, not in memory)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return outcomes, rocks
+        return outcomes
     gathered: list = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, (outcomes, rocks))
-    all_outcomes, all_rocks = [], {}
-    for part_outcomes, part_rocks in gathered:
-        all_outcomes += part_outcomes
-        all_rocks.update(part_rocks)
-    return all_outcomes, all_rocks
+    torch.distributed.all_gather_object(gathered, outcomes)
+    return [outcome for part in gathered for outcome in part]
 
 
 def _sha256(path: Path) -> str:

@@ -22,6 +22,8 @@ def main(args: list[str] | None = None) -> int:
     options = parser.parse_args(args)
     logging.basicConfig(level=logging.WARNING if options.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # they print through their own handler
+        logging.getLogger(name).propagate = False
     try:
         return int(options.handler(options) or 0)
     except RockdetError as exc:
@@ -174,6 +176,8 @@ def _predict(options) -> int:
                               tuple(f.strip() for f in options.format.split(",") if f.strip()),
                               options.overwrite, devices, accelerator, options.workers,
                               options.camera, options.overlay)
+    if summary is None:  # another process of a multi-device run; the first one reports
+        return 0
     print(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed of "
           f"{summary['images']} images; {summary['rocks_total']} rocks in {options.out / 'rocks.csv'}")
     for failure in summary["failures"]:

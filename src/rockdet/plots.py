@@ -42,6 +42,10 @@ def plot_pr_curve(recall: list[float], precision: list[float], path: Path, title
     return _save(figure, path)
 
 
+#: Lower end of the F(>=D) axis: below it the model curves say nothing a map can show.
+F_AXIS_MIN = 1e-4
+
+
 def plot_sfd(result, path: Path) -> Path:
     """Log-log cumulative fractional area and number per m², fits and Golombek-Rapp references."""
     import numpy as np
@@ -53,10 +57,11 @@ def plot_sfd(result, path: Path) -> Path:
     diameters = np.asarray(curves.get("diameter_m", []))
     span = np.geomspace(max(1e-3, diameters.min() / 2) if len(diameters) else 0.01,
                         max(diameters.max() * 2, 1.0) if len(diameters) else 3.0, 100)
+    label_at = np.array([0.3])  # metres: where the reference curves are still apart
     for k in REFERENCE_K:
         area_axis.plot(span, golombek_rapp_fraction(span, k), color="0.75", lw=1, ls="--")
-        area_axis.annotate(f"k={k:.0%}", (span[0], float(golombek_rapp_fraction(span[:1], k)[0])),
-                           fontsize=7, color="0.5")
+        area_axis.annotate(f"k={k:.0%}", (float(label_at[0]), float(golombek_rapp_fraction(label_at, k)[0])),
+                           fontsize=7, color="0.45")
     if len(diameters):
         area_axis.loglog(diameters, curves["fractional_area"], "o", ms=3, label="rocks")
         number_axis.loglog(diameters, curves["n_per_m2"], "o", ms=3, label="rocks")
@@ -75,7 +80,8 @@ def plot_sfd(result, path: Path) -> Path:
         axis.set_xlabel("diameter D (m)")
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8)
-    area_axis.set(ylabel="cumulative fractional area F(>=D)", title="Golombek-Rapp")
+    area_axis.set(ylabel="cumulative fractional area F(>=D)", title="Golombek-Rapp",
+                  ylim=(F_AXIS_MIN, 1.0))
     number_axis.set(ylabel="cumulative number N(>=D) per m^2",
                     title=f"{result.rocks} rocks on {result.area_m2:.1f} m^2 ({result.status})")
     figure.tight_layout()

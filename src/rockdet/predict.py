@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings: PredictSettings,
                     formats: tuple[str, ...] = ("csv", "json"), overwrite: bool = False,
                     devices: int | str = 1, accelerator: str = "auto", workers: int = 0,
-                    camera: Path | None = None, overlay: bool = False) -> dict[str, Any]:
-    """Run a whole batch and return the summary that is also written to ``out_dir/summary.json``."""
+                    camera: Path | None = None, overlay: bool = False) -> dict[str, Any] | None:
+    """Run a whole batch and return the summary that is also written to ``out_dir/summary.json``
+    (None in the other processes of a multi-device run: the first one writes it)."""
     started = time.monotonic()
     unknown = set(formats) - set(FORMATS)
     if unknown or "json" not in formats:
@@ -49,10 +50,12 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
                           f"{settings.merge_metric}>{settings.merge_threshold}",
                           "full_image_pass": settings.full_image_pass},
                "camera": camera_record}
-    outcomes, rocks = run_prediction(model, todo, out_dir, settings, input_size, formats, context,
-                                     with_masks, devices, accelerator, workers, sizer, overlay) \
-        if todo else ([], {})
-    summary = _summary(jobs, outcomes + skipped, rocks, started, context, out_dir, formats, with_masks,
+    outcomes, is_main = run_prediction(model, todo, out_dir, settings, input_size, formats, context,
+                                       with_masks, devices, accelerator, workers, sizer, overlay) \
+        if todo else ([], True)
+    if not is_main:
+        return None
+    summary = _summary(jobs, outcomes + skipped, started, context, out_dir, formats, with_masks,
                        sizer is not None)
     if sizer is not None:
         from rockdet.sfd import write_batch_sfd
@@ -72,7 +75,7 @@ def _camera(camera: Path | None):
     return rock_sizer(model), {"file": str(camera), **model.describe()}
 
 
-def _summary(jobs, outcomes: list[Outcome], rocks, started: float, context, out_dir: Path,
+def _summary(jobs, outcomes: list[Outcome], started: float, context, out_dir: Path,
              formats, with_masks: bool, with_geometry: bool) -> dict[str, Any]:
     by_status = {status: [o for o in outcomes if o.status == status] for status in ("done", "skipped", "failed")}
     rows = []
