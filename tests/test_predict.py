@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -146,6 +147,17 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     assert exif_rock["width_px"] == 10 and exif_rock["x_min"] == 55  # turned upright before detection
     assert read_catalog_csv(out / "tiny.csv") == []
     assert "failed: corrupt" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option, message", [(["--tile", "0"], "--tile 0: give a tile size"),
+                                             (["--overlap", "1"], r"--overlap 1.0: give a fraction"),
+                                             (["--format", "csv"], "include json")])
+def test_bad_predict_options_are_one_line(tmp_path, oracle, capsys, option, message):
+    save(draw_rocks(10, 10, []), tmp_path / "a.png")
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "o"), str(tmp_path / "a.png"),
+                 *option]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1
 
 
 def test_no_input_or_bad_checkpoint_exit_non_zero(tmp_path, capsys):

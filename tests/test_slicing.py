@@ -67,28 +67,23 @@ def test_separate_rocks_are_not_merged():
 
 
 def brute_force_merge(boxes, scores, threshold, method):
-    """Reference: the same greedy rule, with the full overlap matrix, one pass at a time."""
+    """Reference: the same greedy rule, written plainly with the full overlap matrix."""
     from rockdet.slicing import box_ios
 
-    groups = [[i] for i in range(len(boxes))]
-    while True:
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), -float(areas[i])))
-        overlap = box_ios(boxes, boxes) > threshold
-        free, kept, kept_scores, kept_groups = set(range(len(boxes))), [], [], []
-        for i in order:
-            if i not in free:
-                continue
-            members = [j for j in order if j in free and bool(overlap[i, j])]
-            free -= set(members)
-            group = boxes[members]
-            kept.append(boxes[i] if method == "nms" else torch.cat([group[:, :2].min(0).values, group[:, 2:].max(0).values]))
-            kept_scores.append(scores[i])
-            kept_groups.append([g for m in members for g in groups[m]])
-        merged = torch.stack(kept), torch.stack(kept_scores), kept_groups
-        if method == "nms" or len(kept) == len(boxes):
-            return merged
-        boxes, scores, groups = merged
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), -float(areas[i])))
+    overlap = box_ios(boxes, boxes) > threshold
+    free, kept, kept_scores, kept_groups = set(range(len(boxes))), [], [], []
+    for i in order:
+        if i not in free:
+            continue
+        members = [j for j in order if j in free and bool(overlap[i, j])]
+        free -= set(members)
+        group = boxes[members]
+        kept.append(boxes[i] if method == "nms" else torch.cat([group[:, :2].min(0).values, group[:, 2:].max(0).values]))
+        kept_scores.append(scores[i])
+        kept_groups.append(members)
+    return torch.stack(kept), torch.stack(kept_scores), kept_groups
 
 
 @pytest.mark.parametrize("method", ["nms", "nmm"])

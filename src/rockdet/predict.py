@@ -30,6 +30,12 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
     if unknown or "json" not in formats:
         raise RockdetError(f"--format: choose from {list(FORMATS)} and include json (it marks a "
                            f"catalog complete); got {','.join(formats)}")
+    if settings.tile is not None and settings.tile < 32:
+        raise RockdetError(f"--tile {settings.tile}: give a tile size of at least 32 pixels")
+    if not 0.0 <= settings.overlap < 1.0:
+        raise RockdetError(f"--overlap {settings.overlap}: give a fraction in [0, 1)")
+    if settings.batch_size < 1:
+        raise RockdetError(f"--batch-size {settings.batch_size}: give at least 1")
     jobs = collect_inputs(inputs)
     model, hparams = load_checkpoint_model(checkpoint)
     input_size = int(hparams.get("input_size") or hparams["model"]["min_size"])

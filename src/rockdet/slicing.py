@@ -57,24 +57,18 @@ def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, threshold: float
 
     Highest score first (ties: the larger box, i.e. the whole rock before its slivers); every
     remaining box overlapping it by more than ``threshold`` (IoS or IoU) joins its group. ``nms``
-    keeps the top box of each group; ``nmm`` (non-maximum merging) replaces it by the union box
-    and repeats until nothing merges, so a union that grew to the whole rock absorbs the slivers
-    left over. Returns boxes, scores (the group's best) and, per kept detection, the input
-    indices merged into it (for stitching masks).
+    keeps the top box of each group; ``nmm`` (non-maximum merging) replaces it by the union box.
+    One pass: repeating until nothing merges chained neighbouring rocks into growing unions and
+    cost recall (docs/BENCHMARKS.md). Returns boxes, scores (the group's best) and, per kept
+    detection, the input indices merged into it (for stitching masks).
     """
     if len(boxes) == 0:
         return boxes.reshape(0, 4), scores.reshape(0), []
     if metric == "iou" and method == "nms":
         keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), threshold)
         return boxes[keep], scores[keep], [[int(i)] for i in keep]
-    groups = [[i] for i in range(len(boxes))]
-    boxes_np, scores_np = boxes.detach().cpu().numpy().astype(np.float64), scores.detach().cpu().numpy()
-    while True:
-        merged = _greedy_pass(boxes_np, scores_np, groups, threshold, metric, method)
-        if method == "nms" or len(merged[0]) == len(boxes_np):
-            break
-        boxes_np, scores_np, groups = merged
-    kept_boxes, kept_scores, kept_groups = merged
+    kept_boxes, kept_scores, kept_groups = _greedy_pass(
+        boxes.detach().cpu().numpy().astype(np.float64), scores.detach().cpu().numpy(), threshold, metric, method)
     return (torch.as_tensor(kept_boxes, dtype=boxes.dtype), torch.as_tensor(kept_scores, dtype=scores.dtype),
             kept_groups)
 
@@ -108,8 +102,7 @@ def _overlaps(boxes: np.ndarray, threshold: float, metric: str) -> list[np.ndarr
     return np.split(cols, np.searchsorted(rows, np.arange(1, count)))
 
 
-def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, groups: list[list[int]], threshold: float,
-                 metric: str, method: str):
+def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, threshold: float, metric: str, method: str):
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     order = np.lexsort((-areas, -scores))  # by score, ties by size
     boxes, scores = boxes[order], scores[order]
@@ -127,5 +120,5 @@ def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, groups: list[list[int]],
             group = boxes[members]
             kept_boxes.append(np.concatenate([group[:, :2].min(axis=0), group[:, 2:].max(axis=0)]))
         kept_scores.append(scores[i])
-        kept_groups.append([index for m in members for index in groups[int(order[m])]])
+        kept_groups.append([int(order[m]) for m in members])
     return np.stack(kept_boxes), np.asarray(kept_scores), kept_groups
