@@ -256,3 +256,22 @@ def test_camera_of_another_aspect_flags_rocks_instead_of_guessing(tmp_path, orac
                  "--camera", str(camera)]) == 0
     (rock,) = read_catalog_csv(tmp_path / "out" / "sub" / "img0.csv")
     assert rock["size_flag"] == "image_size_mismatch" and rock["diameter_m"] is None
+
+
+def test_a_failed_write_is_recorded_and_the_batch_continues(tmp_path, oracle, monkeypatch):
+    import rockdet.batch as batch
+
+    inputs = write_batch(tmp_path / "in", count=3)
+    real_write = batch.write_catalog
+
+    def full_disk_for_img1(catalog, stem, formats):
+        if stem.name == "img1":
+            raise OSError(28, "No space left on device")
+        return real_write(catalog, stem, formats)
+
+    monkeypatch.setattr(batch, "write_catalog", full_disk_for_img1)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["failed"]) == (2, 1)
+    assert "No space left on device" in summary["failures"][0]["reason"]

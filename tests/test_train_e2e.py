@@ -122,3 +122,15 @@ def test_predict_on_two_processes_with_ddp_catalogues_each_image_once(trained_ru
     assert (summary["images"], summary["done"], summary["failed"]) == (4, 4, 0)
     assert sorted(p.stem for p in out.glob("*.json") if p.name != "summary.json") == \
         sorted(p.stem for p in inputs.glob("*.png"))
+
+
+def test_run_that_stops_before_validation_keeps_last_checkpoint(synthetic_data, tmp_path, capsys):
+    # Early stopping and the best checkpoint watch val_map_50, which a run stopped mid-epoch never
+    # logs: they must wait for validation instead of failing at the end of the epoch.
+    run_dir = tmp_path / "run"
+    code = main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"),
+                 *tiny_train_overrides(synthetic_data, run_dir, **{"trainer.max_steps": 1,
+                                                                   "early_stopping.enabled": "true"})])
+    assert code == 0
+    assert "no validation ran" in capsys.readouterr().out
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1

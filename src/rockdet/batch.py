@@ -137,7 +137,11 @@ class CatalogWriter(BasePredictionWriter):
             self.parts.setdefault(key, []).append(
                 to_image_coordinates(output, window, self.settings.score_threshold))
         for meta in batch["finished"]:
-            self._finish(meta)
+            try:
+                self._finish(meta)
+            except (OSError, RockdetError) as exc:  # e.g. disk full: record it, go on
+                log.warning("%s: %s", meta.job.key, exc)
+                self.outcomes.append(Outcome(meta.job.key, "failed", f"writing outputs failed: {exc}"))
 
     def _finish(self, meta: ImageMeta) -> None:
         parts = self.parts.pop(meta.job.key, [])

@@ -130,7 +130,11 @@ def _train(options) -> int:
     config = load_config(options.config, options.overrides)
     result = train(config, resume=options.resume)
     print(f"run folder: {result.run_dir}")
-    print(f"best checkpoint: {result.best_checkpoint} (val_map_50={result.best_score})")
+    if result.best_checkpoint:
+        print(f"best checkpoint: {result.best_checkpoint} (val_map_50={result.best_score:.4f})")
+    else:
+        print("no validation ran, so there is no best checkpoint")
+    print(f"last checkpoint: {result.last_checkpoint}")
     print(f"metrics: {result.run_dir / 'metrics.csv'}; curves: {result.run_dir / 'training_curves.png'}")
     return 0
 

@@ -43,8 +43,10 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
                              scheduler=to_dict(config.scheduler), evaluation=to_dict(config.eval),
                              rock_classes=list(config.data.rock_classes),
                              input_size=config.data.crop_size or datamodule.typical_image_side())
+    # Monitored callbacks act only after validation: a run that stops mid-epoch (max_steps) or
+    # validates every few epochs has no val_map_50 at the end of a training epoch.
     best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max",
-                           save_top_k=1, auto_insert_metric_name=False)
+                           save_top_k=1, auto_insert_metric_name=False, save_on_train_epoch_end=False)
     # Lightning's save_last only refreshes last.ckpt in epochs that also saved a new best, so a
     # resume would repeat epochs; a monitor-free checkpoint is written after every validation.
     last = ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
@@ -53,7 +55,8 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     if config.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max",
                                        patience=config.early_stopping.patience,
-                                       min_delta=config.early_stopping.min_delta))
+                                       min_delta=config.early_stopping.min_delta,
+                                       check_on_train_epoch_end=False))
     options = {"default_root_dir": str(run_dir), "log_every_n_steps": 10, **config.trainer}
     for reserved in ("callbacks", "logger", "default_root_dir"):
         if reserved in config.trainer:
