@@ -89,7 +89,10 @@ def test_predict_writes_catalog_per_image_summary_and_rocks_csv(tmp_path, oracle
     assert first["diameter_px"] == 15 and first["area_px"] == pytest.approx(math.pi / 4 * 200, abs=1e-3)
     assert first["score"] == pytest.approx(0.9) and first["range_m"] is None and first["diameter_m"] is None
     document = json.loads((out / "sub" / "img1.json").read_text())
-    assert document["complete"] and document["width"] == 130 and len(document["sha256"]) == 64
+    import hashlib
+
+    expected = hashlib.sha256((inputs / "sub" / "img1.png").read_bytes()).hexdigest()
+    assert document["complete"] and document["width"] == 130 and document["sha256"] == expected
     assert document["tiling"]["tile"] == 64 and document["camera"] is None
     assert document["rocks"] == json.loads(json.dumps(document["rocks"])) and len(document["rocks"]) == 2
     import pyarrow.parquet as pq

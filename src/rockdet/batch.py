@@ -8,7 +8,6 @@ its last tile is back. A broken image is recorded and the batch goes on.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import platform
 import time
@@ -26,7 +25,7 @@ from rockdet.catalog import ImageCatalog, write_catalog
 from rockdet.data.images import read_image
 from rockdet.errors import RockdetError
 from rockdet.inference import (PredictSettings, TileDetections, cut_tile, merge_tiles, plan_windows,
-                               run_model, to_image_coordinates)
+                               run_model, tile_padding, to_image_coordinates)
 from rockdet.inputs import ImageJob
 
 log = logging.getLogger(__name__)
@@ -71,14 +70,13 @@ class TileStream(IterableDataset):
             started = time.perf_counter()
             try:
                 image = read_image(job.path)
-                checksum = _sha256(job.path)
             except RockdetError as exc:
                 batch["failed"].append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
                 continue
             windows = plan_windows(image.height, image.width, self.settings, self.input_size)
-            meta = ImageMeta(job, image.width, image.height, checksum, image.notes, windows,
+            meta = ImageMeta(job, image.width, image.height, image.sha256, image.notes, windows,
                              time.perf_counter() - started)
-            pad = (self.settings.tile or self.input_size) if len(windows) > 1 else None
+            pad = tile_padding(windows, self.settings, self.input_size)
             for number, window in enumerate(windows):
                 batch["tiles"].append(cut_tile(image.pixels, window, pad))
                 batch["owners"].append((job.key, window))
@@ -185,14 +183,6 @@ def _gather(outcomes: list[Outcome]) -> list[Outcome]:
     gathered: list = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(gathered, outcomes)
     return [outcome for part in gathered for outcome in part]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def environment() -> dict[str, str]:

@@ -14,9 +14,8 @@ from tqdm import tqdm
 
 from rockdet.data.dataset import RockDataset, collate_detection
 
-#: COCO's own names for the summary numbers we report, and ours.
-_MAP_KEYS = {"map": "map", "map_50": "map_50", "map_75": "map_75", "map_small": "map_small",
-             "map_medium": "map_medium", "map_large": "map_large", "mar_100": "mar_100"}
+#: The COCO summary numbers we report, under torchmetrics' names.
+_MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
 
 @dataclass
@@ -89,7 +88,7 @@ class DetectionMetrics(nn.Module):
 
     def compute(self) -> EvalResult:
         coco = self.coco.compute()
-        scalars = {ours: float(coco[key]) for key, ours in _MAP_KEYS.items()}
+        scalars = {key: float(coco[key]) for key in _MAP_KEYS}
         # recall: [IoU thresholds, classes, area ranges, max detections]; IoU 0.5, all, 100 dets
         recall = coco["recall"]
         scalars["recall_50"] = float(recall[0, :, 0, -1].clamp(min=0).mean()) if recall.numel() else 0.0

@@ -56,6 +56,11 @@ def plan_windows(height: int, width: int, settings: PredictSettings, input_size:
     return windows
 
 
+def tile_padding(windows: list[Window], settings: PredictSettings, input_size: int) -> int | None:
+    """Size edge tiles are padded to: only when tiling, so a small image is not enlarged."""
+    return (settings.tile or input_size) if len(windows) > 1 else None
+
+
 def cut_tile(pixels: np.ndarray, window: Window, pad_to: int | None) -> torch.Tensor:
     """Float [3, h, w] tile in 0..1, zero-padded to ``pad_to`` so edge tiles keep the scale."""
     x0, y0, x1, y1 = window
@@ -184,7 +189,7 @@ def predict_images(model: nn.Module, images: Iterable[np.ndarray], settings: Pre
         height, width = pixels.shape[:2]
         windows = plan_windows(height, width, settings, input_size)
         sizes[index], expected[index], parts[index] = (width, height), len(windows), []
-        pad = (settings.tile or input_size) if len(windows) > 1 else None
+        pad = tile_padding(windows, settings, input_size)
         for window in windows:
             pending.append((index, window, cut_tile(pixels, window, pad)))
             if len(pending) >= settings.batch_size:

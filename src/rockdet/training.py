@@ -76,7 +76,7 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "seconds": round(time.monotonic() - started, 1)})
     return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
-                       Path(last.last_model_path or last.best_model_path) if last.best_model_path else None,
+                       Path(last.best_model_path) if last.best_model_path else None,
                        None if best.best_model_score is None else float(best.best_model_score))
 
 

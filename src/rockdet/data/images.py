@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,8 @@ class LoadedImage:
 
     pixels: np.ndarray  # uint8 [H, W, 3]
     notes: list[str] = field(default_factory=list)
+    #: SHA-256 of the file's bytes, hashed from the same read that decoded it.
+    sha256: str = ""
 
     @property
     def height(self) -> int:
@@ -42,8 +46,9 @@ def read_image(path: Path | str) -> LoadedImage:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
+    data = path.read_bytes()
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise ImageReadError(f"{path}: {image.width}x{image.height} exceeds the "
                                      f"{MAX_PIXELS:,}-pixel limit")
@@ -58,12 +63,12 @@ def read_image(path: Path | str) -> LoadedImage:
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        pixels, notes = _read_with_opencv(path)
+        pixels, notes = _read_with_opencv(path, data)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: cannot decode image ({_reason(exc)})") from None
     if pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise ImageReadError(f"{path}: image has no pixels")
-    return LoadedImage(np.ascontiguousarray(pixels), notes)
+    return LoadedImage(np.ascontiguousarray(pixels), notes, hashlib.sha256(data).hexdigest())
 
 
 def image_size(path: Path | str) -> tuple[int, int]:
@@ -104,10 +109,10 @@ def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
     return np.array(image.convert("RGB"))
 
 
-def _read_with_opencv(path: Path) -> tuple[np.ndarray, list[str]]:
+def _read_with_opencv(path: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
     """Fallback for files Pillow cannot identify (e.g. multi-channel 16-bit TIFF)."""
-    data = np.fromfile(path, dtype=np.uint8)
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     if decoded is None:
         raise ImageReadError(f"{path}: not a readable image format")
     notes = ["decoded with OpenCV"]
