@@ -2,9 +2,14 @@
 
 (a) rockdet's tiled prediction vs SAHI's sliced prediction with the same tile size, overlap and
     merge (greedy non-maximum merging on IoS > 0.5, no full-image pass): throughput ratio and
-    how many merged detections differ (no partner at IoU >= 0.9).
+    how many merged detections differ (no partner at IoU >= 0.9). SAHI gets the model as
+    torchvision builds it, as a SAHI user would; rockdet runs it in its inference form (batch
+    norms folded, channels-last), as `rockdet predict` does. A third run gives SAHI the
+    inference-form model too, to show how much of the ratio is the model form and how much the
+    tiling pipeline.
 (b) rockdet's whole pipeline (decode from disk → tiles → model → merge → catalog files) vs a bare
-    model forward over the same tiles, already in memory, in the same batches.
+    forward of the same inference-form model over the same tiles, already in memory, in the
+    same batches.
 
     python scripts/benchmark_predict.py --checkpoint demo_out/run/checkpoints/best.ckpt --images 4
 Needs the benchmark extra: pip install -e '.[bench]'
@@ -13,6 +18,7 @@ Needs the benchmark extra: pip install -e '.[bench]'
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import tempfile
@@ -26,7 +32,7 @@ from torchvision.ops import box_iou
 
 from rockdet.data.synthetic import SceneSpec, generate_scene
 from rockdet.inference import PredictSettings, cut_tile, plan_windows, predict_images
-from rockdet.models import build_detector, load_checkpoint_model
+from rockdet.models import build_detector, load_checkpoint_model, to_inference_form
 
 PCAM_SIZE = (2352, 1728)
 
@@ -94,13 +100,17 @@ def count_differences(ours: list, theirs: list) -> dict:
             "only_rockdet": only_ours, "only_sahi": only_theirs}
 
 
-def timed(function, repeats: int):
-    times, result = [], None
+def timed(functions: dict, repeats: int) -> dict:
+    """{name: (median seconds, last result)}; rounds interleave the runs so that this machine's
+    drift between phases falls on all of them alike."""
+    times: dict = {name: [] for name in functions}
+    results: dict = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        for name, function in functions.items():
+            started = time.perf_counter()
+            results[name] = function()
+            times[name].append(time.perf_counter() - started)
+    return {name: (statistics.median(times[name]), results[name]) for name in functions}
 
 
 def main() -> int:
@@ -111,7 +121,7 @@ def main() -> int:
     parser.add_argument("--overlap", type=float, default=0.2)
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward (rockdet's CPU default)")
     parser.add_argument("--score-threshold", type=float, default=0.25)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path)
     options = parser.parse_args()
@@ -134,27 +144,37 @@ def run(options, scratch: Path) -> int:
               "images": options.images, "image_size": PCAM_SIZE, "tile": tile, "overlap": options.overlap,
               "tiles_per_image": tiles_per_image, "batch_size": options.batch_size}
 
+    fast = copy.deepcopy(model)
+    report["model_form"] = to_inference_form(fast).describe()
+
     def ours():
         with torch.inference_mode():
             return [torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4)
-                    for rocks in predict_images(model, images, settings, input_size, options.device)]
+                    for rocks in predict_images(fast, images, settings, input_size, options.device)]
 
     warm_up = images[:1]
     with torch.inference_mode():  # allocator, kernels
-        list(predict_images(model, warm_up, settings, input_size, options.device))
+        list(predict_images(fast, warm_up, settings, input_size, options.device))
     sahi_predict(model, warm_up, settings, tile, options.device, 1)
-    sahi_time, sahi_boxes = timed(lambda: sahi_predict(model, images, settings, tile, options.device, 1),
-                                  options.repeats)
-    ours_time, our_boxes = timed(ours, options.repeats)
+    sahi_predict(fast, warm_up, settings, tile, options.device, 1)
+    runs = timed({"sahi": lambda: sahi_predict(model, images, settings, tile, options.device, 1),
+                  "rockdet": ours,
+                  "sahi_inference_form": lambda: sahi_predict(fast, images, settings, tile, options.device, 1)},
+                 options.repeats)
+    (sahi_time, sahi_boxes), (ours_time, our_boxes) = runs["sahi"], runs["rockdet"]
+    sahi_fast_time = runs["sahi_inference_form"][0]
     report["a_vs_sahi"] = {
         "rockdet_s": round(ours_time, 2), "sahi_s": round(sahi_time, 2),
         "rockdet_images_per_s": round(options.images / ours_time, 3),
         "sahi_images_per_s": round(options.images / sahi_time, 3),
         "throughput_ratio": round(sahi_time / ours_time, 2),
+        "sahi_with_inference_form_s": round(sahi_fast_time, 2),
+        "ratio_from_model_form": round(sahi_time / sahi_fast_time, 2),
+        "ratio_from_pipeline": round(sahi_fast_time / ours_time, 2),
         "detections_differing_at_iou_0.9": count_differences(our_boxes, sahi_boxes),
         "quality_vs_truth": {"rockdet": quality(our_boxes, truth), "sahi": quality(sahi_boxes, truth),
                              "true_rocks": sum(len(t) for t in truth)}}
-    report["b_pipeline_vs_forward"] = pipeline_vs_forward(model, checkpoint, images, settings, input_size,
+    report["b_pipeline_vs_forward"] = pipeline_vs_forward(fast, checkpoint, images, settings, input_size,
                                                           options, scratch)
     text = json.dumps(report, indent=2)
     print(text)
@@ -182,8 +202,8 @@ def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, o
                         overwrite=True, accelerator="gpu" if options.device.startswith("cuda") else "cpu")
 
     pipeline()  # warm-up
-    bare_time, _ = timed(bare, options.repeats)
-    pipeline_time, _ = timed(pipeline, options.repeats)
+    runs = timed({"bare": bare, "pipeline": pipeline}, options.repeats)
+    bare_time, pipeline_time = runs["bare"][0], runs["pipeline"][0]
     return {"bare_forward_s": round(bare_time, 2), "pipeline_s": round(pipeline_time, 2),
             "pipeline_images_per_s": round(len(images) / pipeline_time, 3),
             "pipeline_share_of_bare_forward_speed": round(bare_time / pipeline_time, 3)}

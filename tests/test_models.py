@@ -109,3 +109,55 @@ def test_anchor_sizes_and_detector_options():
     with pytest.raises(ConfigError, match=r"options.rpn_post_nms_topn_test: not an argument of FasterRCNN "
                                           r"\(did you mean 'rpn_post_nms_top_n_test'\?\)"):
         build_detector(options={"rpn_post_nms_topn_test": 5})
+
+
+def with_trained_looking_norms(model, frozen: bool):
+    """Random batch-norm statistics (a fresh model's are 0/1, which any fold leaves unchanged);
+    ``frozen`` swaps in torchvision's FrozenBatchNorm2d, as pretrained backbones use."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    generator = torch.Generator().manual_seed(3)
+    for parent in list(model.modules()):
+        for name, norm in list(parent.named_children()):
+            if not isinstance(norm, torch.nn.BatchNorm2d):
+                continue
+            if frozen:
+                parent._modules[name] = norm = FrozenBatchNorm2d(norm.num_features, eps=norm.eps)
+            channels = norm.running_mean.numel()
+            norm.running_mean.copy_(torch.randn(channels, generator=generator) * 0.2)
+            norm.running_var.copy_(torch.rand(channels, generator=generator) + 0.5)
+            norm.weight.data.copy_(torch.rand(channels, generator=generator) + 0.5)
+            norm.bias.data.copy_(torch.randn(channels, generator=generator) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("arch,frozen", [("fasterrcnn_mobilenet_v3_large_fpn", False),
+                                         ("fasterrcnn_resnet50_fpn_v2", True),
+                                         ("fcos_resnet50_fpn", False)])
+def test_inference_form_gives_the_same_detections(arch, frozen):
+    import copy
+
+    from rockdet.models import to_inference_form
+
+    torch.manual_seed(0)
+    model = with_trained_looking_norms(build_detector(arch, min_size=96, max_size=96), frozen).eval()
+    norms = sum(type(m).__name__ in ("BatchNorm2d", "FrozenBatchNorm2d") for m in model.modules())
+    # Keep every candidate so the comparison covers many boxes, not the few above 0.05.
+    for holder in (model, getattr(model, "roi_heads", None)):
+        if holder is not None and hasattr(holder, "score_thresh"):
+            holder.score_thresh = 0.0
+    fast = copy.deepcopy(model)
+    form = to_inference_form(fast)
+    assert form.folded_norms == norms > 0 and form.channels_last
+    assert not any(type(m).__name__ in ("BatchNorm2d", "FrozenBatchNorm2d") for m in fast.modules())
+    images = [torch.rand(3, 96, 96, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with torch.no_grad():
+        features, fast_features = model.backbone(torch.stack(images)), fast.backbone(torch.stack(images))
+        expected, got = model(images), fast(images)
+    for level in features:  # float rounding only: a millionth of the features' range
+        scale = features[level].abs().max()
+        assert (features[level] - fast_features[level]).abs().max() <= 1e-5 * scale
+    for want, have in zip(expected, got):
+        assert len(want["boxes"]) == len(have["boxes"]) > 0
+        assert torch.allclose(want["scores"], have["scores"], atol=1e-4)
+        assert torch.allclose(want["boxes"], have["boxes"], atol=0.05)  # pixels

@@ -127,7 +127,22 @@ def make_bad_inputs(folder):
     exif[0x0112] = 6  # stored sideways: viewers turn it 90° clockwise
     rotated.save(folder / "exif.jpg", exif=exif, quality=95)
     save(np.full((1, 1, 3), 200, np.uint8), folder / "tiny.png")
+    # Headers of a descent-camera-sized frame (above Pillow's own 179 M-pixel guard, below ours)
+    # and of an absurd one, each followed by too little data.
+    (folder / "descent.png").write_bytes(png_header_only(16_000, 12_000))
+    (folder / "absurd.png").write_bytes(png_header_only(40_000, 40_000))
     return folder
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
 
 
 def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsys):
@@ -137,8 +152,10 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--workers", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     reasons = {f["image"]: f["reason"] for f in summary["failures"]}
-    assert set(reasons) == {"corrupt", "truncated", "notes", "empty"}
+    assert set(reasons) == {"corrupt", "truncated", "notes", "empty", "descent", "absurd"}
     assert "cannot decode" in reasons["truncated"] or "truncated" in reasons["truncated"]
+    assert "bomb" not in reasons["descent"] and "truncated" in reasons["descent"]
+    assert "40000x40000 exceeds the 400,000,000-pixel limit" in reasons["absurd"]
     assert all(reason and "\n" not in reason for reason in reasons.values())
     assert summary["done"] == 7
     for good in ("good", "gray", "rgba", "deep16", "exif"):

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", default="csv,json", help="csv,json[,parquet]")
     predict.add_argument("--camera", type=Path, help="camera YAML: fills the metric columns")
     predict.add_argument("--overwrite", action="store_true", help="redo images already catalogued")
+    predict.add_argument("--as-trained", action="store_true", help="run the model exactly as trained, "
+                         "without folding batch norms into convolutions or the channels-last layout "
+                         "(slower; same rocks up to float rounding)")
     predict.set_defaults(handler=_predict)
 
     report = commands.add_parser("data-report", help="counts, rock sizes and problems of a data set")
@@ -179,7 +182,7 @@ def _predict(options) -> int:
     summary = predict_command(options.checkpoint, options.out, options.inputs, settings,
                               tuple(f.strip() for f in options.format.split(",") if f.strip()),
                               options.overwrite, devices, accelerator, options.workers,
-                              options.camera, options.overlay)
+                              options.camera, options.overlay, options.as_trained)
     if summary is None:  # another process of a multi-device run; the first one reports
         return 0
     print(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed of "

@@ -14,7 +14,7 @@ from rockdet.catalog import FORMATS, catalog_columns, catalog_is_complete, write
 from rockdet.errors import RockdetError
 from rockdet.inference import PredictSettings
 from rockdet.inputs import collect_inputs
-from rockdet.models import load_checkpoint_model
+from rockdet.models import load_checkpoint_model, to_inference_form
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,13 @@ log = logging.getLogger(__name__)
 def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings: PredictSettings,
                     formats: tuple[str, ...] = ("csv", "json"), overwrite: bool = False,
                     devices: int | str = 1, accelerator: str = "auto", workers: int = 0,
-                    camera: Path | None = None, overlay: bool = False) -> dict[str, Any] | None:
+                    camera: Path | None = None, overlay: bool = False,
+                    as_trained: bool = False) -> dict[str, Any] | None:
     """Run a whole batch and return the summary that is also written to ``out_dir/summary.json``
-    (None in the other processes of a multi-device run: the first one writes it)."""
+    (None in the other processes of a multi-device run: the first one writes it).
+
+    ``as_trained`` runs the model exactly as it was trained instead of in its faster inference
+    form (batch norms folded, channels-last), which gives the same rocks up to float rounding."""
     started = time.monotonic()
     unknown = set(formats) - set(FORMATS)
     if unknown or "json" not in formats:
@@ -38,6 +42,7 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
         raise RockdetError(f"--batch-size {settings.batch_size}: give at least 1")
     jobs = collect_inputs(inputs)
     model, hparams = load_checkpoint_model(checkpoint)
+    model_form = "as trained" if as_trained else to_inference_form(model).describe()
     input_size = int(hparams.get("input_size") or hparams["model"]["min_size"])
     if settings.score_threshold is None:
         settings.score_threshold = float(hparams.get("evaluation", {}).get("score_threshold", 0.5))
@@ -49,7 +54,7 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
                for job in jobs if job not in remaining]
     log.info("%d images: %d to do, %d already complete", len(jobs), len(todo), len(skipped))
     with_masks = hparams["model"]["arch"].startswith("maskrcnn")
-    context = {"checkpoint": str(checkpoint), "arch": hparams["model"]["arch"],
+    context = {"checkpoint": str(checkpoint), "arch": hparams["model"]["arch"], "model_form": model_form,
                "score_threshold": settings.score_threshold,
                "tiling": {"tile": settings.tile or input_size, "overlap": settings.overlap,
                           "auto": settings.tile is None, "merge": f"{settings.merge_method}/"

@@ -21,6 +21,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".p
 STRETCH_PERCENTILES = (0.5, 99.5)
 #: Larger images are refused as likely corrupt headers rather than decoded into memory.
 MAX_PIXELS = 400_000_000
+# Pillow's own guard (179 M pixels) would refuse descent and orbital frames below ours with a
+# "decompression bomb" message. Ours is the one limit: read_image checks it from the header,
+# before decoding anything.
+Image.MAX_IMAGE_PIXELS = None
 
 
 @dataclass
