@@ -2,7 +2,9 @@
 
 (a) rockdet's tiled prediction vs SAHI's sliced prediction with the same tile size, overlap and
     merge (greedy non-maximum merging on IoS > 0.5, no full-image pass): throughput ratio and
-    how many merged detections differ (no partner at IoU >= 0.9). SAHI gets the model as
+    how many merged detections differ (no partner at IoU >= 0.9), both as run and with rockdet
+    cutting SAHI's own windows (so that only the merge and numerics can differ), and SAHI's merge
+    applied to rockdet's raw tile detections (equal tile outputs give equal results). SAHI gets the model as
     torchvision builds it, as a SAHI user would; rockdet runs it in its inference form (batch
     norms folded, channels-last), as `rockdet predict` does. A third run gives SAHI the
     inference-form model too, to show how much of the ratio is the model form and how much the
@@ -31,7 +33,8 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 from rockdet.data.synthetic import SceneSpec, generate_scene
-from rockdet.inference import PredictSettings, cut_tile, plan_windows, predict_images
+from rockdet.inference import (PredictSettings, cut_tile, merge_tiles, plan_windows, predict_images, run_model,
+                               to_image_coordinates)
 from rockdet.models import build_detector, load_checkpoint_model, to_inference_form
 
 PCAM_SIZE = (2352, 1728)
@@ -72,6 +75,35 @@ def sahi_predict(model, images, settings: PredictSettings, tile: int, device: st
         results.append(torch.tensor([p.bbox.to_xyxy() for p in prediction.object_prediction_list],
                                     dtype=torch.float32).reshape(-1, 4))
     return results
+
+
+def on_sahi_windows(model, images, settings: PredictSettings, tile: int, device: str) -> tuple[list, list]:
+    """rockdet's batching and merge on the windows SAHI cuts (fixed stride, last tile flush):
+    (merged boxes per image, SAHI's own merge applied to rockdet's raw tile detections)."""
+    from sahi.postprocess.combine import GreedyNMMPostprocess
+    from sahi.prediction import ObjectPrediction
+    from sahi.slicing import get_slice_bboxes
+
+    sahi_merge = GreedyNMMPostprocess(match_threshold=settings.merge_threshold, match_metric="IOS",
+                                      class_agnostic=True)
+    merged, merged_by_sahi = [], []
+    for pixels in images:
+        windows = [tuple(w) for w in get_slice_bboxes(pixels.shape[0], pixels.shape[1], tile, tile,
+                                                      overlap_height_ratio=settings.overlap,
+                                                      overlap_width_ratio=settings.overlap)]
+        parts = []
+        for start in range(0, len(windows), settings.batch_size):
+            batch = windows[start:start + settings.batch_size]
+            predictions = run_model(model, [cut_tile(pixels, w, tile) for w in batch], device)
+            parts += [to_image_coordinates(p, w, settings.score_threshold) for p, w in zip(predictions, batch)]
+        rocks = merge_tiles(parts, settings, pixels.shape[1], pixels.shape[0])
+        merged.append(torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4))
+        raw = [ObjectPrediction(bbox=box.tolist(), score=float(score), category_id=1, category_name="rock",
+                                full_shape=[pixels.shape[0], pixels.shape[1]])
+               for part in parts for box, score in zip(part.boxes, part.scores)]
+        merged_by_sahi.append(torch.tensor([p.bbox.to_xyxy() for p in sahi_merge(raw)],
+                                           dtype=torch.float32).reshape(-1, 4))
+    return merged, merged_by_sahi
 
 
 def quality(found: list, truth: list) -> dict:
@@ -163,6 +195,7 @@ def run(options, scratch: Path) -> int:
                  options.repeats)
     (sahi_time, sahi_boxes), (ours_time, our_boxes) = runs["sahi"], runs["rockdet"]
     sahi_fast_time = runs["sahi_inference_form"][0]
+    same_windows, same_windows_sahi_merge = on_sahi_windows(fast, images, settings, tile, options.device)
     report["a_vs_sahi"] = {
         "rockdet_s": round(ours_time, 2), "sahi_s": round(sahi_time, 2),
         "rockdet_images_per_s": round(options.images / ours_time, 3),
@@ -172,7 +205,10 @@ def run(options, scratch: Path) -> int:
         "ratio_from_model_form": round(sahi_time / sahi_fast_time, 2),
         "ratio_from_pipeline": round(sahi_fast_time / ours_time, 2),
         "detections_differing_at_iou_0.9": count_differences(our_boxes, sahi_boxes),
+        "detections_differing_on_sahi_windows": count_differences(same_windows, sahi_boxes),
+        "sahi_merge_of_rockdet_tiles_vs_sahi": count_differences(same_windows_sahi_merge, sahi_boxes),
         "quality_vs_truth": {"rockdet": quality(our_boxes, truth), "sahi": quality(sahi_boxes, truth),
+                             "rockdet_on_sahi_windows": quality(same_windows, truth),
                              "true_rocks": sum(len(t) for t in truth)}}
     report["b_pipeline_vs_forward"] = pipeline_vs_forward(fast, checkpoint, images, settings, input_size,
                                                           options, scratch)

@@ -166,7 +166,10 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     exif_rock = read_catalog_csv(out / "exif.csv")[0]
     assert exif_rock["width_px"] == 10 and exif_rock["x_min"] == 55  # turned upright before detection
     assert read_catalog_csv(out / "tiny.csv") == []
-    assert "failed: corrupt" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "failed: corrupt" in printed.out
+    # progress is counted in images, failures included, with the total known from the start
+    assert re.search(r"Predicting: 100%.*13/13", printed.err)
 
 
 @pytest.mark.parametrize("option, message", [(["--tile", "0"], "--tile 0: give a tile size"),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm.auto import tqdm
 
 from rockdet.catalog import ImageCatalog, write_catalog
 from rockdet.data.images import read_image
@@ -63,8 +64,8 @@ class TileStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker = get_worker_info()
-        shards = self.world_size * (worker.num_workers if worker else 1)
-        shard = self.rank * (worker.num_workers if worker else 1) + (worker.id if worker else 0)
+        shard, shards = _shard(self.rank, self.world_size, worker.id if worker else 0,
+                               worker.num_workers if worker else 0)
         batch = _empty_batch()
         for job in self.jobs[shard::shards]:
             started = time.perf_counter()
@@ -87,6 +88,21 @@ class TileStream(IterableDataset):
                     batch = _empty_batch()
         if batch["tiles"] or batch["failed"]:
             yield batch
+
+
+def _shard(rank: int, world_size: int, worker: int, workers: int) -> tuple[int, int]:
+    """(first index, step) of the images one decoding worker of one process takes."""
+    per_process = max(1, workers)
+    return rank * per_process + worker, world_size * per_process
+
+
+def images_in_share(images: int, rank: int, world_size: int, workers: int) -> int:
+    """How many of ``images`` one process handles, over all its decoding workers."""
+    total = 0
+    for worker in range(max(1, workers)):
+        first, step = _shard(rank, world_size, worker, workers)
+        total += len(range(first, images, step))
+    return total
 
 
 def _empty_batch() -> dict[str, list]:
@@ -119,12 +135,26 @@ class CatalogWriter(BasePredictionWriter):
     """Merges each image's tiles when the last one is back, and writes its catalog."""
 
     def __init__(self, out_dir: Path, formats: tuple[str, ...], settings: PredictSettings,
-                 context: dict[str, Any], with_masks: bool, sizer=None, overlay: bool = False):
+                 context: dict[str, Any], with_masks: bool, sizer=None, overlay: bool = False,
+                 images: int = 0, workers: int = 0):
         super().__init__(write_interval="batch")
         self.out_dir, self.formats, self.settings = out_dir, formats, settings
         self.context, self.with_masks, self.sizer, self.overlay = context, with_masks, sizer, overlay
+        self.images, self.workers = images, workers
         self.parts: dict[str, list[TileDetections]] = {}
         self.outcomes: list[Outcome] = []
+        self.progress: tqdm | None = None
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        # Counted in images, not tile batches, so a long run shows how many are left and when it
+        # ends. In a multi-device run the first process shows its own share.
+        share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.workers)
+        self.progress = tqdm(total=share, unit="image", desc="Predicting", dynamic_ncols=True,
+                             disable=not trainer.is_global_zero)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
@@ -140,6 +170,10 @@ class CatalogWriter(BasePredictionWriter):
             except (OSError, RockdetError) as exc:  # e.g. disk full: record it, go on
                 log.warning("%s: %s", meta.job.key, exc)
                 self.outcomes.append(Outcome(meta.job.key, "failed", f"writing outputs failed: {exc}"))
+        if self.progress is not None:
+            self.progress.set_postfix(rocks=sum(o.rocks for o in self.outcomes),
+                                      failed=sum(o.status == "failed" for o in self.outcomes), refresh=False)
+            self.progress.update(len(batch["failed"]) + len(batch["finished"]))
 
     def _finish(self, meta: ImageMeta) -> None:
         parts = self.parts.pop(meta.job.key, [])
@@ -167,11 +201,13 @@ def run_prediction(model: torch.nn.Module, jobs: list[ImageJob], out_dir: Path,
                    overlay: bool = False) -> tuple[list[Outcome], bool]:
     """Run the model over ``jobs`` with Lightning; returns every process's outcomes and
     whether this is the first process (the one that writes the batch summary)."""
-    writer = CatalogWriter(out_dir, formats, settings, context, with_masks, sizer, overlay)
+    writer = CatalogWriter(out_dir, formats, settings, context, with_masks, sizer, overlay, len(jobs), workers)
     module = PredictModule(model, jobs, settings, input_size, workers)
     strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
+    # The writer's bar counts images; Lightning's would count tile batches of unknown number.
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
-                        callbacks=[writer], enable_checkpointing=False, enable_model_summary=False)
+                        callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
+                        enable_progress_bar=False)
     trainer.predict(module, return_predictions=False)
     return _gather(writer.outcomes), trainer.is_global_zero
 
