@@ -225,6 +225,28 @@ def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, 
     assert json.loads((out / "summary.json").read_text())["done"] == 5
 
 
+def test_catalogs_made_with_other_settings_are_redone_not_kept(tmp_path, oracle, capsys):
+    inputs = write_batch(tmp_path / "in", count=3)
+    out = tmp_path / "out"
+    checkpoint = tmp_path / "m.ckpt"
+    checkpoint.write_bytes(b"first weights")
+    command = ["predict", "--checkpoint", str(checkpoint), "--out", str(out), str(inputs), "--tile", "64"]
+    assert main(command) == 0
+    assert main(command) == 0  # the same command: nothing to redo
+    assert json.loads((out / "summary.json").read_text())["skipped"] == 3
+    # Every rock of the oracle scores 0.9: above 0.95 none is left, in every catalog of the batch.
+    for changed, rocks in ((command + ["--score-threshold", "0.95"], 0), (command + ["--overlap", "0.3"], 6)):
+        assert main(changed) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert (summary["done"], summary["skipped"], summary["redone_made_otherwise"]) == (3, 0, 3)
+        assert summary["rocks_total"] == rocks
+    checkpoint.write_bytes(b"retrained weights")  # same path, new model
+    oracle.calls.clear()
+    assert main(command) == 0
+    assert json.loads((out / "summary.json").read_text())["done"] == 3 and sum(oracle.calls) == 3 * 9
+    assert "made with another checkpoint or settings" in capsys.readouterr().err
+
+
 def test_inputs_from_globs_and_list_files(tmp_path, oracle):
     write_batch(tmp_path / "in", count=3)
     listing = tmp_path / "list.txt"

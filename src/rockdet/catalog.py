@@ -124,15 +124,17 @@ def write_catalog(catalog: ImageCatalog, stem: Path, formats: tuple[str, ...]) -
     return [*written, stem.with_suffix(".json")]
 
 
-def catalog_is_complete(stem: Path, formats: tuple[str, ...]) -> bool:
-    """True when an earlier run finished this image (its JSON says so and every file exists)."""
+def read_complete_catalog(stem: Path, formats: tuple[str, ...]) -> dict[str, Any] | None:
+    """An earlier run's catalog JSON when that run finished this image (the JSON says so and
+    every file exists); None otherwise."""
     path = stem.with_suffix(".json")
     try:
         document = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return False
-    return bool(document.get("complete")) and all(
-        stem.with_suffix(f".{fmt}").is_file() for fmt in formats)
+        return None
+    if not isinstance(document, dict) or not document.get("complete"):
+        return None
+    return document if all(stem.with_suffix(f".{fmt}").is_file() for fmt in formats) else None
 
 
 def write_rows_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:

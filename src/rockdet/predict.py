@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -10,13 +11,16 @@ from typing import Any
 
 from rockdet.atomic import write_json_atomic
 from rockdet.batch import Outcome, environment, run_prediction
-from rockdet.catalog import FORMATS, catalog_columns, catalog_is_complete, write_rows_csv
+from rockdet.catalog import FORMATS, catalog_columns, read_complete_catalog, write_rows_csv
 from rockdet.errors import RockdetError
 from rockdet.inference import PredictSettings
 from rockdet.inputs import collect_inputs
 from rockdet.models import load_checkpoint_model, to_inference_form
 
 log = logging.getLogger(__name__)
+
+#: What makes the rocks of a catalog: an earlier catalog made otherwise is redone, not kept.
+MADE_WITH = ("checkpoint_sha256", "arch", "score_threshold", "tiling", "camera")
 
 
 def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings: PredictSettings,
@@ -48,19 +52,20 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
         settings.score_threshold = float(hparams.get("evaluation", {}).get("score_threshold", 0.5))
     sizer, camera_record = _camera(camera)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in jobs if overwrite or not catalog_is_complete(out_dir / job.key, formats)]
-    remaining = set(todo)
-    skipped = [Outcome(job.key, "skipped", "catalog already complete (use --overwrite to redo)")
-               for job in jobs if job not in remaining]
-    log.info("%d images: %d to do, %d already complete", len(jobs), len(todo), len(skipped))
     with_masks = hparams["model"]["arch"].startswith("maskrcnn")
-    context = {"checkpoint": str(checkpoint), "arch": hparams["model"]["arch"], "model_form": model_form,
+    context = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+               "arch": hparams["model"]["arch"], "model_form": model_form,
                "score_threshold": settings.score_threshold,
                "tiling": {"tile": settings.tile or input_size, "overlap": settings.overlap,
                           "auto": settings.tile is None, "merge": f"{settings.merge_method}/"
                           f"{settings.merge_metric}>{settings.merge_threshold}",
                           "full_image_pass": settings.full_image_pass},
                "camera": camera_record}
+    todo, skipped, redone = _plan(jobs, out_dir, formats, context, overwrite)
+    log.info("%d images: %d to do, %d already complete", len(jobs), len(todo), len(skipped))
+    if redone:
+        log.warning("%d catalogs in %s were made with another checkpoint or settings (%s): redoing them",
+                    redone, out_dir, ", ".join(MADE_WITH))
     outcomes, is_main = run_prediction(model, todo, out_dir, settings, input_size, formats, context,
                                        with_masks, devices, accelerator, workers, sizer, overlay) \
         if todo else ([], True)
@@ -68,12 +73,46 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
         return None
     summary = _summary(jobs, outcomes + skipped, started, context, out_dir, formats, with_masks,
                        sizer is not None)
+    summary["redone_made_otherwise"] = redone
     if sizer is not None:
         from rockdet.sfd import write_batch_sfd
 
         summary["sfd"] = write_batch_sfd(out_dir)
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
+
+
+def file_sha256(path: Path) -> str | None:
+    """SHA-256 of a file read in blocks (checkpoints can be large); None when it is not a file."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _plan(jobs, out_dir: Path, formats, context: dict[str, Any], overwrite: bool):
+    """(images to do, skipped outcomes, how many finished catalogs are redone because they
+    were made with another checkpoint or settings)."""
+    wanted = _made_with(context)
+    todo, skipped, redone = [], [], 0
+    for job in jobs:
+        earlier = None if overwrite else read_complete_catalog(out_dir / job.key, formats)
+        if earlier is not None and _made_with(earlier) == wanted:
+            skipped.append(Outcome(job.key, "skipped", "catalog already complete (use --overwrite to redo)"))
+            continue
+        redone += earlier is not None
+        todo.append(job)
+    return todo, skipped, redone
+
+
+def _made_with(record: dict[str, Any]) -> dict[str, Any]:
+    made_with = {key: record.get(key) for key in MADE_WITH}
+    if isinstance(made_with["camera"], dict):  # the camera's content counts, not where its file lies
+        made_with["camera"] = {k: v for k, v in made_with["camera"].items() if k != "file"}
+    return json.loads(json.dumps(made_with))  # as it reads back from a catalog
 
 
 def _camera(camera: Path | None):
