@@ -130,6 +130,7 @@ def make_bad_inputs(folder):
     # Headers of a descent-camera-sized frame (above Pillow's own 179 M-pixel guard, below ours)
     # and of an absurd one, each followed by too little data.
     (folder / "descent.png").write_bytes(png_header_only(16_000, 12_000))
+    (folder / "oversize.png").write_bytes(png_header_only(25_000, 20_000))
     (folder / "absurd.png").write_bytes(png_header_only(40_000, 40_000))
     return folder
 
@@ -152,10 +153,11 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--workers", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     reasons = {f["image"]: f["reason"] for f in summary["failures"]}
-    assert set(reasons) == {"corrupt", "truncated", "notes", "empty", "descent", "absurd"}
+    assert set(reasons) == {"corrupt", "truncated", "notes", "empty", "descent", "oversize", "absurd"}
     assert "cannot decode" in reasons["truncated"] or "truncated" in reasons["truncated"]
     assert "bomb" not in reasons["descent"] and "truncated" in reasons["descent"]
-    assert "40000x40000 exceeds the 400,000,000-pixel limit" in reasons["absurd"]
+    assert "25000x20000 exceeds the 400,000,000-pixel limit" in reasons["oversize"]
+    assert reasons["absurd"] == "image exceeds the 400,000,000-pixel limit"  # past Pillow's guard too
     assert all(reason and "\n" not in reason for reason in reasons.values())
     assert summary["done"] == 7
     for good in ("good", "gray", "rgba", "deep16", "exif"):
@@ -169,7 +171,7 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     printed = capsys.readouterr()
     assert "failed: corrupt" in printed.out
     # progress is counted in images, failures included, with the total known from the start
-    assert re.search(r"Predicting: 100%.*13/13", printed.err)
+    assert re.search(r"Predicting: 100%.*14/14", printed.err)
 
 
 @pytest.mark.parametrize("option, message", [(["--tile", "0"], "--tile 0: give a tile size"),

@@ -22,9 +22,10 @@ STRETCH_PERCENTILES = (0.5, 99.5)
 #: Larger images are refused as likely corrupt headers rather than decoded into memory.
 MAX_PIXELS = 400_000_000
 # Pillow's own guard (179 M pixels) would refuse descent and orbital frames below ours with a
-# "decompression bomb" message. Ours is the one limit: read_image checks it from the header,
-# before decoding anything.
-Image.MAX_IMAGE_PIXELS = None
+# "decompression bomb" message. Raised to our limit rather than removed, so other code in the
+# process keeps a guard; what it still refuses is reported as our limit.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+_OVER_LIMIT = f"image exceeds the {MAX_PIXELS:,}-pixel limit"
 
 
 @dataclass
@@ -68,7 +69,9 @@ def read_image(path: Path | str) -> LoadedImage:
         raise
     except UnidentifiedImageError:
         pixels, notes = _read_with_opencv(path, data)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: {_OVER_LIMIT}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{path}: cannot decode image ({_reason(exc)})") from None
     if pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise ImageReadError(f"{path}: image has no pixels")
@@ -85,6 +88,8 @@ def image_size(path: Path | str) -> tuple[int, int]:
             return width, height
     except FileNotFoundError:
         raise ImageReadError(f"{path}: image file not found") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: {_OVER_LIMIT}") from None
     except (OSError, UnidentifiedImageError) as exc:
         raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
 
