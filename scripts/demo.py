@@ -82,10 +82,11 @@ def compare_with_untrained(checkpoint: Path, annotations: Path) -> tuple[float, 
     model, hparams = load_checkpoint_model(checkpoint)
     records = load_split(SplitConfig(annotations=annotations), ["rock"]).records
     dataset = RockDataset(records)
-    trained = evaluate_model(model, dataset).scalars["recall_50"]
+    cap = hparams["model"]["detections_per_image"]
+    trained = evaluate_model(model, dataset, max_detections=cap).scalars["recall_50"]
     torch.manual_seed(0)
     settings = {k: v for k, v in hparams["model"].items() if k not in ("weights", "weights_backbone")}
-    untrained = evaluate_model(build_detector(**settings), dataset).scalars["recall_50"]
+    untrained = evaluate_model(build_detector(**settings), dataset, max_detections=cap).scalars["recall_50"]
     return trained, untrained
 
 

@@ -26,6 +26,9 @@ BASE_COLUMNS = ["rock_id", "score", "x_min", "y_min", "x_max", "y_max", "x_cente
 MASK_COLUMNS = ["major_axis_px", "minor_axis_px"]
 GEOMETRY_COLUMNS = ["ground_x_m", "ground_y_m", "height_m", "size_flag"]
 FORMATS = ("csv", "json", "parquet")
+#: Column types shared by every catalog file; columns not named here are float64 (pixels, metres).
+_INTEGER_COLUMNS = ("rock_id",)
+_TEXT_COLUMNS = ("image", "size_flag")
 
 
 @dataclass
@@ -151,12 +154,24 @@ def write_rows_parquet(path: Path, columns: list[str], rows: list[dict[str, Any]
         import pyarrow.parquet as pq
     except ImportError:
         raise RockdetError("--format parquet needs pyarrow: pip install 'rockdet[parquet]'") from None
-    table = pa.table({c: [row.get(c) for row in rows] for c in columns}) if rows else \
-        pa.table({c: pa.array([], type=pa.string() if c in ("image", "size_flag") else pa.float64())
-                  for c in columns})
+    schema = catalog_schema(columns)
+    table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows], schema=schema)
     with atomic_path(path) as temp:
         pq.write_table(table, temp)
     return path
+
+
+def catalog_schema(columns: list[str]):
+    """One declared Arrow schema, so catalogs of one batch read together as a dataset whatever
+    values (or none) each image's rocks happened to have."""
+    import pyarrow as pa
+
+    def column_type(name: str):
+        if name in _INTEGER_COLUMNS:
+            return pa.int64()
+        return pa.string() if name in _TEXT_COLUMNS else pa.float64()
+
+    return pa.schema([(name, column_type(name)) for name in columns])
 
 
 def read_catalog_csv(path: Path) -> list[dict[str, Any]]:
@@ -164,7 +179,7 @@ def read_catalog_csv(path: Path) -> list[dict[str, Any]]:
     def parse(key: str, value: str):
         if value == "":
             return None
-        if key in ("image", "size_flag"):
+        if key in _TEXT_COLUMNS:
             return value
         try:
             return float(value)

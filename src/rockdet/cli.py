@@ -155,7 +155,8 @@ def _evaluate(options) -> int:
     if options.score_threshold is not None:
         evaluation["score_threshold"] = options.score_threshold
     dataset = RockDataset(annotations.records)
-    result = evaluate_model(model, dataset, options.batch_size, options.device, **evaluation)
+    result = evaluate_model(model, dataset, options.batch_size, options.device, **evaluation,
+                            max_detections=hparams["model"]["detections_per_image"])
     print(format_metrics_table(result.scalars))
     if options.out:
         write_json_atomic(options.out, {"checkpoint": str(options.checkpoint), "data": str(options.data),

@@ -20,13 +20,10 @@ import yaml
 
 from rockdet.errors import ConfigError
 
-ARCHS = (
-    "fasterrcnn_mobilenet_v3_large_fpn",
-    "fasterrcnn_resnet50_fpn_v2",
-    "retinanet_resnet50_fpn_v2",
-    "fcos_resnet50_fpn",
-    "maskrcnn_resnet50_fpn_v2",
-)
+from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, has_masks, is_two_stage
+
+#: model.anchor_sizes value that derives anchors from the training set's rock sizes.
+AUTO = "auto"
 
 
 @dataclass
@@ -37,8 +34,11 @@ class ModelConfig:
     weights_backbone: str | None = None
     min_size: int = 800
     max_size: int = 1333
-    #: One tuple of anchor sizes (pixels) per feature level; None keeps torchvision's.
-    anchor_sizes: list[list[int]] | None = None
+    #: One list of anchor sizes (pixels, in the model's resized input) per feature level; None
+    #: keeps the architecture's; "auto" derives them from the training set's rock sizes.
+    anchor_sizes: list[list[int]] | Literal["auto"] | None = None
+    #: FPN width of rockdet's own small-rock archs (torchvision's detectors are fixed at 256).
+    fpn_channels: int = 256
     trainable_backbone_layers: int | None = None
     #: Detections kept per image; rock fields are dense, torchvision's default of 100 is low.
     detections_per_image: int = 300
@@ -51,13 +51,18 @@ class ModelConfig:
             suggestion = _nearest(self.arch, ARCHS)
             raise ConfigError(f"{where}model.arch: unknown arch '{self.arch}'{suggestion}; "
                               f"choose one of {list(ARCHS)}")
+        if self.fpn_channels != 256 and self.arch not in SMALL_ROCK_ARCHS:
+            raise ConfigError(f"{where}model.fpn_channels: only {list(SMALL_ROCK_ARCHS)} take "
+                              f"another FPN width than 256")
+        if self.fpn_channels <= 0:
+            raise ConfigError(f"{where}model.fpn_channels: must be positive, got {self.fpn_channels}")
         if self.min_size <= 0 or self.max_size < self.min_size:
             raise ConfigError(f"{where}model.min_size/max_size: need 0 < min_size <= max_size, "
                               f"got {self.min_size}, {self.max_size}")
 
     @property
     def has_masks(self) -> bool:
-        return self.arch.startswith("maskrcnn")
+        return has_masks(self.arch)
 
 
 @dataclass
@@ -79,6 +84,10 @@ class DataConfig:
     train: SplitConfig | None = None
     val: SplitConfig | None = None
     rock_classes: list[str] = field(default_factory=lambda: ["rock", "boulder"])
+    #: Categories whose boxes mark ground where rocks go unlabelled (e.g. "rocky region", or a
+    #: category of hand-drawn ignore boxes): training samples no background there. Two-stage
+    #: archs (Faster/Mask R-CNN) only; COCO annotations.
+    ignore_classes: list[str] = field(default_factory=list)
     augment: str = "terrain_default"
     #: Random crop size in pixels (no rescaling, so small rocks keep their size); None: no crop.
     crop_size: int | None = None
@@ -177,6 +186,9 @@ def validate_config(config: TrainConfig, source: Path | str) -> None:
         if key not in trainer_params:
             raise ConfigError(f"{where}unknown key 'trainer.{key}'{_nearest(key, trainer_params)}"
                               " (trainer takes lightning.Trainer's arguments)")
+    if config.data.ignore_classes and not is_two_stage(config.model.arch):
+        raise ConfigError(f"{where}data.ignore_classes: ignore regions need a two-stage arch "
+                          f"(fasterrcnn_*, maskrcnn_*), not {config.model.arch}")
     from rockdet.data.transforms import PRESETS
 
     if config.data.augment not in PRESETS:
@@ -248,6 +260,9 @@ def _convert(value: Any, hint: Any, key: str, source: Path | str, base_dir: Path
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        for option in inner[1:]:
+            if typing.get_origin(option) is Literal and value in typing.get_args(option):
+                return value
         return _convert(value, inner[0], key, source, base_dir)
     if dataclasses.is_dataclass(hint):
         return build_dataclass(hint, value, source, base_dir, prefix=f"{key}.")

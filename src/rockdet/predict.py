@@ -16,6 +16,7 @@ from rockdet.errors import RockdetError
 from rockdet.inference import PredictSettings
 from rockdet.inputs import collect_inputs
 from rockdet.models import load_checkpoint_model, to_inference_form
+from rockdet.models.archs import has_masks
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings
         settings.score_threshold = float(hparams.get("evaluation", {}).get("score_threshold", 0.5))
     sizer, camera_record = _camera(camera)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with_masks = hparams["model"]["arch"].startswith("maskrcnn")
+    with_masks = has_masks(hparams["model"]["arch"])
     context = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
                "arch": hparams["model"]["arch"], "model_form": model_form,
                "score_threshold": settings.score_threshold,

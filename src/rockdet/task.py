@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from rockdet.evaluation import DetectionMetrics, EvalResult
+from rockdet.evaluation import DetectionMetrics
 from rockdet.models import build_detector
 
 #: Metric that picks the best checkpoint and drives early stopping.
@@ -22,8 +22,8 @@ class RockDetectionTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_detector(**model)
-        self.val_metrics = DetectionMetrics(**evaluation)
-        self.last_val_result: EvalResult | None = None
+        self.val_metrics = DetectionMetrics(**evaluation,
+                                            max_detections=model["detections_per_image"])
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         return self.model(images)
@@ -45,7 +45,6 @@ class RockDetectionTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         result = self.val_metrics.compute()
         self.val_metrics.reset()
-        self.last_val_result = result
         for key, value in result.scalars.items():
             self.log(f"val_{key}", value, prog_bar=key in ("map_50", "recall_50"), sync_dist=False)
 

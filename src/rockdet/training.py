@@ -9,14 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from rockdet.atomic import atomic_path, write_json_atomic, write_text_atomic
-from rockdet.config import TrainConfig, to_dict
+from rockdet.config import AUTO, ModelConfig, TrainConfig, to_dict
 from rockdet.data.datamodule import RockDataModule
+from rockdet.data.records import AnnotatedImage
 from rockdet.errors import ConfigError
+from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_input
+from rockdet.models.builder import default_anchor_sizes
 from rockdet.plots import plot_training_curves
 from rockdet.task import MONITOR, RockDetectionTask
 
@@ -36,9 +40,14 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     L.seed_everything(config.seed, workers=True)
     run_dir = resolve_run_dir(config, resume)
     checkpoints = run_dir / "checkpoints"
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     datamodule = RockDataModule(config.data, with_masks=config.model.has_masks, seed=config.seed)
     datamodule.setup("fit")
+    if config.model.anchor_sizes == AUTO:
+        config.model.anchor_sizes = auto_anchor_sizes(config.model, datamodule.train_set.records,
+                                                      config.data.crop_size)
+        log.info("model.anchor_sizes: auto -> %s", config.model.anchor_sizes)
+    # Saved once resolved, so the run folder says which anchors were really used.
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
     task = RockDetectionTask(model=to_dict(config.model), optimizer=to_dict(config.optimizer),
                              scheduler=to_dict(config.scheduler), evaluation=to_dict(config.eval),
                              rock_classes=list(config.data.rock_classes),
@@ -78,6 +87,21 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
                        Path(last.best_model_path) if last.best_model_path else None,
                        None if best.best_model_score is None else float(best.best_model_score))
+
+
+def auto_anchor_sizes(model: ModelConfig, records: list[AnnotatedImage],
+                      crop_size: int | None) -> list[list[int]]:
+    """``model.anchor_sizes: auto``: the architecture's anchors scaled to the training rocks."""
+    boxes = [r.boxes for r in records if len(r.boxes)]
+    if not boxes:
+        raise ConfigError("model.anchor_sizes: auto needs rocks in the training split; it has none")
+    image_sides = np.concatenate([
+        np.tile([min(r.width, crop_size or r.width), min(r.height, crop_size or r.height)],
+                (len(r.boxes), 1)) for r in records if len(r.boxes)])
+    box = np.concatenate(boxes)
+    sides = rock_sides_in_model_input(np.sqrt((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])),
+                                      image_sides, model.min_size, model.max_size)
+    return derive_anchor_sizes(sides, default_anchor_sizes(model.arch))
 
 
 def resolve_run_dir(config: TrainConfig, resume: Path | None) -> Path:

@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, sanitize_boxes
+from rockdet.data.records import (AnnotatedImage, AnnotationSet, LoadReport, clip_regions,
+                                  sanitize_boxes)
 from rockdet.errors import DataError
 
 
-def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str]) -> AnnotationSet:
-    """Read a COCO file, keeping annotations whose category name is in ``rock_classes``."""
+def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str],
+              ignore_classes: list[str] = ()) -> AnnotationSet:
+    """Read a COCO file, keeping annotations whose category name is in ``rock_classes`` as rocks
+    and those in ``ignore_classes`` as ignore regions."""
     path = Path(path)
     images_dir = Path(images_dir) if images_dir else path.parent
     data = _load_json(path)
@@ -22,15 +25,18 @@ def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str]) -> A
     categories = {c.get("id"): str(c.get("name")) for c in data.get("categories", [])}
     wanted = {name.lower() for name in rock_classes}
     rock_ids = {cid for cid, name in categories.items() if name.lower() in wanted}
+    ignore_ids = _category_ids(path, categories, ignore_classes, "ignore_classes")
     if categories and not rock_ids:
         raise DataError(f"{path}: none of rock_classes {rock_classes} is a category here; "
                         f"categories are {sorted(set(categories.values()))}")
-    by_image = defaultdict(list)
+    by_image, ignore_by_image = defaultdict(list), defaultdict(list)
     for index, ann in enumerate(data.get("annotations", [])):
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise DataError(f"{path}: annotations[{index}] has no image_id")
         if ann.get("category_id") in rock_ids:
             by_image[ann["image_id"]].append(ann)
+        elif ann.get("category_id") in ignore_ids:
+            ignore_by_image[ann["image_id"]].append(ann)
         else:
             report.ignored_categories[categories.get(ann.get("category_id"), "?")] += 1
     records = []
@@ -43,21 +49,16 @@ def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str]) -> A
         if not image_path.is_file():
             raise DataError(f"{path}: image file not found: {image_path}")
         anns = by_image.get(image.get("id"), [])
+        regions = [_xyxy(path, ann) for ann in ignore_by_image.get(image.get("id"), [])]
         records.append(_record(path, image_path, width, height, anns, report))
+        records[-1].ignore_boxes = clip_regions(np.asarray(regions), width, height)
         report.add(records[-1])
     return AnnotationSet(records, report)
 
 
 def _record(path: Path, image_path: Path, width: int, height: int, anns: list[dict],
             report: LoadReport) -> AnnotatedImage:
-    boxes = []
-    for ann in anns:
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
-            raise DataError(f"{path}: annotation {ann.get('id')} has a malformed bbox {bbox!r}")
-        x, y, w, h = (float(v) for v in bbox)
-        boxes.append((x, y, x + w, y + h))
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    boxes = np.asarray([_xyxy(path, ann) for ann in anns], dtype=np.float32).reshape(-1, 4)
     keep = sanitize_boxes(boxes, width, height, report, f"{image_path.name}")
     kept = [anns[i] for i in keep]
     loader = None
@@ -65,6 +66,24 @@ def _record(path: Path, image_path: Path, width: int, height: int, anns: list[di
         segmentations = [ann["segmentation"] for ann in kept]
         loader = lambda: decode_segmentations(segmentations, width, height)  # noqa: E731
     return AnnotatedImage(image_path, width, height, boxes[keep], loader)
+
+
+def _category_ids(path: Path, categories: dict, names: list[str], key: str) -> set:
+    wanted = {name.lower() for name in names}
+    missing = wanted - {name.lower() for name in categories.values()}
+    if categories and missing:
+        raise DataError(f"{path}: data.{key} {sorted(missing)} not among the categories "
+                        f"{sorted(set(categories.values()))}")
+    return {cid for cid, name in categories.items() if name.lower() in wanted}
+
+
+def _xyxy(path: Path, ann: dict) -> tuple[float, float, float, float]:
+    bbox = ann.get("bbox")
+    try:
+        x, y, w, h = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: annotation {ann.get('id')} has a malformed bbox {bbox!r}") from None
+    return x, y, x + w, y + h
 
 
 def decode_segmentations(segmentations: list, width: int, height: int) -> np.ndarray:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
+from torch.utils.data import DataLoader, get_worker_info
 
 from rockdet.config import DataConfig
 from rockdet.data.dataset import RockDataset, collate_detection
@@ -30,13 +32,14 @@ class RockDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        train = load_split(self.data.train, self.data.rock_classes)
+        # Ignore regions shape training only; validation scores every labelled rock as usual.
+        train = load_split(self.data.train, self.data.rock_classes, self.data.ignore_classes)
         val = load_split(self.data.val, self.data.rock_classes)
         for name, loaded in (("train", train), ("val", val)):
             report = loaded.report
-            log.info("%s: %d images, %d rocks, %d empty, %d boxes clipped, dropped %s",
-                     name, report.images, report.rocks, report.empty_images, report.clipped_boxes,
-                     dict(report.dropped) or "none")
+            log.info("%s: %d images, %d rocks, %d empty, %d boxes clipped, dropped %s, "
+                     "%d ignore regions", name, report.images, report.rocks, report.empty_images,
+                     report.clipped_boxes, dict(report.dropped) or "none", report.ignore_regions)
         if self.data.crop_size and any(min(r.width, r.height) > self.data.crop_size for r in val.records):
             log.warning("data.crop_size=%d: training sees native-scale crops but validation resizes whole "
                         "images to model.min_size, so validation metrics are taken at another scale; "
@@ -60,4 +63,19 @@ class RockDataModule(L.LightningDataModule):
     def _loader(self, dataset: RockDataset, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=shuffle,
                           num_workers=self.data.num_workers, collate_fn=collate_detection,
-                          persistent_workers=self.data.num_workers > 0)
+                          persistent_workers=self.data.num_workers > 0,
+                          worker_init_fn=seed_augmentation_worker)
+
+
+def seed_augmentation_worker(worker_id: int) -> None:
+    """Give each DataLoader worker its own augmentation stream.
+
+    Every worker receives a copy of the pipeline with the same seeded random state, so N workers
+    would otherwise repeat one stream N times. torch seeds each worker differently (base seed +
+    worker id, the base drawn from the seeded main process), so the streams are distinct and a
+    run stays reproducible for a given seed and worker count.
+    """
+    pl_worker_init_function(worker_id)  # what Lightning does when it adds its own hook
+    transform = getattr(get_worker_info().dataset, "transform", None)
+    if transform is not None:
+        transform.set_random_seed(torch.initial_seed() % 2**32)

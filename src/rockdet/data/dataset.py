@@ -8,12 +8,12 @@ import torch
 from torch.utils.data import Dataset
 
 from rockdet.data.images import read_image
-from rockdet.data.records import ROCK_LABEL, AnnotatedImage
+from rockdet.data.records import IGNORE_BOXES_KEY, IGNORE_LABEL, ROCK_LABEL, AnnotatedImage
 from rockdet.errors import DataError, ImageReadError
 
 
 class RockDataset(Dataset):
-    """Yields ``(image float[3,H,W] in 0..1, {"boxes", "labels"[, "masks"]})``."""
+    """Yields ``(image float[3,H,W] in 0..1, {"boxes", "labels", "ignore_boxes"[, "masks"]})``."""
 
     def __init__(self, records: list[AnnotatedImage], transform: A.Compose | None = None,
                  with_masks: bool = False):
@@ -34,12 +34,14 @@ class RockDataset(Dataset):
             raise DataError(f"{record.path}: image is {pixels.shape[1]}x{pixels.shape[0]} but the "
                             f"annotations say {record.width}x{record.height}")
         boxes = record.boxes.astype(np.float32)
+        ignore = record.ignore_boxes.astype(np.float32)
         masks = record.instance_masks() if self.with_masks else None
         if self.transform is not None:
-            pixels, boxes, masks = self._augment(pixels, boxes, masks)
+            pixels, boxes, masks, ignore = self._augment(pixels, boxes, masks, ignore)
         target = {
             "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "labels": torch.full((len(boxes),), ROCK_LABEL, dtype=torch.int64),
+            IGNORE_BOXES_KEY: torch.as_tensor(ignore, dtype=torch.float32).reshape(-1, 4),
         }
         if self.with_masks:
             height, width = pixels.shape[:2]
@@ -48,21 +50,25 @@ class RockDataset(Dataset):
         image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
         return image, target
 
-    def _augment(self, pixels: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None):
-        ids = np.arange(len(boxes))
-        kwargs = {"image": pixels, "bboxes": boxes, "labels": np.full(len(boxes), ROCK_LABEL),
-                  "instance_ids": ids}
+    def _augment(self, pixels: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None,
+                 ignore: np.ndarray):
+        # Ignore regions ride along as boxes of their own label, so flips and crops move them too.
+        kwargs = {"image": pixels, "bboxes": np.concatenate([boxes, ignore]),
+                  "labels": np.r_[np.full(len(boxes), ROCK_LABEL), np.full(len(ignore), IGNORE_LABEL)],
+                  "instance_ids": np.r_[np.arange(len(boxes)), np.full(len(ignore), -1)]}
         if masks is not None and len(masks):
             kwargs["masks"] = masks
         out = self.transform(**kwargs)
-        kept = np.asarray(out["instance_ids"], dtype=np.int64)
-        new_boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+        is_rock = np.asarray(out["labels"]) == ROCK_LABEL
+        all_boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+        kept = np.asarray(out["instance_ids"], dtype=np.int64)[is_rock]
+        new_boxes = all_boxes[is_rock]
         new_masks = None
         if masks is not None:
             height, width = out["image"].shape[:2]
             new_masks = (np.asarray(out["masks"])[kept] if len(kept)
                          else np.zeros((0, height, width), dtype=np.uint8))
-        return out["image"], new_boxes, new_masks
+        return out["image"], new_boxes, new_masks, all_boxes[~is_rock]
 
 
 def collate_detection(batch):

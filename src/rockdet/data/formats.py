@@ -12,12 +12,16 @@ from rockdet.data.yolo import read_yolo
 from rockdet.errors import DataError
 
 
-def load_split(split: SplitConfig, rock_classes: list[str]) -> AnnotationSet:
+def load_split(split: SplitConfig, rock_classes: list[str],
+               ignore_classes: list[str] = ()) -> AnnotationSet:
     """Read one split in any supported format into the internal record format."""
     if split.format == "coco":
         if split.annotations is None:
             raise DataError("coco split needs 'annotations' (the COCO JSON file)")
-        return read_coco(split.annotations, split.images, rock_classes)
+        return read_coco(split.annotations, split.images, rock_classes, ignore_classes)
+    if ignore_classes:
+        raise DataError(f"{split.annotations or split.images}: data.ignore_classes is read from "
+                        f"COCO categories; {split.format} annotations carry no ignore regions")
     if split.format == "yolo":
         if split.annotations is None:
             raise DataError("yolo split needs 'annotations' (the data YAML)")

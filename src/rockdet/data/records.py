@@ -10,6 +10,14 @@ from typing import Callable
 import numpy as np
 
 ROCK_LABEL = 1  # label 0 is background in torchvision detectors
+#: Label carried through augmentation by ignore regions (never reaches the model as a class).
+IGNORE_LABEL = -1
+#: Target key of the ignore regions, float32 [M, 4] xyxy, beside "boxes" and "labels".
+IGNORE_BOXES_KEY = "ignore_boxes"
+
+
+def no_boxes() -> np.ndarray:
+    return np.zeros((0, 4), dtype=np.float32)
 
 
 @dataclass
@@ -22,6 +30,8 @@ class AnnotatedImage:
     boxes: np.ndarray
     #: Decodes uint8 [N, H, W] instance masks aligned with ``boxes``; None when there are none.
     mask_loader: Callable[[], np.ndarray] | None = None
+    #: Regions (float32 [M, 4] xyxy) where unlabelled rocks are likely: never taught as background.
+    ignore_boxes: np.ndarray = field(default_factory=no_boxes)
 
     @property
     def labels(self) -> np.ndarray:
@@ -42,12 +52,15 @@ class LoadReport:
     clipped_boxes: int = 0
     dropped: Counter = field(default_factory=Counter)
     ignored_categories: Counter = field(default_factory=Counter)
+    #: Boxes of data.ignore_classes kept as ignore regions.
+    ignore_regions: int = 0
     problems: list[str] = field(default_factory=list)
 
     def add(self, record: AnnotatedImage) -> None:
         self.images += 1
         self.rocks += len(record.boxes)
         self.empty_images += int(len(record.boxes) == 0)
+        self.ignore_regions += len(record.ignore_boxes)
 
 
 @dataclass
@@ -80,6 +93,15 @@ def sanitize_boxes(boxes: np.ndarray, width: int, height: int, report: LoadRepor
             report.problems.append(f"{where}: dropped {int(mask.sum())} box(es), {reason}")
     boxes[:] = clipped
     return np.flatnonzero(~outside & ~zero_area)
+
+
+def clip_regions(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Ignore regions clipped to the image; empty or non-finite ones are dropped."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    boxes = boxes[np.isfinite(boxes).all(axis=1)]
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+    return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:

@@ -18,13 +18,16 @@ from torchvision.models.detection.fcos import FCOSClassificationHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 
-from rockdet.config import ARCHS
 from rockdet.errors import CheckpointError, ConfigError
+from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, backbone_name, has_masks, is_two_stage
+from rockdet.models.ignore_regions import enable_ignore_regions
+from rockdet.models.resnet_fpn import build_resnet_fpn_faster_rcnn
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 2  # background + rock
-_TWO_STAGE = ("fasterrcnn", "maskrcnn")
+#: FPN width of torchvision's detectors; rockdet's own small-rock archs may be narrower.
+TORCHVISION_FPN_CHANNELS = 256
 _FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 
@@ -33,7 +36,8 @@ def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes:
                    min_size: int = 800, max_size: int = 1333,
                    anchor_sizes: list[list[int]] | None = None,
                    trainable_backbone_layers: int | None = None,
-                   detections_per_image: int = 300, options: dict | None = None) -> nn.Module:
+                   detections_per_image: int = 300, options: dict | None = None,
+                   fpn_channels: int = TORCHVISION_FPN_CHANNELS) -> nn.Module:
     """A torchvision detector with its class head sized for ``num_classes``.
 
     ``weights`` and ``weights_backbone`` take None, a torchvision enum name (``DEFAULT``,
@@ -42,28 +46,48 @@ def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes:
     """
     if arch not in ARCHS:
         raise ConfigError(f"unknown arch '{arch}'; choose one of {list(ARCHS)}")
-    weights_file, weights_name = _split_source(weights, "weights")
-    backbone_file, backbone_name = _split_source(weights_backbone, "weights_backbone")
+    weights_file, weights_enum = _split_source(weights, "weights")
+    backbone_file, backbone_enum = _split_source(weights_backbone, "weights_backbone")
     kwargs = {**check_detector_options(arch, options or {}), "min_size": min_size, "max_size": max_size,
-              ("box_detections_per_img" if arch.startswith(_TWO_STAGE) else "detections_per_img"):
+              ("box_detections_per_img" if is_two_stage(arch) else "detections_per_img"):
                   detections_per_image}
-    if weights_name or backbone_name:
-        kwargs["trainable_backbone_layers"] = trainable_backbone_layers
-    if not weights_name:
-        kwargs["num_classes"] = num_classes
+    if arch in SMALL_ROCK_ARCHS:
+        if weights_enum:
+            raise ConfigError(f"model.weights: {arch} has no published detector weights; give a "
+                              f"local file (e.g. a synthetic-pretraining checkpoint) or null, and "
+                              f"ImageNet weights through model.weights_backbone")
+        build = partial(build_resnet_fpn_faster_rcnn, backbone_name(arch), num_classes, backbone_enum,
+                        trainable_backbone_layers, fpn_channels)
+    else:
+        if fpn_channels != TORCHVISION_FPN_CHANNELS:
+            raise ConfigError(f"model.fpn_channels: {arch} is built by torchvision with "
+                              f"{TORCHVISION_FPN_CHANNELS} channels; only {list(SMALL_ROCK_ARCHS)} "
+                              f"take another width")
+        if weights_enum or backbone_enum:
+            kwargs["trainable_backbone_layers"] = trainable_backbone_layers
+        if not weights_enum:
+            kwargs["num_classes"] = num_classes
+        build = partial(torchvision.models.get_model, arch, weights=weights_enum,
+                        weights_backbone=None if weights_enum else backbone_enum)
     try:
-        model = torchvision.models.get_model(arch, weights=weights_name,
-                                             weights_backbone=None if weights_name else backbone_name,
-                                             **kwargs)
+        model = build(**kwargs)
     except KeyError as exc:
         raise ConfigError(f"{arch}: unknown weights name {exc}; valid names: "
-                          f"{_enum_names(arch, weights_name, backbone_name)}") from None
+                          f"{_enum_names(arch, weights_enum, backbone_enum)}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise CheckpointError(f"{arch}: could not fetch weights '{weights_name or backbone_name}' "
+        raise CheckpointError(f"{arch}: could not fetch weights '{weights_enum or backbone_enum}' "
                               f"({exc}); without internet, place the file in "
                               f"{torch.hub.get_dir()}/checkpoints or give a local path") from None
-    if weights_name:
+    if weights_enum:
         replace_class_head(model, arch, num_classes)
+    if is_two_stage(arch):
+        enable_ignore_regions(model)
+    return _load_files_and_anchors(model, arch, weights_file, backbone_file, anchor_sizes)
+
+
+def _load_files_and_anchors(model: nn.Module, arch: str, weights_file: Path | None, backbone_file: Path | None,
+            anchor_sizes: list[list[int]] | None) -> nn.Module:
+    """Steps every architecture shares once built: local weight files, then anchors."""
     if weights_file:
         load_weights_file(model, weights_file)
     if backbone_file:
@@ -90,10 +114,10 @@ def check_detector_options(arch: str, options: dict) -> dict:
 
 def replace_class_head(model: nn.Module, arch: str, num_classes: int) -> None:
     """Swap the pretrained class-specific layers for fresh ones sized for our classes."""
-    if arch.startswith(_TWO_STAGE):
+    if is_two_stage(arch):
         predictor = model.roi_heads.box_predictor
         model.roi_heads.box_predictor = FastRCNNPredictor(predictor.cls_score.in_features, num_classes)
-        if arch.startswith("maskrcnn"):
+        if has_masks(arch):
             mask_predictor = model.roi_heads.mask_predictor
             model.roi_heads.mask_predictor = MaskRCNNPredictor(
                 mask_predictor.conv5_mask.in_channels, mask_predictor.conv5_mask.out_channels,
@@ -111,7 +135,7 @@ def replace_class_head(model: nn.Module, arch: str, num_classes: int) -> None:
 
 def set_anchor_sizes(model: nn.Module, arch: str, anchor_sizes: list[list[int]]) -> None:
     """Replace anchor sizes (one list per feature level), keeping the anchors per location."""
-    owner = model.rpn if arch.startswith(_TWO_STAGE) else model
+    owner = model.rpn if is_two_stage(arch) else model
     current = owner.anchor_generator
     if len(anchor_sizes) != len(current.sizes) or any(
             len(new) != len(old) for new, old in zip(anchor_sizes, current.sizes)):
@@ -120,6 +144,13 @@ def set_anchor_sizes(model: nn.Module, arch: str, anchor_sizes: list[list[int]])
                           f"{[len(s) for s in anchor_sizes]}")
     owner.anchor_generator = AnchorGenerator(tuple(tuple(s) for s in anchor_sizes),
                                              current.aspect_ratios)
+
+
+def default_anchor_sizes(arch: str) -> list[list[float]]:
+    """The anchor sizes ``arch`` is built with, one list per feature level."""
+    model = build_detector(arch, min_size=64, max_size=64)
+    owner = model.rpn if is_two_stage(arch) else model
+    return [list(level) for level in owner.anchor_generator.sizes]
 
 
 def load_weights_file(model: nn.Module, path: Path) -> None:
@@ -211,8 +242,8 @@ def _split_source(value: str | None, key: str) -> tuple[Path | None, str | None]
     return None, text
 
 
-def _enum_names(arch: str, weights_name: str | None, backbone_name: str | None) -> list[str]:
-    if weights_name:
+def _enum_names(arch: str, weights_enum: str | None, backbone_name: str | None) -> list[str]:
+    if weights_enum:
         return list(torchvision.models.get_model_weights(arch).__members__)
     builder = torchvision.models.get_model_builder(arch)
     annotation = builder.__wrapped__.__annotations__.get("weights_backbone") \

@@ -1,0 +1,130 @@
+"""Small rocks and sparse labels: the stride-4 architecture, anchors derived from the data,
+and ignore regions where unlabelled rocks must not be taught as background."""
+
+import json
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from rockdet.cli import main
+from rockdet.config import SplitConfig, load_config
+from rockdet.data.dataset import RockDataset
+from rockdet.data.formats import load_split
+from rockdet.errors import ConfigError, DataError
+from rockdet.models import build_detector
+from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_input
+
+from conftest import CONFIGS, tiny_train_overrides, write_coco, write_image
+
+GT = torch.tensor([[20.0, 20.0, 30.0, 30.0]])
+REGION = torch.tensor([[40.0, 40.0, 64.0, 64.0]])
+
+
+def small_rock_model():
+    torch.manual_seed(0)
+    return build_detector("fasterrcnn_resnet18_fpn", min_size=64, max_size=64, fpn_channels=32)
+
+
+def test_ignore_region_turns_rpn_negatives_into_discards():
+    rpn = small_rock_model().rpn
+    anchors = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [48.0, 48.0, 58.0, 58.0], [20.0, 20.0, 30.0, 30.0]])]
+    plain, _ = rpn.assign_targets_to_anchors(anchors, [{"boxes": GT}])
+    ignored, _ = rpn.assign_targets_to_anchors(anchors, [{"boxes": GT, "ignore_boxes": REGION}])
+    assert plain[0].tolist() == [0.0, 0.0, 1.0]
+    assert ignored[0].tolist() == [0.0, -1.0, 1.0]  # background inside the region: not sampled
+
+
+def test_ignore_region_keeps_box_head_negatives_out_of_the_sample():
+    heads = small_rock_model().roi_heads
+    inside = torch.tensor([[40.0 + i, 44.0, 50.0 + i, 54.0] for i in range(10)])
+    outside = torch.tensor([[2.0 + i, 2.0, 12.0 + i, 12.0] for i in range(5)])
+    target = {"boxes": GT, "labels": torch.tensor([1])}
+
+    def sampled_background(extra):
+        proposals, _, labels, _ = heads.select_training_samples(
+            [torch.cat([inside, outside])], [{**target, **extra}])
+        return proposals[0][labels[0] == 0]
+
+    assert len(sampled_background({})) == 15  # every proposal is background without regions
+    kept = sampled_background({"ignore_boxes": REGION})
+    assert len(kept) == 5 and (kept[:, 2] <= 20).all()
+
+
+def test_ignore_regions_are_resized_with_the_image():
+    model = build_detector("fasterrcnn_resnet18_fpn", min_size=128, max_size=128, fpn_channels=32)
+    model.train()
+    _, targets = model.transform([torch.rand(3, 64, 64)],
+                                 [{"boxes": GT, "labels": torch.tensor([1]), "ignore_boxes": REGION}])
+    assert targets[0]["boxes"].tolist() == [[40.0, 40.0, 60.0, 60.0]]
+    assert targets[0]["ignore_boxes"].tolist() == [[80.0, 80.0, 128.0, 128.0]]
+
+
+def _coco_with_region(tmp_path):
+    write_image(tmp_path / "a.png", 64, 48)
+    return write_coco(tmp_path / "ann.json", [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+                      [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 8, 8]},
+                       {"id": 2, "image_id": 1, "category_id": 4, "bbox": [30, 10, 40, 50]}],
+                      [{"id": 1, "name": "rock"}, {"id": 4, "name": "rocky region"}])
+
+
+def test_coco_ignore_classes_become_ignore_regions_that_follow_augmentation(tmp_path):
+    path = _coco_with_region(tmp_path)
+    loaded = load_split(SplitConfig(annotations=path), ["rock"], ["rocky region"])
+    record = loaded.records[0]
+    assert loaded.report.ignore_regions == 1 and len(record.boxes) == 1
+    assert record.ignore_boxes.tolist() == [[30.0, 10.0, 64.0, 48.0]]  # clipped to the image
+    flip = A.Compose([A.HorizontalFlip(p=1.0)], bbox_params=A.BboxParams(
+        format="pascal_voc", label_fields=["labels", "instance_ids"]))
+    _, target = RockDataset(loaded.records, flip)[0]
+    assert target["boxes"].tolist() == [[54.0, 2.0, 62.0, 10.0]]
+    assert target["ignore_boxes"].tolist() == [[0.0, 10.0, 34.0, 48.0]]
+    assert load_split(SplitConfig(annotations=path), ["rock"]).records[0].ignore_boxes.shape == (0, 4)
+    with pytest.raises(DataError, match=r"ann.json: data.ignore_classes \['rocky regoin'\] not among"):
+        load_split(SplitConfig(annotations=path), ["rock"], ["rocky regoin"])
+
+
+def test_ignore_classes_need_a_two_stage_arch(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": {"arch": "retinanet_resnet50_fpn_v2"},
+                                      "data": {"ignore_classes": ["rocky region"]}}))
+    with pytest.raises(ConfigError, match="c.yaml: data.ignore_classes: ignore regions need a two-stage"):
+        load_config(config)
+
+
+def test_rock_sides_follow_the_models_resize():
+    # 432 px images upsampled to 864: a 19 px rock becomes 38 px; a 100x400 image is capped by max_size
+    sides = rock_sides_in_model_input(np.array([19.0, 10.0]), np.array([[432, 432], [400, 100]]),
+                                      min_size=864, max_size=1000)
+    assert sides.tolist() == pytest.approx([38.0, 25.0])
+
+
+def test_derived_anchors_keep_the_layout_and_put_the_smallest_at_the_small_rocks():
+    rocks = np.linspace(10, 200, 1000)
+    fpn = derive_anchor_sizes(rocks, [[32], [64], [128], [256], [512]])
+    assert fpn[0] == [round(np.quantile(rocks, 0.05))]
+    assert all(b[0] == pytest.approx(2 * a[0], abs=1) for a, b in zip(fpn, fpn[1:]))  # octaves kept
+    shared = derive_anchor_sizes(rocks, [[32, 64, 128, 256, 512]] * 3)
+    assert shared[0] == shared[2] and shared[0][0] == round(np.quantile(rocks, 0.05))
+    with pytest.raises(ValueError):
+        derive_anchor_sizes(np.array([]), [[32]])
+
+
+@pytest.mark.slow
+def test_small_rock_arch_trains_with_auto_anchors_then_predicts(
+        synthetic_data, tmp_path):
+    run_dir = tmp_path / "run"
+    code = main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), *tiny_train_overrides(
+        synthetic_data, run_dir, **{"model.arch": "fasterrcnn_resnet18_fpn", "model.fpn_channels": 32,
+                                    "model.anchor_sizes": "auto", "trainer.max_steps": 2})])
+    assert code == 0
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["anchor_sizes"]
+    assert len(saved) == 5 and all(len(level) == 1 and level[0] >= 2 for level in saved)
+    out = tmp_path / "out"
+    images = sorted(synthetic_data["val"].parent.glob("*.png"))
+    assert main(["predict", "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"), "--out", str(out),
+                 *map(str, images), "--score-threshold", "0.0", "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == len(images) and summary["failed"] == 0
