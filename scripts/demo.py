@@ -51,13 +51,16 @@ def main() -> int:
     if trained < max(REQUIRED_GAIN * untrained, untrained + 0.05):
         sys.exit("demo failed: the trained model is not clearly better than an untrained one")
     new_images = make_new_images(out / "new_images")
-    run("predict", ["predict", "--checkpoint", str(best), "--out", str(out / "catalogs"), "--overlay",
+    predictions = out / "predictions"
+    run("predict", ["predict", "--checkpoint", str(best), "--out", str(predictions), "--overlay",
                     str(new_images)])
     print(f"\nDone in {time.monotonic() - started:.0f} s. Look at:")
     print(f"  run folder:       {run_dir}  (metrics.csv, training_curves.png, checkpoints/)")
     print(f"  evaluation:       {run_dir / 'eval.json'}  and {run_dir / 'eval_pr.png'}")
-    print(f"  rock catalogs:    {out / 'catalogs'}  (NAME.csv + NAME.json + NAME_overlay.png per image,")
-    print("                    rocks.csv for the batch, summary.json with done/failed images)")
+    print(f"  rock catalogs:    {predictions / 'catalogs'}  (IMAGE.csv + IMAGE.json per image)")
+    print(f"  overlays:         {predictions / 'overlays'}")
+    print(f"  batch:            {predictions / 'rocks.csv'} (every rock), "
+          f"{predictions / 'summary.json'} (done/failed images)")
     return 0
 
 

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rockdet import predict as predict_module
 from rockdet.data.synthetic import SceneSpec, write_synthetic_dataset
+
+from oracle import DarkBlobDetector, oracle_hparams
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -50,3 +53,12 @@ def tiny_train_overrides(data: dict[str, Path], run_dir: Path, **extra) -> list[
         "trainer.enable_model_summary": "false", "trainer.log_every_n_steps": 1,
         **extra}
     return [f"{key}={value}" for key, value in values.items()]
+
+
+@pytest.fixture
+def oracle(monkeypatch):
+    """Make `rockdet predict` load the fixed-output detector instead of a checkpoint."""
+    model = DarkBlobDetector()
+    monkeypatch.setattr(predict_module, "load_checkpoint_model",
+                        lambda path, trust=False: (model, oracle_hparams()))
+    return model

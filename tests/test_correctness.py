@@ -68,7 +68,7 @@ def test_parquet_catalogs_share_one_schema_and_read_as_one_dataset(tmp_path):
     catalogs = {"with_rocks": rocks, "no_rocks": [], "no_flags": [Rock(1, 0.7, 0, 0, 4, 4)]}
     for name, found in catalogs.items():
         write_catalog(ImageCatalog(name, 16, 16, "0" * 64, found, with_geometry=True),
-                      tmp_path / name, ("parquet", "json"))
+                      lambda fmt, name=name: tmp_path / f"{name}.{fmt}", ("parquet", "json"))
     table = ds.dataset(sorted(tmp_path.glob("*.parquet")), format="parquet").to_table()
     assert table.num_rows == 3
     assert table.schema.field("rock_id").type == pa.int64()

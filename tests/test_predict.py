@@ -10,22 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rockdet import predict as predict_module
 from rockdet.catalog import BASE_COLUMNS, read_catalog_csv
 from rockdet.cli import main
 from rockdet.inference import PredictSettings, predict_image, predict_images
 
-from oracle import DarkBlobDetector, draw_rocks, oracle_hparams, save
+from oracle import DarkBlobDetector, draw_rocks, save
 
 ROCKS = [(10, 10, 20, 30), (56, 40, 76, 52), (100, 100, 104, 103)]  # the second crosses x=64
-
-
-@pytest.fixture
-def oracle(monkeypatch):
-    """Make `rockdet predict` load the fixed-output detector instead of a checkpoint."""
-    model = DarkBlobDetector()
-    monkeypatch.setattr(predict_module, "load_checkpoint_model", lambda path: (model, oracle_hparams()))
-    return model
 
 
 def test_tiled_prediction_finds_each_rock_once_with_exact_boxes():
@@ -80,7 +71,7 @@ def test_predict_writes_catalog_per_image_summary_and_rocks_csv(tmp_path, oracle
     code = main(["predict", "--checkpoint", "model.ckpt", "--out", str(out), str(inputs),
                  "--tile", "64", "--overlap", "0.25", "--overlay", "--format", "csv,json,parquet"])
     assert code == 0
-    rows = read_catalog_csv(out / "sub" / "img1.csv")
+    rows = read_catalog_csv(out / "catalogs" / "sub" / "img1.png.csv")
     assert list(rows[0]) == BASE_COLUMNS
     assert sorted((r["x_min"], r["y_min"], r["x_max"], r["y_max"]) for r in rows) == [(10, 10, 20, 30), (56, 40, 76, 52)]
     assert [r["rock_id"] for r in rows] == [1, 2]  # by score, then size: the larger rock first
@@ -88,7 +79,7 @@ def test_predict_writes_catalog_per_image_summary_and_rocks_csv(tmp_path, oracle
     assert (first["x_center"], first["y_center"], first["width_px"], first["height_px"]) == (15, 20, 10, 20)
     assert first["diameter_px"] == 15 and first["area_px"] == pytest.approx(math.pi / 4 * 200, abs=1e-3)
     assert first["score"] == pytest.approx(0.9) and first["range_m"] is None and first["diameter_m"] is None
-    document = json.loads((out / "sub" / "img1.json").read_text())
+    document = json.loads((out / "catalogs" / "sub" / "img1.png.json").read_text())
     import hashlib
 
     expected = hashlib.sha256((inputs / "sub" / "img1.png").read_bytes()).hexdigest()
@@ -97,13 +88,13 @@ def test_predict_writes_catalog_per_image_summary_and_rocks_csv(tmp_path, oracle
     assert document["rocks"] == json.loads(json.dumps(document["rocks"])) and len(document["rocks"]) == 2
     import pyarrow.parquet as pq
 
-    assert pq.read_table(out / "sub" / "img1.parquet").column("x_min").to_pylist() == [56, 10]
-    assert (out / "sub" / "img1_overlay.png").is_file()
+    assert pq.read_table(out / "catalogs" / "sub" / "img1.png.parquet").column("x_min").to_pylist() == [56, 10]
+    assert (out / "overlays" / "sub" / "img1.png.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["images"], summary["done"], summary["failed"], summary["rocks_total"]) == (4, 4, 0, 1 + 2 + 3 + 1)
     assert summary["versions"]["torch"]
     all_rows = read_catalog_csv(out / "rocks.csv")
-    assert len(all_rows) == 7 and all_rows[0]["image"] == "sub/img0"
+    assert len(all_rows) == 7 and all_rows[0]["image"] == "sub/img0.png"
 
 
 def make_bad_inputs(folder):
@@ -152,7 +143,7 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     # Decoding in a worker process: failures and metadata travel back with the tiles.
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--workers", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    reasons = {f["image"]: f["reason"] for f in summary["failures"]}
+    reasons = {f["image"].rsplit(".", 1)[0]: f["reason"] for f in summary["failures"]}
     assert set(reasons) == {"corrupt", "truncated", "notes", "empty", "descent", "oversize", "absurd"}
     assert "cannot decode" in reasons["truncated"] or "truncated" in reasons["truncated"]
     assert "bomb" not in reasons["descent"] and "truncated" in reasons["descent"]
@@ -160,14 +151,14 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     assert reasons["absurd"] == "image exceeds the 400,000,000-pixel limit"  # past Pillow's guard too
     assert all(reason and "\n" not in reason for reason in reasons.values())
     assert summary["done"] == 7
-    for good in ("good", "gray", "rgba", "deep16", "exif"):
-        rows = read_catalog_csv(out / f"{good}.csv")
+    for good in ("good.png", "gray.png", "rgba.png", "deep16.png", "deep16.tif", "exif.jpg"):
+        rows = read_catalog_csv(out / "catalogs" / f"{good}.csv")
         assert len(rows) == 1, good
-    assert "stretched" in " ".join(summary["notes"]["deep16"])
-    assert "exif_orientation=6" in summary["notes"]["exif"]
-    exif_rock = read_catalog_csv(out / "exif.csv")[0]
+    assert "stretched" in " ".join(summary["notes"]["deep16.png"])
+    assert "exif_orientation=6" in summary["notes"]["exif.jpg"]
+    exif_rock = read_catalog_csv(out / "catalogs" / "exif.jpg.csv")[0]
     assert exif_rock["width_px"] == 10 and exif_rock["x_min"] == 55  # turned upright before detection
-    assert read_catalog_csv(out / "tiny.csv") == []
+    assert read_catalog_csv(out / "catalogs" / "tiny.png.csv") == []
     printed = capsys.readouterr()
     assert "failed: corrupt" in printed.out
     # progress is counted in images, failures included, with the total known from the start
@@ -202,11 +193,11 @@ def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, 
     real_write = batch.write_catalog
     written = []
 
-    def write_then_die(catalog, stem, formats):
+    def write_then_die(catalog, paths, formats):
         if len(written) == 2:
             raise RuntimeError("killed")  # the job dies here, mid-batch
-        written.append(stem)
-        return real_write(catalog, stem, formats)
+        written.append(paths)
+        return real_write(catalog, paths, formats)
 
     monkeypatch.setattr(batch, "write_catalog", write_then_die)
     with pytest.raises(RuntimeError, match="killed"):
@@ -214,7 +205,7 @@ def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, 
     assert len(list(out.rglob("*.json"))) == 2
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     # A catalog cut off by a crash of an older writer is not trusted.
-    (out / "sub" / "img4.json").write_text('{"complete": tr')
+    (out / "catalogs" / "sub" / "img4.png.json").write_text('{"complete": tr')
     monkeypatch.setattr(batch, "write_catalog", real_write)
     oracle.calls.clear()
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--tile", "64"]) == 0
@@ -246,7 +237,7 @@ def test_catalogs_made_with_other_settings_are_redone_not_kept(tmp_path, oracle,
     oracle.calls.clear()
     assert main(command) == 0
     assert json.loads((out / "summary.json").read_text())["done"] == 3 and sum(oracle.calls) == 3 * 9
-    assert "made with another checkpoint or settings" in capsys.readouterr().err
+    assert "made from another image, checkpoint or settings" in capsys.readouterr().err
 
 
 def test_inputs_from_globs_and_list_files(tmp_path, oracle):
@@ -257,8 +248,8 @@ def test_inputs_from_globs_and_list_files(tmp_path, oracle):
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(listing),
                  str(tmp_path / "in" / "**" / "img[12].png")]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["done"] == 3 and summary["failures"] == [{"image": "missing", "reason": "image file not found"}]
-    assert (out / "img0.json").is_file() and (out / "sub" / "img2.json").is_file()
+    assert summary["done"] == 3 and summary["failures"] == [{"image": "missing.png", "reason": "image file not found"}]
+    assert (out / "catalogs" / "img0.png.json").is_file() and (out / "catalogs" / "sub" / "img2.png.json").is_file()
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -282,12 +273,12 @@ def test_camera_fills_metric_columns_and_batch_sfd(tmp_path, oracle):
     inputs = write_batch(tmp_path / "in", count=3)
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--camera", str(camera)]) == 0
-    rows = read_catalog_csv(out / "sub" / "img0.csv")
+    rows = read_catalog_csv(out / "catalogs" / "sub" / "img0.png.csv")
     assert list(rows[0])[-4:] == ["ground_x_m", "ground_y_m", "height_m", "size_flag"]
     (rock,) = rows
     assert rock["diameter_m"] == pytest.approx(15 * 0.05) and rock["size_flag"] == "ok"
     assert rock["ground_x_m"] == pytest.approx((15 - 65) * 0.05)
-    document = json.loads((out / "sub" / "img0.json").read_text())
+    document = json.loads((out / "catalogs" / "sub" / "img0.png.json").read_text())
     assert document["camera"]["gsd_m"] == 0.05 and document["ground_area_m2"] == pytest.approx(130 * 120 * 0.0025)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sfd"]["rocks"] == 6 and summary["sfd"]["rocks_used"] == 5  # the 3.5 px rock is below the cut-off
@@ -301,7 +292,7 @@ def test_camera_of_another_aspect_flags_rocks_instead_of_guessing(tmp_path, orac
     inputs = write_batch(tmp_path / "in", count=1)
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "out"), str(inputs),
                  "--camera", str(camera)]) == 0
-    (rock,) = read_catalog_csv(tmp_path / "out" / "sub" / "img0.csv")
+    (rock,) = read_catalog_csv(tmp_path / "out" / "catalogs" / "sub" / "img0.png.csv")
     assert rock["size_flag"] == "image_size_mismatch" and rock["diameter_m"] is None
 
 
@@ -311,10 +302,10 @@ def test_a_failed_write_is_recorded_and_the_batch_continues(tmp_path, oracle, mo
     inputs = write_batch(tmp_path / "in", count=3)
     real_write = batch.write_catalog
 
-    def full_disk_for_img1(catalog, stem, formats):
-        if stem.name == "img1":
+    def full_disk_for_img1(catalog, paths, formats):
+        if paths("csv").name == "img1.png.csv":
             raise OSError(28, "No space left on device")
-        return real_write(catalog, stem, formats)
+        return real_write(catalog, paths, formats)
 
     monkeypatch.setattr(batch, "write_catalog", full_disk_for_img1)
     out = tmp_path / "out"

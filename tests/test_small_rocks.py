@@ -128,3 +128,28 @@ def test_small_rock_arch_trains_with_auto_anchors_then_predicts(
                  *map(str, images), "--score-threshold", "0.0", "--device", "cpu"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["done"] == len(images) and summary["failed"] == 0
+
+
+def test_pseudo_labels_add_only_confident_unlabelled_rocks(tmp_path):
+    from oracle import DarkBlobDetector, draw_rocks, save
+    from rockdet.pseudo_labels import write_pseudo_labels
+
+    labelled, unlabelled = (4, 4, 14, 14), (30, 20, 40, 34)
+    save(draw_rocks(64, 48, [labelled, unlabelled]), tmp_path / "images" / "a.png")
+    coco = write_coco(tmp_path / "images" / "ann.json",
+                      [{"id": 7, "file_name": "a.png", "width": 64, "height": 48}],
+                      [{"id": 3, "image_id": 7, "category_id": 1, "bbox": [4, 4, 10, 10]},
+                       {"id": 4, "image_id": 7, "category_id": 3, "bbox": [0, 0, 5, 5]}])
+    out = tmp_path / "round1" / "train.json"
+    result = write_pseudo_labels(DarkBlobDetector(), coco, out, ["rock"], min_score=0.5)
+    assert (result.labelled_rocks, result.added_rocks) == (1, 1)
+    document = json.loads(out.read_text())
+    assert [a["id"] for a in document["annotations"]] == [3, 4, 5]  # originals kept, crater too
+    new = document["annotations"][-1]
+    assert new["bbox"] == [30, 20, 10, 14] and new["pseudo_label"] and new["score"] == 0.9
+    boxes = load_split(SplitConfig(annotations=out), ["rock"]).records[0].boxes  # paths still resolve
+    assert sorted(boxes.tolist()) == [[4, 4, 14, 14], [30, 20, 40, 34]]
+    assert write_pseudo_labels(DarkBlobDetector(), coco, tmp_path / "b.json", ["rock"],
+                               min_score=0.95).added_rocks == 0  # the oracle's 0.9 is not enough
+    with pytest.raises(DataError, match="would overwrite"):
+        write_pseudo_labels(DarkBlobDetector(), coco, coco, ["rock"], min_score=0.5)

@@ -98,21 +98,21 @@ def test_trained_checkpoint_predicts_catalogs_we_can_read_back(trained_run, synt
                  str(inputs), "--score-threshold", "0.0", "--device", "cpu"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["done"] == 4 and summary["failed"] == 0
-    mosaic = json.loads((out / "mosaic.json").read_text())
+    mosaic = json.loads((out / "catalogs" / "mosaic.png.json").read_text())
     # training images were 96 px: 3x3 tiles of 96 px cover 192 px with at least 20 % overlap
     assert mosaic["tiles"] == 9 and mosaic["tiling"]["tile"] == 96
-    rows = read_catalog_csv(out / "mosaic.csv")
+    rows = read_catalog_csv(out / "catalogs" / "mosaic.png.csv")
     for row in rows:
         assert 0 <= row["x_min"] < row["x_max"] <= 192 and 0 <= row["y_min"] < row["y_max"] <= 192
         assert row["diameter_px"] == pytest.approx((row["width_px"] + row["height_px"]) / 2, abs=1e-2)
-    assert summary["rocks_total"] == sum(len(read_catalog_csv(p)) for p in out.glob("*.csv") if p.name != "rocks.csv")
+    assert summary["rocks_total"] == sum(len(read_catalog_csv(p)) for p in (out / "catalogs").glob("*.csv"))
     # The faster inference form (batch norms folded, channels-last) finds the same rocks as the
     # model run exactly as trained.
     assert "batch norms folded" in mosaic["model_form"]
     exact = tmp_path / "exact"
     assert main(["predict", "--checkpoint", str(trained_run / "checkpoints" / "last.ckpt"), "--out", str(exact),
                  str(inputs), "--score-threshold", "0.0", "--device", "cpu", "--as-trained"]) == 0
-    assert json.loads((exact / "mosaic.json").read_text())["model_form"] == "as trained"
+    assert json.loads((exact / "catalogs" / "mosaic.png.json").read_text())["model_form"] == "as trained"
 
     def boxes_scores(catalog):
         return (torch.tensor([[r["x_min"], r["y_min"], r["x_max"], r["y_max"]] for r in catalog]),
@@ -121,8 +121,8 @@ def test_trained_checkpoint_predicts_catalogs_we_can_read_back(trained_run, synt
     # The mosaic repeats tiles, so its rocks tie in score and rounding may break a tie either
     # way; the single-tile images have no such ties.
     for image in sorted(p.stem for p in inputs.glob("*.png") if p.stem != "mosaic"):
-        (boxes, scores) = boxes_scores(read_catalog_csv(out / f"{image}.csv"))
-        (exact_boxes, exact_scores) = boxes_scores(read_catalog_csv(exact / f"{image}.csv"))
+        (boxes, scores) = boxes_scores(read_catalog_csv(out / "catalogs" / f"{image}.png.csv"))
+        (exact_boxes, exact_scores) = boxes_scores(read_catalog_csv(exact / "catalogs" / f"{image}.png.csv"))
         assert len(boxes) == len(exact_boxes) > 0
         overlap, partner = box_iou(boxes, exact_boxes).max(dim=1)  # rock ids may swap on near-ties
         assert overlap.min() > 0.99 and partner.unique().numel() == len(boxes)
@@ -142,8 +142,8 @@ def test_predict_on_two_processes_with_ddp_catalogues_each_image_once(trained_ru
     assert finished.returncode == 0, finished.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["images"], summary["done"], summary["failed"]) == (4, 4, 0)
-    assert sorted(p.stem for p in out.glob("*.json") if p.name != "summary.json") == \
-        sorted(p.stem for p in inputs.glob("*.png"))
+    assert sorted(p.stem for p in (out / "catalogs").glob("*.json")) == \
+        sorted(p.name for p in inputs.glob("*.png"))
 
 
 def test_run_that_stops_before_validation_keeps_last_checkpoint(synthetic_data, tmp_path, capsys):
@@ -156,3 +156,25 @@ def test_run_that_stops_before_validation_keeps_last_checkpoint(synthetic_data, 
     assert code == 0
     assert "no validation ran" in capsys.readouterr().out
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 1
+
+
+def test_pseudo_label_command_writes_a_training_file_the_next_run_reads(trained_run, synthetic_data,
+                                                                         tmp_path, capsys):
+    from rockdet.config import SplitConfig
+    from rockdet.data.formats import load_split
+
+    checkpoint = str(trained_run / "checkpoints" / "last.ckpt")
+    out = tmp_path / "pseudo" / "train.json"
+    assert main(["pseudo-label", "--checkpoint", checkpoint, "--data", str(synthetic_data["train"]),
+                 "--out", str(out), "--min-score", "0.0"]) == 0
+    assert "pseudo-labelled rocks added" in capsys.readouterr().out
+    original = json.loads(synthetic_data["train"].read_text())["annotations"]
+    document = json.loads(out.read_text())
+    added = document["annotations"][len(original):]
+    assert document["annotations"][:len(original)] == original and added
+    assert all(a["pseudo_label"] and a["score"] >= 0.0 for a in added)
+    assert load_split(SplitConfig(annotations=out), ["rock"]).report.rocks == \
+        sum(1 for a in original if a["category_id"] == 1) + len(added)
+    assert main(["pseudo-label", "--checkpoint", checkpoint, "--data", str(synthetic_data["train"]),
+                 "--out", str(out), "--min-score", "2"]) == 2
+    assert "--min-score must lie in 0..1" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,9 +21,18 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
+        # mkstemp makes private 0600 files; a team's shared catalogs get what open() would give.
+        os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+@cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path | str, text: str) -> None:

@@ -12,7 +12,7 @@ import logging
 import platform
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any, Iterator
 
 import lightning as L
@@ -28,6 +28,7 @@ from rockdet.errors import RockdetError
 from rockdet.inference import (PredictSettings, TileDetections, cut_tile, merge_tiles, plan_windows,
                                run_model, tile_padding, to_image_coordinates)
 from rockdet.inputs import ImageJob
+from rockdet.outputs import OutputLayout
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,11 @@ class PredictModule(L.LightningModule):
 class CatalogWriter(BasePredictionWriter):
     """Merges each image's tiles when the last one is back, and writes its catalog."""
 
-    def __init__(self, out_dir: Path, formats: tuple[str, ...], settings: PredictSettings,
+    def __init__(self, layout: OutputLayout, formats: tuple[str, ...], settings: PredictSettings,
                  context: dict[str, Any], with_masks: bool, sizer=None, overlay: bool = False,
                  images: int = 0, workers: int = 0):
         super().__init__(write_interval="batch")
-        self.out_dir, self.formats, self.settings = out_dir, formats, settings
+        self.layout, self.formats, self.settings = layout, formats, settings
         self.context, self.with_masks, self.sizer, self.overlay = context, with_masks, sizer, overlay
         self.images, self.workers = images, workers
         self.parts: dict[str, list[TileDetections]] = {}
@@ -183,25 +184,25 @@ class CatalogWriter(BasePredictionWriter):
             geometry = self.sizer(rocks, meta.width, meta.height)
         catalog = ImageCatalog(str(meta.job.path), meta.width, meta.height, meta.sha256, rocks,
                                with_masks=self.with_masks, with_geometry=self.sizer is not None,
-                               context={**self.context, "tiles": len(meta.windows),
-                                        "image_notes": meta.notes, **(geometry or {})})
-        stem = self.out_dir / meta.job.key
+                               context={**self.context, "source": str(meta.job.path.resolve()),
+                                        "tiles": len(meta.windows), "image_notes": meta.notes,
+                                        **(geometry or {})})
         if self.overlay:
             from rockdet.overlay import write_overlay
 
-            write_overlay(meta.job.path, rocks, stem.with_name(stem.name + "_overlay.png"))
-        write_catalog(catalog, stem, self.formats)
+            write_overlay(meta.job.path, rocks, self.layout.overlay_file(meta.job.key))
+        write_catalog(catalog, partial(self.layout.catalog_file, meta.job.key), self.formats)
         self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=meta.notes))
 
 
-def run_prediction(model: torch.nn.Module, jobs: list[ImageJob], out_dir: Path,
+def run_prediction(model: torch.nn.Module, jobs: list[ImageJob], layout: OutputLayout,
                    settings: PredictSettings, input_size: int, formats: tuple[str, ...],
                    context: dict[str, Any], with_masks: bool, devices: int | str = 1,
                    accelerator: str = "auto", workers: int = 0, sizer=None,
                    overlay: bool = False) -> tuple[list[Outcome], bool]:
     """Run the model over ``jobs`` with Lightning; returns every process's outcomes and
     whether this is the first process (the one that writes the batch summary)."""
-    writer = CatalogWriter(out_dir, formats, settings, context, with_masks, sizer, overlay, len(jobs), workers)
+    writer = CatalogWriter(layout, formats, settings, context, with_masks, sizer, overlay, len(jobs), workers)
     module = PredictModule(model, jobs, settings, input_size, workers)
     strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
     # The writer's bar counts images; Lightning's would count tile batches of unknown number.

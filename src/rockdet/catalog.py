@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rockdet.atomic import atomic_path, write_json_atomic
 from rockdet.errors import RockdetError
@@ -112,32 +112,36 @@ class ImageCatalog:
         return catalog_columns(self.with_masks, self.with_geometry)
 
 
-def write_catalog(catalog: ImageCatalog, stem: Path, formats: tuple[str, ...]) -> list[Path]:
-    """Write ``stem.csv`` etc.; the JSON, which marks the catalog complete, is written last."""
+#: Where one image's catalog file of a format goes (``OutputLayout.catalog_file`` for one key).
+CatalogPaths = Callable[[str], Path]
+
+
+def write_catalog(catalog: ImageCatalog, paths: CatalogPaths, formats: tuple[str, ...]) -> list[Path]:
+    """Write the catalog in each format; the JSON, which marks it complete, is written last."""
     written = []
     if "csv" in formats:
-        written.append(write_rows_csv(stem.with_suffix(".csv"), catalog.columns(), catalog.rows()))
+        written.append(write_rows_csv(paths("csv"), catalog.columns(), catalog.rows()))
     if "parquet" in formats:
-        written.append(write_rows_parquet(stem.with_suffix(".parquet"), catalog.columns(), catalog.rows()))
+        written.append(write_rows_parquet(paths("parquet"), catalog.columns(), catalog.rows()))
     document = {"catalog_version": CATALOG_VERSION, "complete": True, "image": catalog.image,
                 "width": catalog.width, "height": catalog.height, "sha256": catalog.sha256,
                 **catalog.context, "columns": catalog.columns(), "rock_count": len(catalog.rocks),
                 "formats": list(formats), "rocks": catalog.rows()}
-    write_json_atomic(stem.with_suffix(".json"), document)
-    return [*written, stem.with_suffix(".json")]
+    write_json_atomic(paths("json"), document)
+    return [*written, paths("json")]
 
 
-def read_complete_catalog(stem: Path, formats: tuple[str, ...]) -> dict[str, Any] | None:
+def read_complete_catalog(paths: CatalogPaths, formats: tuple[str, ...]) -> dict[str, Any] | None:
     """An earlier run's catalog JSON when that run finished this image (the JSON says so and
     every file exists); None otherwise."""
-    path = stem.with_suffix(".json")
+    path = paths("json")
     try:
         document = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
     if not isinstance(document, dict) or not document.get("complete"):
         return None
-    return document if all(stem.with_suffix(f".{fmt}").is_file() for fmt in formats) else None
+    return document if all(paths(fmt).is_file() for fmt in formats) else None
 
 
 def write_rows_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:

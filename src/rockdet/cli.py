@@ -1,4 +1,4 @@
-"""The `rockdet` command: train, evaluate, predict, data-report, synth, sfd."""
+"""The `rockdet` command: train, evaluate, predict, pseudo-label, data-report, synth, sfd."""
 
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=4)
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--score-threshold", type=float, help="operating point (default: as trained)")
+    _add_trust_argument(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser("predict", help="rock catalogs for a batch of images")
@@ -74,14 +75,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     predict.add_argument("--devices", type=int, default=1, help="number of GPUs (DDP)")
     predict.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
-    predict.add_argument("--overlay", action="store_true", help="write NAME_overlay.png with boxes and ids")
+    predict.add_argument("--overlay", action="store_true", help="write overlays/NAME.png with boxes and ids")
     predict.add_argument("--format", default="csv,json", help="csv,json[,parquet]")
     predict.add_argument("--camera", type=Path, help="camera YAML: fills the metric columns")
     predict.add_argument("--overwrite", action="store_true", help="redo images already catalogued")
+    _add_trust_argument(predict)
+    predict.add_argument("--wait", action="store_true", help="if another run is writing to --out, "
+                         "wait for it to finish instead of refusing")
     predict.add_argument("--as-trained", action="store_true", help="run the model exactly as trained, "
                          "without folding batch norms into convolutions or the channels-last layout "
                          "(slower; same rocks up to float rounding)")
     predict.set_defaults(handler=_predict)
+
+    pseudo = commands.add_parser("pseudo-label", help="add a checkpoint's confident unlabelled "
+                                 "rocks to a copy of a COCO training file (sparse labels)")
+    pseudo.add_argument("--checkpoint", type=Path, required=True)
+    pseudo.add_argument("--data", type=Path, required=True, help="COCO .json of the training split")
+    pseudo.add_argument("--out", type=Path, required=True, help="COCO .json to write")
+    pseudo.add_argument("--min-score", type=float, required=True,
+                        help="only detections this confident become labels")
+    pseudo.add_argument("--rock-classes", nargs="+", help="default: the checkpoint's")
+    pseudo.add_argument("--batch-size", type=int, default=4)
+    pseudo.add_argument("--device", default="cpu")
+    _add_trust_argument(pseudo)
+    pseudo.set_defaults(handler=_pseudo_label)
 
     report = commands.add_parser("data-report", help="counts, rock sizes and problems of a data set")
     _add_data_arguments(report, flag="path")
@@ -107,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sun-elevation", type=float, default=30.0)
     synth.set_defaults(handler=_synth)
     return parser
+
+
+def _add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a checkpoint that holds Python objects beyond tensors and plain "
+                        "data (unpickling can run code: only for files you made)")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, flag: str = "--data") -> None:
@@ -149,7 +172,7 @@ def _evaluate(options) -> int:
     from rockdet.models import load_checkpoint_model
     from rockdet.plots import plot_pr_curve
 
-    model, hparams = load_checkpoint_model(options.checkpoint)
+    model, hparams = load_checkpoint_model(options.checkpoint, trust=options.trust_checkpoint)
     annotations = _load_data(options, options.data)
     evaluation = dict(hparams.get("evaluation", {}))
     if options.score_threshold is not None:
@@ -171,8 +194,29 @@ def _evaluate(options) -> int:
     return 0
 
 
+def _pseudo_label(options) -> int:
+    from rockdet.models import load_checkpoint_model
+    from rockdet.models.archs import has_masks
+    from rockdet.pseudo_labels import write_pseudo_labels
+
+    if not 0.0 <= options.min_score <= 1.0:
+        raise RockdetError(f"--min-score must lie in 0..1, got {options.min_score}")
+    model, hparams = load_checkpoint_model(options.checkpoint, trust=options.trust_checkpoint)
+    if has_masks(hparams["model"]["arch"]):
+        raise RockdetError(f"{options.checkpoint}: pseudo-labels are boxes, and "
+                           f"{hparams['model']['arch']} trains on masks; use a box detector")
+    classes = options.rock_classes or hparams.get("rock_classes") or ["rock", "boulder"]
+    result = write_pseudo_labels(model, options.data, options.out, classes, options.min_score,
+                                 options.batch_size, options.device)
+    print(f"{result.out_path}: {result.added_rocks} pseudo-labelled rocks added to "
+          f"{result.labelled_rocks} labelled ones in {result.images} images; train on it with "
+          f"data.train.annotations={result.out_path} model.weights={options.checkpoint}")
+    return 0
+
+
 def _predict(options) -> int:
     from rockdet.inference import PredictSettings
+    from rockdet.outputs import CATALOG_DIR, ROCKS_FILE, SUMMARY_FILE
     from rockdet.predict import predict_command
 
     accelerator, devices = _devices(options.device, options.devices)
@@ -183,14 +227,16 @@ def _predict(options) -> int:
     summary = predict_command(options.checkpoint, options.out, options.inputs, settings,
                               tuple(f.strip() for f in options.format.split(",") if f.strip()),
                               options.overwrite, devices, accelerator, options.workers,
-                              options.camera, options.overlay, options.as_trained)
+                              options.camera, options.overlay, options.as_trained, options.wait,
+                              options.trust_checkpoint)
     if summary is None:  # another process of a multi-device run; the first one reports
         return 0
     print(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed of "
-          f"{summary['images']} images; {summary['rocks_total']} rocks in {options.out / 'rocks.csv'}")
+          f"{summary['images']} images; {summary['rocks_total']} rocks in {options.out / ROCKS_FILE}")
     for failure in summary["failures"]:
         print(f"  failed: {failure['image']}: {failure['reason']}")
-    print(f"catalogs: {options.out} (one CSV + JSON per image); summary: {options.out / 'summary.json'}")
+    print(f"catalogs: {options.out / CATALOG_DIR} (one CSV + JSON per image); "
+          f"summary: {options.out / SUMMARY_FILE}")
     return 0
 
 

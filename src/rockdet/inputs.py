@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import glob
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from rockdet.data.images import IMAGE_SUFFIXES
 from rockdet.errors import RockdetError
+from rockdet.outputs import safe_key
+
+log = logging.getLogger(__name__)
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 
@@ -15,40 +21,79 @@ LIST_SUFFIXES = {".txt", ".lst", ".list"}
 @dataclass(frozen=True)
 class ImageJob:
     path: Path
-    #: Relative path (no suffix) the outputs mirror under --out.
+    #: Relative path (suffix kept) the outputs mirror under --out; never climbs out of it.
     key: str
 
 
-def collect_inputs(inputs: list[str]) -> list[ImageJob]:
-    """Expand every input; a key is the path relative to the folder or glob root it came from."""
+def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda path: False
+                   ) -> list[ImageJob]:
+    """Expand every input into one job per distinct image file (by resolved path).
+
+    A key is the path relative to the folder or glob root it came from, or the file name when
+    the path leaves that root (``..`` in a glob, a symlink); ``exclude`` drops files such as
+    rockdet's own earlier outputs."""
     found: list[tuple[Path, Path]] = []  # (path, relative)
+    missing: list[str] = []
     for text in inputs:
         path = Path(text).expanduser()
         if glob.has_magic(text):
             root = _glob_root(text)
-            found += [(Path(p), Path(p).relative_to(root)) for p in sorted(glob.glob(text, recursive=True))
+            found += [(Path(p), _relative(Path(p), root)) for p in sorted(glob.glob(text, recursive=True))
                       if Path(p).is_file()]
         elif path.is_dir():
-            found += [(p, p.relative_to(path)) for p in sorted(path.rglob("*"))
+            found += [(p, _relative(p, path)) for p in sorted(path.rglob("*"))
                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             found += _read_list(path)
         elif path.is_file():
             found.append((path, Path(path.name)))
         else:
-            raise RockdetError(f"{text}: input not found (give image files, folders, globs or a .txt list)")
-    if not found:
+            missing.append(f"{text}: {_why_missing(path)}")
+    if missing:
+        raise RockdetError(f"{'; '.join(missing)} (give image files, folders, globs or a .txt list); "
+                           f"the other {len(inputs) - len(missing)} input(s) hold {len(found)} file(s)")
+    jobs = _jobs(found, exclude)
+    if not jobs:
         raise RockdetError(f"no images found in {' '.join(inputs)}")
-    jobs, seen = [], set()
+    return jobs
+
+
+def _jobs(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[ImageJob]:
+    jobs, keys, files, excluded = [], set(), set(), 0
     for path, relative in found:
-        key = relative.with_suffix("").as_posix()
-        base, n = key, 1
-        while key in seen:  # same relative name from two inputs
+        if exclude(path):
+            excluded += 1
+            continue
+        real = path.resolve()
+        if real in files:  # the same file reached twice: one catalog
+            continue
+        files.add(real)
+        key = base = safe_key(relative)
+        n = 1
+        while key in keys:  # different files with the same relative name from two inputs
             n += 1
             key = f"{base}__{n}"
-        seen.add(key)
+        keys.add(key)
         jobs.append(ImageJob(path, key))
+    if excluded:
+        log.info("left out %d of rockdet's own output files found among the inputs", excluded)
     return jobs
+
+
+def _relative(path: Path, root: Path) -> Path:
+    normal, normal_root = Path(os.path.normpath(path)), Path(os.path.normpath(root))
+    return normal.relative_to(normal_root) if normal.is_relative_to(normal_root) else Path(path.name)
+
+
+def _why_missing(path: Path) -> str:
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except (RuntimeError, OSError) as exc:
+            if "loop" in str(exc).lower() or getattr(exc, "errno", None) == 40:
+                return "symlink loop"
+        return f"broken symlink to {os.readlink(path)}"
+    return "input not found"
 
 
 def _glob_root(pattern: str) -> Path:

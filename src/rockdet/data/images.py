@@ -58,6 +58,9 @@ def read_image(path: Path | str) -> LoadedImage:
                 raise ImageReadError(f"{path}: {image.width}x{image.height} exceeds the "
                                      f"{MAX_PIXELS:,}-pixel limit")
             notes = []
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                notes.append(f"first of {frames} frames used")
             oriented = ImageOps.exif_transpose(image)
             if oriented is not image:
                 orientation = image.getexif().get(0x0112)
@@ -94,20 +97,30 @@ def image_size(path: Path | str) -> tuple[int, int]:
         raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
 
 
-def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Percentile stretch of a high-bit-depth array to 0..255."""
+def stretch_to_uint8(values: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Percentile stretch of a high-bit-depth array to 0..255, over its finite pixels only.
+
+    Float products mark nodata as NaN or inf; one such pixel would make every percentile NaN
+    and the whole image black. They become 0 and their count goes into ``notes``."""
     values = values.astype(np.float32)
-    low, high = np.percentile(values, STRETCH_PERCENTILES)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError("no finite pixel values")
+    low, high = np.percentile(values[finite], STRETCH_PERCENTILES)
     if high <= low:
         high = low + 1.0
-    return (np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    stretched = np.clip((np.where(finite, values, low) - low) / (high - low), 0.0, 1.0)
+    masked = int(finite.size - np.count_nonzero(finite))
+    if masked:
+        notes.append(f"{masked} non-finite pixel values (nodata) masked to 0")
+    return np.where(finite, stretched * 255.0 + 0.5, 0).astype(np.uint8)
 
 
 def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         notes.append(f"stretched {mode} to 8 bit at percentiles {STRETCH_PERCENTILES}")
-        gray = stretch_to_uint8(np.array(image))
+        gray = stretch_to_uint8(np.array(image), notes)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         notes.append(f"dropped alpha channel ({mode})")
@@ -127,7 +140,7 @@ def _read_with_opencv(path: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
     notes = ["decoded with OpenCV"]
     if decoded.dtype != np.uint8:
         notes.append(f"stretched {decoded.dtype} to 8 bit at percentiles {STRETCH_PERCENTILES}")
-        decoded = stretch_to_uint8(decoded)
+        decoded = stretch_to_uint8(decoded, notes)
     if decoded.ndim == 2:
         decoded = cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
     elif decoded.shape[2] == 4:
