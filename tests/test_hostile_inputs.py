@@ -15,7 +15,11 @@ and no file runs code. Cases tried (each a test below that fails without its fix
 - a checkpoint that runs code when unpickled: refused, the code never runs;
 - a hand-made checkpoint with an unknown model key, one whose weights do not fit: one short line;
 - a symlink loop among the inputs: named as a loop, with what the other inputs hold;
-- a COCO annotation whose bbox is a string: one line naming the file and the annotation.
+- a COCO annotation whose bbox is a string: one line naming the file and the annotation;
+- NaN or infinity in a config or camera file, data.batch_size=0: refused naming file and key;
+- --workers -1, --devices 0, sfd --area-m2 nan: one usage error;
+- sfd over invalid JSON, a JSON list, and non-numeric or negative diameters: counted and named;
+- training on a split without a single rock: refused naming the split.
 """
 
 from __future__ import annotations
@@ -213,3 +217,59 @@ def test_a_string_bbox_is_one_line_naming_the_file(tmp_path):
                       [{"id": 9, "image_id": 1, "category_id": 1, "bbox": "10,10,5,5"}])
     with pytest.raises(DataError, match=r"ann.json: annotation 9 has a malformed bbox '10,10,5,5'"):
         load_split(SplitConfig(annotations=path), ["rock"])
+
+
+def test_non_finite_numbers_in_config_and_camera_files_are_refused(tmp_path):
+    from rockdet.config import load_config
+    from rockdet.errors import ConfigError
+    from rockdet.geometry import load_camera
+
+    camera = tmp_path / "cam.yaml"
+    camera.write_text("image_width: 64\nimage_height: 48\nhfov_deg: 60\nheight_m: .nan\npitch_deg: 20\n")
+    with pytest.raises(ConfigError, match=r"cam.yaml: height_m: expected a finite number, got nan"):
+        load_camera(camera)
+    config = tmp_path / "c.yaml"
+    config.write_text("optimizer: {lr: .inf}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: optimizer.lr: expected a finite number"):
+        load_config(config)
+    config.write_text("data: {batch_size: 0}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: data.batch_size: must be at least 1, got 0"):
+        load_config(config)
+
+
+def test_bad_command_line_numbers_are_one_usage_error(tmp_path, capsys):
+    for args, message in ((["predict", "--checkpoint", "m", "--out", "o", "x", "--workers", "-1"],
+                           "--workers: must be at least 0, got -1"),
+                          (["predict", "--checkpoint", "m", "--out", "o", "x", "--devices", "0"],
+                           "--devices: must be at least 1, got 0"),
+                          (["sfd", "x", "--out", "o", "--area-m2", "nan"],
+                           "--area-m2: must be a finite number above 0, got nan")):
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_sfd_over_broken_catalogs_says_what_it_left_out(tmp_path, capsys):
+    catalogs = tmp_path / "batch" / "catalogs"
+    catalogs.mkdir(parents=True)
+    rocks = [{"diameter_m": d} for d in (0.3, 0.5, 0.2, 0.8, 1.1, 0.4)]
+    rocks += [{"diameter_m": "big"}, {"diameter_m": -1}, {"diameter_m": None}]
+    (catalogs / "a.png.json").write_text(json.dumps({"complete": True, "ground_area_m2": 50, "rocks": rocks}))
+    (catalogs / "b.png.json").write_text("{not json")
+    (catalogs / "c.png.json").write_text("[1, 2]")
+    assert main(["sfd", str(tmp_path / "batch"), "--out", str(tmp_path / "sfd"), "--bootstrap", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "6 rocks with a metric size on 50.00 m^2" in printed
+    assert "b.png.json: not readable JSON" in printed and "c.png.json: not a rockdet catalog" in printed
+    assert "left out 2 diameters" in printed
+    json.loads((tmp_path / "sfd" / "sfd.json").read_text())  # strict JSON, no NaN
+
+
+def test_training_on_a_split_without_rocks_is_refused(tmp_path, capsys):
+    from conftest import CONFIGS
+
+    save(draw_rocks(40, 40, []), tmp_path / "a.png")
+    empty = write_coco(tmp_path / "empty.json", [{"id": 1, "file_name": "a.png", "width": 40, "height": 40}], [])
+    code = main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), f"data.train.annotations={empty}",
+                 f"data.val.annotations={empty}", f"run.dir={tmp_path / 'run'}"])
+    assert code == 2 and "empty.json: the training split has no rock" in capsys.readouterr().err

@@ -8,13 +8,14 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from rockdet.catalog import BASE_COLUMNS, read_catalog_csv
 from rockdet.cli import main
 from rockdet.inference import PredictSettings, predict_image, predict_images
 
-from oracle import DarkBlobDetector, draw_rocks, save
+from oracle import DarkBlobDetector, draw_rocks, oracle_hparams, save
 
 ROCKS = [(10, 10, 20, 30), (56, 40, 76, 52), (100, 100, 104, 103)]  # the second crosses x=64
 
@@ -313,3 +314,47 @@ def test_a_failed_write_is_recorded_and_the_batch_continues(tmp_path, oracle, mo
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["done"], summary["failed"]) == (2, 1)
     assert "No space left on device" in summary["failures"][0]["reason"]
+
+
+class TileSizedDetector(DarkBlobDetector):
+    """Finds rocks only in inputs no larger than the 64 px it was 'trained' on, as a detector
+    trained on crops misses rocks when a whole large image is shrunk into its input."""
+
+    def forward(self, images):
+        found = super().forward(images)
+        return [out if max(image.shape[-2:]) <= 64 else {k: v[:0] for k, v in out.items()}
+                for image, out in zip(images, found)]
+
+
+def test_validation_tiles_and_merges_exactly_as_predict(tmp_path, monkeypatch):
+    import rockdet.predict as predict_module
+    from rockdet.evaluation import DetectionMetrics
+    from rockdet.task import RockDetectionTask
+
+    inputs = write_batch(tmp_path / "in", count=3)
+    model = TileSizedDetector()
+    monkeypatch.setattr(predict_module, "load_checkpoint_model",
+                        lambda path, trust=False: (model, oracle_hparams(input_size=64)))
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs),
+                 "--score-threshold", "0"]) == 0
+    task = RockDetectionTask(model={"arch": "fasterrcnn_mobilenet_v3_large_fpn", "min_size": 64,
+                                    "max_size": 64, "detections_per_image": 300},
+                             optimizer={}, scheduler={}, evaluation={"score_threshold": 0.5},
+                             input_size=64)
+    task.model = model
+    images = [torch.from_numpy(np.asarray(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+              for p in sorted((inputs / "sub").glob("*.png"))]
+    targets = [{"boxes": torch.tensor(ROCKS[: i % 3 + 1], dtype=torch.float32),
+                "labels": torch.ones(i % 3 + 1, dtype=torch.int64)} for i in range(3)]
+    task.validation_step((images, targets), 0)
+    assert task.val_metrics.compute().scalars["recall_50"] == 1.0
+    plain = DetectionMetrics()
+    plain.update(model(images), targets)  # whole images in one pass: the tile-trained model sees nothing
+    assert plain.compute().scalars["recall_50"] == 0.0
+    for i, image in enumerate(sorted((inputs / "sub").glob("*.png"))):
+        rows = read_catalog_csv(out / "catalogs" / "sub" / f"{image.name}.csv")
+        (validated,) = task.val_metrics.coco.detection_box[i:i + 1]  # kept as x, y, w, h
+        validated[:, 2:] += validated[:, :2]
+        assert sorted(map(tuple, validated.tolist())) == \
+            sorted((r["x_min"], r["y_min"], r["x_max"], r["y_max"]) for r in rows)

@@ -153,3 +153,52 @@ def test_pseudo_labels_add_only_confident_unlabelled_rocks(tmp_path):
                                min_score=0.95).added_rocks == 0  # the oracle's 0.9 is not enough
     with pytest.raises(DataError, match="would overwrite"):
         write_pseudo_labels(DarkBlobDetector(), coco, coco, ["rock"], min_score=0.5)
+
+
+def test_synthetic_stream_is_the_same_for_a_seed_whatever_the_workers():
+    from torch.utils.data import DataLoader
+
+    from rockdet.data.dataset import collate_detection
+    from rockdet.data.synthetic_stream import SyntheticTerrainStream
+
+    def scenes(workers, seed=3):
+        loader = DataLoader(SyntheticTerrainStream(6, 64, seed=seed), batch_size=None,
+                            num_workers=workers)
+        return sorted((float(image.sum()), len(target["boxes"])) for image, target in loader)
+
+    single = scenes(0)
+    assert single == scenes(2)  # each worker takes every second scene: the same six in all
+    assert single != scenes(0, seed=4)
+    stream = SyntheticTerrainStream(4, 64, seed=3)
+    first, second = [float(image.sum()) for image, _ in stream], [float(image.sum()) for image, _ in stream]
+    assert first != second  # a new pass (epoch) draws new scenes
+    fixed = SyntheticTerrainStream(4, 64, seed=3, vary=False)
+    assert [float(i.sum()) for i, _ in fixed] == [float(i.sum()) for i, _ in fixed]
+    images, targets = collate_detection(list(SyntheticTerrainStream(3, 64, seed=1)))
+    for image, target in zip(images, targets):
+        assert image.shape == (3, 64, 64) and 0 <= float(image.min()) <= float(image.max()) <= 1
+        boxes = target["boxes"]
+        assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
+        assert (boxes >= 0).all() and (boxes <= 64).all() and len(target["labels"]) == len(boxes)
+
+
+@pytest.mark.slow
+def test_synthetic_pretraining_checkpoint_starts_a_fine_tune(synthetic_data, tmp_path):
+    pretrain = tmp_path / "pretrain"
+    overrides = {"model.min_size": 64, "model.max_size": 64, "model.fpn_channels": 32,
+                 "data.train.scenes": 4, "data.train.size": 64, "data.val.scenes": 2,
+                 "data.val.size": 64, "data.batch_size": 2, "data.num_workers": 0,
+                 "trainer.max_epochs": 1, "trainer.enable_progress_bar": "false", "run.dir": pretrain}
+    assert main(["train", "--config", str(CONFIGS / "pretrain_synthetic.yaml"),
+                 *[f"{k}={v}" for k, v in overrides.items()]]) == 0
+    weights = pretrain / "checkpoints" / "last.ckpt"
+    fine = tmp_path / "fine"
+    assert main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), *tiny_train_overrides(
+        synthetic_data, fine, **{"model.arch": "fasterrcnn_resnet18_fpn", "model.fpn_channels": 32,
+                                 "model.anchor_sizes": "auto", "model.weights": weights,
+                                 "trainer.max_steps": 1})]) == 0
+    start = torch.load(weights, weights_only=True)["state_dict"]
+    tuned = torch.load(fine / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    key = "model.backbone.body.layer4.1.conv2.weight"
+    # One step of fine-tuning moves the pretrained weights a little, not to a fresh start.
+    assert 0 < float((tuned[key] - start[key]).abs().max()) < 0.05

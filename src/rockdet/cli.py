@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -34,6 +35,30 @@ def main(args: list[str] | None = None) -> int:
         return 130
 
 
+def _count(least: int):
+    """argparse type: an integer of at least ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    return parse
+
+
+def _positive_number(text: str) -> float:
+    """argparse type: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rockdet", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -50,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", type=Path, required=True)
     _add_data_arguments(evaluate)
     evaluate.add_argument("--out", type=Path, help="metrics JSON (a PR curve PNG is written beside it)")
-    evaluate.add_argument("--batch-size", type=int, default=4)
+    evaluate.add_argument("--batch-size", type=_count(1), default=4)
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--score-threshold", type=float, help="operating point (default: as trained)")
     _add_trust_argument(evaluate)
@@ -70,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--merge-method", choices=("nmm", "nms"), default="nmm")
     predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
                          "once (rocks larger than a tile)")
-    predict.add_argument("--batch-size", type=int, help="tiles per forward pass (default: "
+    predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
                          f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    predict.add_argument("--devices", type=int, default=1, help="number of GPUs (DDP)")
-    predict.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
+    predict.add_argument("--devices", type=_count(1), default=1, help="number of GPUs (DDP)")
+    predict.add_argument("--workers", type=_count(0), default=0, help="image-decoding worker processes")
     predict.add_argument("--overlay", action="store_true", help="write overlays/NAME.png with boxes and ids")
     predict.add_argument("--format", default="csv,json", help="csv,json[,parquet]")
     predict.add_argument("--camera", type=Path, help="camera YAML: fills the metric columns")
@@ -95,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     pseudo.add_argument("--min-score", type=float, required=True,
                         help="only detections this confident become labels")
     pseudo.add_argument("--rock-classes", nargs="+", help="default: the checkpoint's")
-    pseudo.add_argument("--batch-size", type=int, default=4)
+    pseudo.add_argument("--batch-size", type=_count(1), default=4)
     pseudo.add_argument("--device", default="cpu")
     _add_trust_argument(pseudo)
     pseudo.set_defaults(handler=_pseudo_label)
@@ -108,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     sfd.add_argument("catalogs", type=Path, metavar="CATALOG_DIR_OR_CSV",
                      help="predict output folder (run with --camera), or one catalog CSV/JSON")
     sfd.add_argument("--out", type=Path, required=True)
-    sfd.add_argument("--area-m2", type=float, help="imaged ground area (default: from the catalogs)")
-    sfd.add_argument("--min-diameter-m", type=float, help="completeness cut-off (default: estimated)")
-    sfd.add_argument("--bootstrap", type=int, default=500, help="resamples for the 95%% intervals")
+    sfd.add_argument("--area-m2", type=_positive_number, help="imaged ground area (default: from the catalogs)")
+    sfd.add_argument("--min-diameter-m", type=_positive_number, help="completeness cut-off (default: estimated)")
+    sfd.add_argument("--bootstrap", type=_count(0), default=500, help="resamples for the 95%% intervals")
     sfd.add_argument("--seed", type=int, default=0)
     sfd.set_defaults(handler=_sfd)
 
@@ -169,6 +194,7 @@ def _evaluate(options) -> int:
     from rockdet.atomic import write_json_atomic
     from rockdet.data.dataset import RockDataset
     from rockdet.evaluation import evaluate_model, format_metrics_table
+    from rockdet.inference import training_image_size
     from rockdet.models import load_checkpoint_model
     from rockdet.plots import plot_pr_curve
 
@@ -179,7 +205,8 @@ def _evaluate(options) -> int:
         evaluation["score_threshold"] = options.score_threshold
     dataset = RockDataset(annotations.records)
     result = evaluate_model(model, dataset, options.batch_size, options.device, **evaluation,
-                            max_detections=hparams["model"]["detections_per_image"])
+                            max_detections=hparams["model"]["detections_per_image"],
+                            input_size=training_image_size(hparams))
     print(format_metrics_table(result.scalars))
     if options.out:
         write_json_atomic(options.out, {"checkpoint": str(options.checkpoint), "data": str(options.data),
@@ -267,9 +294,14 @@ def _data_report(options) -> int:
 def _sfd(options) -> int:
     from rockdet.sfd import load_sizes, sfd_statistics, write_sfd
 
-    diameters, area = load_sizes(options.catalogs, options.area_m2)
-    result = sfd_statistics(diameters, area, options.min_diameter_m, options.bootstrap, options.seed)
+    sizes = load_sizes(options.catalogs, options.area_m2)
+    result = sfd_statistics(sizes.diameters, sizes.area_m2, options.min_diameter_m, options.bootstrap,
+                            options.seed)
     write_sfd(result, options.out)
+    for problem in sizes.unreadable:
+        print(f"  left out: {problem}")
+    if sizes.invalid_diameters:
+        print(f"  left out {sizes.invalid_diameters} diameters that are not a finite number above 0")
     print(f"{result.rocks} rocks with a metric size on {result.area_m2:.2f} m^2; "
           f"completeness cut-off {result.completeness_m or float('nan'):.3g} m ({result.rocks_used} rocks used)")
     if result.status == "ok":

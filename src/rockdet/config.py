@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ class ModelConfig:
 class SplitConfig:
     #: COCO JSON file, YOLO data YAML, or (format masks) the images folder.
     annotations: Path | None = None
-    format: Literal["coco", "yolo", "masks"] = "coco"
+    #: "synthetic": terrain scenes generated on the fly (pretraining), no files.
+    format: Literal["coco", "yolo", "masks", "synthetic"] = "coco"
     #: Image folder; COCO defaults to the annotation file's folder.
     images: Path | None = None
     #: Mask folder for format masks.
@@ -77,6 +79,10 @@ class SplitConfig:
     mask_mode: Literal["instance", "binary"] = "instance"
     #: YOLO split name inside the data YAML.
     split: str = "train"
+    #: format synthetic: scenes per epoch (each epoch draws new ones; validation repeats one set)
+    #: and their side in pixels.
+    scenes: int = 2000
+    size: int = 432
 
 
 @dataclass
@@ -88,6 +94,9 @@ class DataConfig:
     #: category of hand-drawn ignore boxes): training samples no background there. Two-stage
     #: archs (Faster/Mask R-CNN) only; COCO annotations.
     ignore_classes: list[str] = field(default_factory=list)
+    #: Train only on images with at least one labelled rock. With sparse labels an image without
+    #: a single box rarely lacks rocks, and teaching all of it as background suppresses them.
+    skip_unlabelled_images: bool = False
     augment: str = "terrain_default"
     #: Random crop size in pixels (no rescaling, so small rocks keep their size); None: no crop.
     crop_size: int | None = None
@@ -189,6 +198,15 @@ def validate_config(config: TrainConfig, source: Path | str) -> None:
     if config.data.ignore_classes and not is_two_stage(config.model.arch):
         raise ConfigError(f"{where}data.ignore_classes: ignore regions need a two-stage arch "
                           f"(fasterrcnn_*, maskrcnn_*), not {config.model.arch}")
+    for name in ("train", "val"):
+        split = getattr(config.data, name)
+        if split is not None and split.format == "synthetic" and (split.scenes < 1 or split.size < 32):
+            raise ConfigError(f"{where}data.{name}: synthetic scenes need scenes >= 1 and size >= 32, "
+                              f"got {split.scenes} and {split.size}")
+    for key in ("batch_size", "num_workers"):
+        value, least = getattr(config.data, key), 1 if key == "batch_size" else 0
+        if value < least:
+            raise ConfigError(f"{where}data.{key}: must be at least {least}, got {value}")
     from rockdet.data.transforms import PRESETS
 
     if config.data.augment not in PRESETS:
@@ -295,6 +313,8 @@ def _convert(value: Any, hint: Any, key: str, source: Path | str, base_dir: Path
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every range check (nan <= 0 is False)
+            raise ConfigError(f"{source}: {key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

@@ -13,6 +13,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from rockdet.data.dataset import RockDataset, collate_detection
+from rockdet.inference import detect_as_predict_does
 
 #: The COCO summary numbers we report, under torchmetrics' names.
 _MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
@@ -116,15 +117,20 @@ class DetectionMetrics(nn.Module):
 def evaluate_model(model: nn.Module, dataset: RockDataset, batch_size: int = 4,
                    device: str | torch.device = "cpu", score_threshold: float = 0.5,
                    iou_threshold: float = 0.5, num_workers: int = 0,
-                   max_detections: int = COCO_MAX_DETECTIONS) -> EvalResult:
+                   max_detections: int = COCO_MAX_DETECTIONS,
+                   input_size: int | None = None) -> EvalResult:
     """Run ``model`` over a labelled dataset and compute the metrics (``max_detections``: see
-    DetectionMetrics)."""
+    DetectionMetrics). With ``input_size`` (the training image size) images are tiled and
+    merged exactly as `rockdet predict` does; without it each image is one forward pass."""
     model = model.to(device).eval()
     metrics = DetectionMetrics(score_threshold, iou_threshold, max_detections)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection,
                         num_workers=num_workers)
     for images, targets in tqdm(loader, desc="evaluate", unit="batch"):
-        preds = model([image.to(device) for image in images])
+        if input_size:
+            preds = detect_as_predict_does(model, images, input_size, max_detections, device)
+        else:
+            preds = model([image.to(device) for image in images])
         metrics.update([{k: v.cpu() for k, v in p.items()} for p in preds], targets)
     return metrics.compute()
 

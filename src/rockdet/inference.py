@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from rockdet.catalog import Rock
+from rockdet.data.records import ROCK_LABEL
 from rockdet.slicing import Window, merge_detections, shift_boxes, tile_windows
 
 #: Mask probability above which a pixel belongs to the rock (torchvision's convention).
@@ -43,6 +44,12 @@ class TileDetections:
     boxes: torch.Tensor  # [N, 4]
     scores: torch.Tensor  # [N]
     masks: list[tuple[np.ndarray, int, int]] | None  # per box: (bool crop, x0, y0) in the image
+
+
+def training_image_size(hparams: dict) -> int:
+    """Side of the images a checkpoint was trained on (crops included): the tile size that
+    keeps rocks at the scale the model learned."""
+    return int(hparams.get("input_size") or hparams["model"]["min_size"])
 
 
 def plan_windows(height: int, width: int, settings: PredictSettings, input_size: int) -> list[Window]:
@@ -204,3 +211,23 @@ def predict_image(model: nn.Module, pixels: np.ndarray, settings: PredictSetting
                   device: torch.device | str = "cpu") -> list[Rock]:
     """Rocks in one 8-bit RGB image."""
     return next(iter(predict_images(model, [pixels], settings, input_size, device)))
+
+
+def detect_as_predict_does(model: nn.Module, images: list[torch.Tensor], input_size: int,
+                           max_detections: int, device: torch.device | str = "cpu"
+                           ) -> list[dict[str, torch.Tensor]]:
+    """Detections in torchvision's output format, made the way `rockdet predict` makes them:
+    an image larger than ``input_size`` is cut into tiles at the training scale and merged
+    across tile borders. Validation and `rockdet evaluate` use it, so their metrics describe
+    the catalogs predict writes. Every detection is kept (threshold 0): metrics rank them."""
+    settings = PredictSettings(score_threshold=0.0, batch_size=max(1, len(images)))
+    pixels = [image.mul(255).round().byte().permute(1, 2, 0).cpu().numpy() for image in images]
+    outputs = []
+    for rocks in predict_images(model, pixels, settings, input_size, device):
+        rocks = rocks[:max_detections]
+        outputs.append({
+            "boxes": torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks],
+                                  dtype=torch.float32).reshape(-1, 4),
+            "scores": torch.tensor([r.score for r in rocks], dtype=torch.float32),
+            "labels": torch.full((len(rocks),), ROCK_LABEL, dtype=torch.int64)})
+    return outputs

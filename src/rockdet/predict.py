@@ -14,7 +14,7 @@ from rockdet.atomic import write_json_atomic
 from rockdet.batch import Outcome, environment, run_prediction
 from rockdet.catalog import FORMATS, catalog_columns, read_complete_catalog, write_rows_csv
 from rockdet.errors import RockdetError
-from rockdet.inference import PredictSettings
+from rockdet.inference import PredictSettings, training_image_size
 from rockdet.inputs import collect_inputs
 from rockdet.models import load_checkpoint_model, to_inference_form
 from rockdet.models.archs import has_masks
@@ -60,7 +60,7 @@ def _predict_locked(checkpoint, layout: OutputLayout, jobs, settings, formats, o
                     accelerator, workers, camera, overlay, as_trained, started, trust_checkpoint):
     model, hparams = load_checkpoint_model(checkpoint, trust=trust_checkpoint)
     model_form = "as trained" if as_trained else to_inference_form(model).describe()
-    input_size = int(hparams.get("input_size") or hparams["model"]["min_size"])
+    input_size = training_image_size(hparams)
     if settings.score_threshold is None:
         settings.score_threshold = float(hparams.get("evaluation", {}).get("score_threshold", 0.5))
     sizer, camera_record = _camera(camera)

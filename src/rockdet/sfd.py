@@ -9,6 +9,7 @@ estimated as the roll-over (peak) of the log-binned size distribution unless one
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ from scipy.optimize import minimize_scalar
 from rockdet.atomic import write_json_atomic
 from rockdet.catalog import read_catalog_csv
 from rockdet.errors import RockdetError
+from rockdet.outputs import BATCH_FILES, CATALOG_DIR
+
+log = logging.getLogger(__name__)
 
 Q_CONSTANT, Q_SLOPE = 1.79, 0.152
 REFERENCE_K = (0.01, 0.05, 0.10, 0.20)
@@ -127,40 +131,94 @@ def sfd_statistics(diameters_m, area_m2: float, min_diameter_m: float | None = N
     return result
 
 
-def load_sizes(path: Path, area_m2: float | None = None) -> tuple[list[float], float]:
+@dataclass
+class MetricSizes:
+    """Metric diameters read from catalogs, and what was left out on the way."""
+
+    diameters: list[float]
+    area_m2: float
+    #: Catalog files that could not be read, each with its reason.
+    unreadable: list[str] = field(default_factory=list)
+    #: Diameters that were not a finite number above zero.
+    invalid_diameters: int = 0
+
+
+def load_sizes(path: Path, area_m2: float | None = None) -> MetricSizes:
     """Metric diameters and imaged area from a predict output folder, catalog JSON or CSV."""
     path = Path(path)
     if path.is_dir():
-        documents = [p for p in sorted(path.rglob("*.json")) if p.name != "summary.json" and p.name != "sfd.json"]
-        diameters, total_area = [], 0.0
-        for document_path in documents:
-            try:
-                document = json.loads(document_path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if not document.get("complete"):
-                continue
-            diameters += [r["diameter_m"] for r in document.get("rocks", []) if r.get("diameter_m")]
-            total_area += document.get("ground_area_m2") or 0.0
-        if area_m2 is None and total_area <= 0:
-            raise RockdetError(f"{path}: no catalog with a ground area; run predict with --camera "
-                               "or give --area-m2")
-        return diameters, area_m2 or total_area
+        return _load_folder(path, area_m2)
     if not path.is_file():
         raise RockdetError(f"{path}: catalog not found")
     if path.suffix == ".json":
-        document = json.loads(path.read_text())
+        document = _read_catalog_json(path)
         rows, sidecar_area = document.get("rocks", []), document.get("ground_area_m2")
     else:
         rows = read_catalog_csv(path)
         sidecar = path.with_suffix(".json")
-        sidecar_area = json.loads(sidecar.read_text()).get("ground_area_m2") if sidecar.is_file() else None
+        sidecar_area = _read_catalog_json(sidecar).get("ground_area_m2") if sidecar.is_file() else None
     if rows and "diameter_m" not in rows[0]:
         raise RockdetError(f"{path}: no diameter_m column; is this a rockdet catalog?")
     area = area_m2 or sidecar_area
     if not area:
         raise RockdetError(f"{path}: imaged ground area unknown; give --area-m2")
-    return [r["diameter_m"] for r in rows if r.get("diameter_m")], float(area)
+    diameters, invalid = _valid_diameters(rows)
+    return MetricSizes(diameters, float(area), invalid_diameters=invalid)
+
+
+def _load_folder(path: Path, area_m2: float | None) -> MetricSizes:
+    catalogs = path / CATALOG_DIR if (path / CATALOG_DIR).is_dir() else path
+    sizes = MetricSizes([], 0.0)
+    for document_path in sorted(catalogs.rglob("*.json")):
+        if document_path.parent == path and document_path.name in BATCH_FILES:
+            continue
+        try:
+            document = _read_catalog_json(document_path)
+        except RockdetError as exc:
+            sizes.unreadable.append(str(exc))
+            continue
+        if not document.get("complete"):
+            sizes.unreadable.append(f"{document_path}: not a complete rockdet catalog")
+            continue
+        diameters, invalid = _valid_diameters(document.get("rocks", []))
+        sizes.diameters += diameters
+        sizes.invalid_diameters += invalid
+        sizes.area_m2 += _number(document.get("ground_area_m2")) or 0.0
+    for problem in sizes.unreadable:
+        log.warning("left out of the SFD: %s", problem)
+    if area_m2 is None and sizes.area_m2 <= 0:
+        raise RockdetError(f"{path}: no catalog with a ground area; run predict with --camera "
+                           "or give --area-m2")
+    sizes.area_m2 = area_m2 or sizes.area_m2
+    return sizes
+
+
+def _read_catalog_json(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RockdetError(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("rocks", []), list):
+        raise RockdetError(f"{path}: not a rockdet catalog (expected an object with a 'rocks' list)")
+    return document
+
+
+def _valid_diameters(rows: list) -> tuple[list[float], int]:
+    """Finite diameters above zero, and how many others there were (empty cells are no size)."""
+    values = [row.get("diameter_m") if isinstance(row, dict) else "row" for row in rows]
+    numbers = [_number(v) for v in values if v not in (None, "")]
+    valid = [v for v in numbers if v is not None and v > 0]
+    return valid, len(numbers) - len(valid)
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def write_sfd(result: SfdResult, out_dir: Path) -> dict:
@@ -176,10 +234,11 @@ def write_sfd(result: SfdResult, out_dir: Path) -> dict:
 def write_batch_sfd(out_dir: Path) -> dict:
     """The batch's SFD after predict --camera; a batch without ground area reports why."""
     try:
-        diameters, area = load_sizes(out_dir)
+        sizes = load_sizes(out_dir)
     except RockdetError as exc:
         return {"status": "error", "message": str(exc)}
-    return write_sfd(sfd_statistics(diameters, area), out_dir)
+    return {**write_sfd(sfd_statistics(sizes.diameters, sizes.area_m2), out_dir),
+            "unreadable_catalogs": sizes.unreadable, "invalid_diameters": sizes.invalid_diameters}
 
 
 def sample_golombek_rapp(rng: np.random.Generator, k: float, area_m2: float, d_min: float,

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 
 from rockdet.evaluation import DetectionMetrics
+from rockdet.inference import detect_as_predict_does, training_image_size
 from rockdet.models import build_detector
 
 #: Metric that picks the best checkpoint and drives early stopping.
@@ -40,7 +41,9 @@ class RockDetectionTask(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, targets = batch
-        self.val_metrics.update(self.model(images), targets)
+        detections = detect_as_predict_does(self.model, images, training_image_size(self.hparams),
+                                            self.hparams.model["detections_per_image"], self.device)
+        self.val_metrics.update(detections, targets)
 
     def on_validation_epoch_end(self) -> None:
         result = self.val_metrics.compute()

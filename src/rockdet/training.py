@@ -43,7 +43,7 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     datamodule = RockDataModule(config.data, with_masks=config.model.has_masks, seed=config.seed)
     datamodule.setup("fit")
     if config.model.anchor_sizes == AUTO:
-        config.model.anchor_sizes = auto_anchor_sizes(config.model, datamodule.train_set.records,
+        config.model.anchor_sizes = auto_anchor_sizes(config.model, datamodule.train_records,
                                                       config.data.crop_size)
         log.info("model.anchor_sizes: auto -> %s", config.model.anchor_sizes)
     # Saved once resolved, so the run folder says which anchors were really used.
@@ -94,7 +94,8 @@ def auto_anchor_sizes(model: ModelConfig, records: list[AnnotatedImage],
     """``model.anchor_sizes: auto``: the architecture's anchors scaled to the training rocks."""
     boxes = [r.boxes for r in records if len(r.boxes)]
     if not boxes:
-        raise ConfigError("model.anchor_sizes: auto needs rocks in the training split; it has none")
+        raise ConfigError("model.anchor_sizes: auto needs labelled rocks in the training split "
+                          "(generated scenes have none to measure); give the sizes")
     image_sides = np.concatenate([
         np.tile([min(r.width, crop_size or r.width), min(r.height, crop_size or r.height)],
                 (len(r.boxes), 1)) for r in records if len(r.boxes)])

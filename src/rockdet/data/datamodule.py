@@ -7,11 +7,13 @@ import logging
 import lightning as L
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from rockdet.config import DataConfig
+from rockdet.config import DataConfig, SplitConfig
 from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.data.formats import load_split
+from rockdet.data.records import AnnotatedImage
+from rockdet.data.synthetic_stream import SyntheticTerrainStream
 from rockdet.data.transforms import build_transforms
 from rockdet.errors import ConfigError
 
@@ -26,41 +28,60 @@ class RockDataModule(L.LightningDataModule):
         self.data = data
         self.with_masks = with_masks
         self.seed = seed
-        self.train_set: RockDataset | None = None
-        self.val_set: RockDataset | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        self.train_set = self._dataset(self.data.train, "train")
+        self.val_set = self._dataset(self.data.val, "val")
+
+    def _dataset(self, split: SplitConfig, name: str) -> Dataset:
+        if split.format == "synthetic":
+            # Validation repeats one fixed set of scenes; training draws new ones every epoch.
+            return SyntheticTerrainStream(split.scenes, split.size, seed=self.seed + (name == "val"),
+                                          vary=name == "train")
         # Ignore regions shape training only; validation scores every labelled rock as usual.
-        train = load_split(self.data.train, self.data.rock_classes, self.data.ignore_classes)
-        val = load_split(self.data.val, self.data.rock_classes)
-        for name, loaded in (("train", train), ("val", val)):
-            report = loaded.report
-            log.info("%s: %d images, %d rocks, %d empty, %d boxes clipped, dropped %s, "
-                     "%d ignore regions", name, report.images, report.rocks, report.empty_images,
-                     report.clipped_boxes, dict(report.dropped) or "none", report.ignore_regions)
-        if self.data.crop_size and any(min(r.width, r.height) > self.data.crop_size for r in val.records):
-            log.warning("data.crop_size=%d: training sees native-scale crops but validation resizes whole "
-                        "images to model.min_size, so validation metrics are taken at another scale; "
-                        "prefer validation images about the crop size", self.data.crop_size)
+        loaded = load_split(split, self.data.rock_classes,
+                            self.data.ignore_classes if name == "train" else ())
+        report = loaded.report
+        log.info("%s: %d images, %d rocks, %d empty, %d boxes clipped, dropped %s, "
+                 "%d ignore regions", name, report.images, report.rocks, report.empty_images,
+                 report.clipped_boxes, dict(report.dropped) or "none", report.ignore_regions)
+        if name == "val":
+            return RockDataset(loaded.records, None, self.with_masks)
+        if not report.rocks:
+            raise ConfigError(f"{split.annotations}: the training split has no rock of "
+                              f"{self.data.rock_classes}; nothing to learn from")
+        records = loaded.records
+        if self.data.skip_unlabelled_images:
+            records = [r for r in records if len(r.boxes)]
+            log.info("train: data.skip_unlabelled_images leaves out %d images without a labelled "
+                     "rock", len(loaded.records) - len(records))
         augment = build_transforms(self.data.augment, self.data.crop_size, self.data.min_visibility,
                                    seed=self.seed)
-        self.train_set = RockDataset(train.records, augment, self.with_masks)
-        self.val_set = RockDataset(val.records, None, self.with_masks)
+        return RockDataset(records, augment, self.with_masks)
+
+    @property
+    def train_records(self) -> list[AnnotatedImage]:
+        """The training images and their labels; none for generated scenes."""
+        return getattr(self.train_set, "records", [])
 
     def typical_image_side(self) -> int:
         """Median short side of the training images, in pixels."""
-        sides = sorted(min(r.width, r.height) for r in self.train_set.records)
+        if isinstance(self.train_set, SyntheticTerrainStream):
+            return self.train_set.size
+        sides = sorted(min(r.width, r.height) for r in self.train_records)
         return int(sides[len(sides) // 2]) if sides else 0
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, shuffle=not isinstance(self.train_set, IterableDataset))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)
 
-    def _loader(self, dataset: RockDataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.data.batch_size, shuffle=shuffle,
                           num_workers=self.data.num_workers, collate_fn=collate_detection,
                           persistent_workers=self.data.num_workers > 0,

@@ -19,6 +19,8 @@ def load_split(split: SplitConfig, rock_classes: list[str],
         if split.annotations is None:
             raise DataError("coco split needs 'annotations' (the COCO JSON file)")
         return read_coco(split.annotations, split.images, rock_classes, ignore_classes)
+    if split.format == "synthetic":
+        raise DataError("synthetic scenes are generated while training; there is no file to read")
     if ignore_classes:
         raise DataError(f"{split.annotations or split.images}: data.ignore_classes is read from "
                         f"COCO categories; {split.format} annotations carry no ignore regions")
