@@ -33,8 +33,15 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 from rockdet.data.synthetic import SceneSpec, generate_scene
-from rockdet.inference import (PredictSettings, cut_tile, merge_tiles, plan_windows, predict_images, run_model,
-                               to_image_coordinates)
+from rockdet.inference import (
+    PredictSettings,
+    cut_tile,
+    merge_tiles,
+    plan_windows,
+    predict_images,
+    run_model,
+    to_image_coordinates,
+)
 from rockdet.models import build_detector, load_checkpoint_model, to_inference_form
 
 PCAM_SIZE = (2352, 1728)
@@ -220,7 +227,8 @@ def run(options, scratch: Path) -> int:
 
 
 def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, options, folder: Path) -> dict:
-    from rockdet.predict import predict_command
+    from rockdet.predict_command import predict_command
+    from rockdet.predict_job import PredictJob
 
     tiles = [cut_tile(pixels, window, settings.tile)
              for pixels in images for window in plan_windows(pixels.shape[0], pixels.shape[1], settings, input_size)]
@@ -234,8 +242,9 @@ def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, o
         Image.fromarray(pixels).save(folder / f"pcam_{i}.png")
 
     def pipeline():
-        predict_command(checkpoint, folder / "out", [str(folder / "pcam_*.png")], settings,
-                        overwrite=True, accelerator="gpu" if options.device.startswith("cuda") else "cpu")
+        predict_command(PredictJob(checkpoint, folder / "out", (str(folder / "pcam_*.png"),), settings,
+                                   overwrite=True,
+                                   accelerator="gpu" if options.device.startswith("cuda") else "cpu"))
 
     pipeline()  # warm-up
     runs = timed({"bare": bare, "pipeline": pipeline}, options.repeats)

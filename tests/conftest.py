@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from oracle import DarkBlobDetector, oracle_hparams
 from PIL import Image
 
-from rockdet import predict as predict_module
+from rockdet import predict_command as predict_module
 from rockdet.data.synthetic import SceneSpec, write_synthetic_dataset
-
-from oracle import DarkBlobDetector, oracle_hparams
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

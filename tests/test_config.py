@@ -1,12 +1,11 @@
 from pathlib import Path
 
 import pytest
+from conftest import CONFIGS
 
 from rockdet.cli import main
 from rockdet.config import load_config
 from rockdet.errors import ConfigError
-
-from conftest import CONFIGS
 
 
 def write_yaml(tmp_path: Path, text: str) -> Path:

@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
+from conftest import write_coco
 
 from rockdet.catalog import ImageCatalog, Rock, write_catalog
 from rockdet.config import DataConfig, SplitConfig
 from rockdet.data.datamodule import RockDataModule
 from rockdet.evaluation import DetectionMetrics
-
-from conftest import write_coco
 
 
 def _same_image_many_times(synthetic_data, tmp_path, copies=8):

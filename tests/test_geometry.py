@@ -4,13 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from conftest import CONFIGS
 
 from rockdet.catalog import Rock
 from rockdet.errors import ConfigError
 from rockdet.geometry import Camera, CameraConfig, load_camera
 from rockdet.sizing import imaged_ground_area, size_rocks
-
-from conftest import CONFIGS
 
 
 def camera(**values) -> Camera:

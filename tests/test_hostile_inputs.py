@@ -31,6 +31,8 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import write_coco
+from oracle import draw_rocks, save
 from PIL import Image
 
 from rockdet.cli import main
@@ -38,9 +40,6 @@ from rockdet.config import SplitConfig
 from rockdet.data.formats import load_split
 from rockdet.data.images import read_image
 from rockdet.errors import DataError
-
-from conftest import write_coco
-from oracle import draw_rocks, save
 
 ROCK = [(10, 10, 20, 20)]
 

@@ -6,13 +6,12 @@ import re
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, write_coco, write_image
 
 from rockdet.cli import main
 from rockdet.config import SplitConfig
 from rockdet.data.formats import load_split
 from rockdet.errors import DataError
-
-from conftest import SHARED_DATA, write_coco, write_image
 
 
 def coco_split(path, images=None):

@@ -42,7 +42,7 @@ def test_rock_split_by_tile_border_becomes_one_rock():
     rock = torch.tensor([90.0, 40.0, 130.0, 70.0])
     windows = tile_windows(120, 200, 120, 0.4)
     detections, scores = [], []
-    for x0, y0, x1, y1 in windows:
+    for x0, y0, x1, _ in windows:
         visible = torch.tensor([max(rock[0], x0), rock[1], min(rock[2], x1), rock[3]]) - torch.tensor([x0, y0, x0, y0])
         if visible[2] > visible[0]:
             detections.append(shift_boxes(visible[None], (x0, y0))[0])

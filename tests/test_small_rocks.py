@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import CONFIGS, tiny_train_overrides, write_coco, write_image
 
 from rockdet.cli import main
 from rockdet.config import SplitConfig, load_config
@@ -16,8 +17,6 @@ from rockdet.data.formats import load_split
 from rockdet.errors import ConfigError, DataError
 from rockdet.models import build_detector
 from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_input
-
-from conftest import CONFIGS, tiny_train_overrides, write_coco, write_image
 
 GT = torch.tensor([[20.0, 20.0, 30.0, 30.0]])
 REGION = torch.tensor([[40.0, 40.0, 64.0, 64.0]])
@@ -132,6 +131,7 @@ def test_small_rock_arch_trains_with_auto_anchors_then_predicts(
 
 def test_pseudo_labels_add_only_confident_unlabelled_rocks(tmp_path):
     from oracle import DarkBlobDetector, draw_rocks, save
+
     from rockdet.pseudo_labels import write_pseudo_labels
 
     labelled, unlabelled = (4, 4, 14, 14), (30, 20, 40, 34)

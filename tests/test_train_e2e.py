@@ -6,12 +6,11 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import CONFIGS, tiny_train_overrides
 from torchvision.ops import box_iou
 
 from rockdet.cli import main
 from rockdet.models import load_checkpoint_model
-
-from conftest import CONFIGS, tiny_train_overrides
 
 pytestmark = pytest.mark.slow
 

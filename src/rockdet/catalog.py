@@ -54,6 +54,13 @@ class Rock:
     size_flag: str | None = None
 
     @property
+    def ground_contact(self) -> tuple[float, float]:
+        """Where the rock meets the ground in the image: from its mask when one was measured,
+        else the bottom centre of its box."""
+        return (self.contact_x if self.contact_x is not None else (self.x_min + self.x_max) / 2,
+                self.contact_y if self.contact_y is not None else self.y_max)
+
+    @property
     def width_px(self) -> float:
         return self.x_max - self.x_min
 

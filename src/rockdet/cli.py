@@ -244,18 +244,19 @@ def _pseudo_label(options) -> int:
 def _predict(options) -> int:
     from rockdet.inference import PredictSettings
     from rockdet.outputs import CATALOG_DIR, ROCKS_FILE, SUMMARY_FILE
-    from rockdet.predict import predict_command
+    from rockdet.predict_command import predict_command
+    from rockdet.predict_job import PredictJob
 
     accelerator, devices = _devices(options.device, options.devices)
     settings = PredictSettings(score_threshold=options.score_threshold, tile=options.tile,
                                overlap=options.overlap, batch_size=options.batch_size or _tile_batch(accelerator),
                                merge_threshold=options.merge_threshold, merge_metric=options.merge_metric,
                                merge_method=options.merge_method, full_image_pass=options.full_image_pass)
-    summary = predict_command(options.checkpoint, options.out, options.inputs, settings,
-                              tuple(f.strip() for f in options.format.split(",") if f.strip()),
-                              options.overwrite, devices, accelerator, options.workers,
-                              options.camera, options.overlay, options.as_trained, options.wait,
-                              options.trust_checkpoint)
+    job = PredictJob(options.checkpoint, options.out, tuple(options.inputs), settings,
+                     tuple(f.strip() for f in options.format.split(",") if f.strip()),
+                     options.overwrite, devices, accelerator, options.workers, options.camera,
+                     options.overlay, options.as_trained, options.wait, options.trust_checkpoint)
+    summary = predict_command(job)
     if summary is None:  # another process of a multi-device run; the first one reports
         return 0
     print(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed of "
@@ -277,11 +278,13 @@ def _tile_batch(accelerator: str) -> int:
 def _devices(device: str, count: int):
     if device == "cpu":
         return "cpu", count  # several CPU processes: DDP over gloo, mainly for testing
-    if device.startswith("cuda:"):
+    if device.startswith("cuda:") and device.split(":", 1)[1].isdigit():
         return "gpu", [int(device.split(":", 1)[1])]
     if device == "cuda":
         return "gpu", count
-    return "auto", count
+    if device == "auto":
+        return "auto", count
+    raise RockdetError(f"--device {device}: choose auto, cpu, cuda or cuda:N")
 
 
 def _data_report(options) -> int:
@@ -292,7 +295,8 @@ def _data_report(options) -> int:
 
 
 def _sfd(options) -> int:
-    from rockdet.sfd import load_sizes, sfd_statistics, write_sfd
+    from rockdet.sfd import load_sizes, sfd_statistics
+    from rockdet.sfd_report import write_sfd
 
     sizes = load_sizes(options.catalogs, options.area_m2)
     result = sfd_statistics(sizes.diameters, sizes.area_m2, options.min_diameter_m, options.bootstrap,

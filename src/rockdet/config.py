@@ -8,7 +8,6 @@ directory, as a shell user expects.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import math
 import types
@@ -19,8 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rockdet.errors import ConfigError
-
+from rockdet.errors import ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, has_masks, is_two_stage
 
 #: model.anchor_sizes value that derives anchors from the training set's rock sizes.
@@ -49,7 +47,7 @@ class ModelConfig:
 
     def validate(self, where: str) -> None:
         if self.arch not in ARCHS:
-            suggestion = _nearest(self.arch, ARCHS)
+            suggestion = did_you_mean(self.arch, ARCHS)
             raise ConfigError(f"{where}model.arch: unknown arch '{self.arch}'{suggestion}; "
                               f"choose one of {list(ARCHS)}")
         if self.fpn_channels != 256 and self.arch not in SMALL_ROCK_ARCHS:
@@ -193,11 +191,14 @@ def validate_config(config: TrainConfig, source: Path | str) -> None:
     trainer_params = set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"}
     for key in config.trainer:
         if key not in trainer_params:
-            raise ConfigError(f"{where}unknown key 'trainer.{key}'{_nearest(key, trainer_params)}"
+            raise ConfigError(f"{where}unknown key 'trainer.{key}'{did_you_mean(key, trainer_params)}"
                               " (trainer takes lightning.Trainer's arguments)")
     if config.data.ignore_classes and not is_two_stage(config.model.arch):
         raise ConfigError(f"{where}data.ignore_classes: ignore regions need a two-stage arch "
                           f"(fasterrcnn_*, maskrcnn_*), not {config.model.arch}")
+    if config.scheduler.name == "step" and config.scheduler.warmup_steps:
+        raise ConfigError(f"{where}scheduler.warmup_steps: a warmup needs name cosine or none; "
+                          f"with name step it would be ignored")
     for name in ("train", "val"):
         split = getattr(config.data, name)
         if split is not None and split.format == "synthetic" and (split.scenes < 1 or split.size < 32):
@@ -211,7 +212,7 @@ def validate_config(config: TrainConfig, source: Path | str) -> None:
 
     if config.data.augment not in PRESETS:
         raise ConfigError(f"{where}data.augment: unknown preset '{config.data.augment}'"
-                          f"{_nearest(config.data.augment, PRESETS)}; choose one of {sorted(PRESETS)}")
+                          f"{did_you_mean(config.data.augment, PRESETS)}; choose one of {sorted(PRESETS)}")
 
 
 def apply_override(config: Any, override: str, source: Path | str) -> None:
@@ -237,7 +238,7 @@ def apply_override(config: Any, override: str, source: Path | str) -> None:
     fields = {f.name: f for f in dataclasses.fields(target)}
     if last not in fields:
         raise ConfigError(f"override '{override}': unknown key '{dotted}'"
-                          f"{_nearest(last, fields, prefix='.'.join(keys[:-1]))}")
+                          f"{did_you_mean(last, fields, prefix='.'.join(keys[:-1]))}")
     hint = typing.get_type_hints(type(target))[last]
     setattr(target, last, _convert(value, hint, dotted, "the command line", Path.cwd()))
 
@@ -253,7 +254,7 @@ def build_dataclass(cls: type, raw: dict, source: Path | str, base_dir: Path, pr
     for key, value in raw.items():
         if key not in names:
             raise ConfigError(f"{source}: unknown key '{prefix}{key}'"
-                              f"{_nearest(str(key), names, prefix=prefix.rstrip('.'))}")
+                              f"{did_you_mean(str(key), names, prefix=prefix.rstrip('.'))}")
         kwargs[key] = _convert(value, hints[key], f"{prefix}{key}", source, base_dir)
     return cls(**kwargs)
 
@@ -287,7 +288,7 @@ def _convert(value: Any, hint: Any, key: str, source: Path | str, base_dir: Path
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{source}: {key}: '{value}' is not one of {list(args)}"
-                              f"{_nearest(str(value), [str(a) for a in args])}")
+                              f"{did_you_mean(str(value), [str(a) for a in args])}")
         return value
     if hint is Path:
         if not isinstance(value, (str, Path)):
@@ -329,12 +330,5 @@ def _child(target: Any, key: str, keys: list[str], source: Path | str) -> Any:
     names = {f.name for f in dataclasses.fields(target)}
     if key not in names:
         raise ConfigError(f"override: unknown key '{'.'.join(keys)}'"
-                          f"{_nearest(key, names, prefix='.'.join(keys[:-1]))}")
+                          f"{did_you_mean(key, names, prefix='.'.join(keys[:-1]))}")
     return getattr(target, key)
-
-
-def _nearest(key: str, candidates, prefix: str = "") -> str:
-    match = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.5)
-    if not match:
-        return ""
-    return f" (did you mean '{prefix + '.' if prefix else ''}{match[0]}'?)"

@@ -22,9 +22,9 @@ from rockdet.slicing import Window, merge_detections, shift_boxes, tile_windows
 MASK_THRESHOLD = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictSettings:
-    score_threshold: float = 0.5
+    score_threshold: float | None = 0.5
     #: Tile size in pixels; None tiles automatically at the model's input size.
     tile: int | None = None
     overlap: float = 0.2
@@ -125,8 +125,7 @@ def merge_tiles(parts: list[TileDetections], settings: PredictSettings, width: i
         rock = Rock(rock_id, float(score), *(float(v) for v in box))
         if has_masks:
             describe_mask(rock, stitch_mask(box, [all_masks[i] for i in group]))
-        else:
-            rock.contact_x, rock.contact_y = (rock.x_min + rock.x_max) / 2, rock.y_max
+        rock.contact_x, rock.contact_y = rock.ground_contact
         rocks.append(rock)
     return rocks
 
@@ -148,8 +147,7 @@ def describe_mask(rock: Rock, mask: tuple[np.ndarray, int, int]) -> None:
     """Area, moment ellipse axes and lowest pixels (ground contact) of a rock's mask."""
     crop, x0, y0 = mask
     ys, xs = np.nonzero(crop)
-    if not len(xs):  # empty mask: fall back to the box
-        rock.contact_x, rock.contact_y = (rock.x_min + rock.x_max) / 2, rock.y_max
+    if not len(xs):  # empty mask: the box's contact point stands
         return
     rock.mask_area_px = float(len(xs))
     if len(xs) > 1:

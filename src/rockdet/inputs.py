@@ -19,14 +19,14 @@ LIST_SUFFIXES = {".txt", ".lst", ".list"}
 
 
 @dataclass(frozen=True)
-class ImageJob:
+class InputImage:
     path: Path
     #: Relative path (suffix kept) the outputs mirror under --out; never climbs out of it.
     key: str
 
 
 def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda path: False
-                   ) -> list[ImageJob]:
+                   ) -> list[InputImage]:
     """Expand every input into one job per distinct image file (by resolved path).
 
     A key is the path relative to the folder or glob root it came from, or the file name when
@@ -58,7 +58,7 @@ def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda p
     return jobs
 
 
-def _jobs(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[ImageJob]:
+def _jobs(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[InputImage]:
     jobs, keys, files, excluded = [], set(), set(), 0
     for path, relative in found:
         if exclude(path):
@@ -74,7 +74,7 @@ def _jobs(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> li
             n += 1
             key = f"{base}__{n}"
         keys.add(key)
-        jobs.append(ImageJob(path, key))
+        jobs.append(InputImage(path, key))
     if excluded:
         log.info("left out %d of rockdet's own output files found among the inputs", excluded)
     return jobs

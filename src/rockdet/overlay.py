@@ -10,6 +10,7 @@ import numpy as np
 from rockdet.atomic import atomic_path
 from rockdet.catalog import Rock
 from rockdet.data.images import read_image
+from rockdet.errors import RockdetError
 
 BOX_COLOUR = (255, 170, 0)  # RGB amber: visible on grey regolith and black shadow alike
 
@@ -31,5 +32,7 @@ def write_overlay(image_path: Path, rocks: list[Rock], out_path: Path) -> Path:
     pixels = read_image(image_path).pixels
     with atomic_path(out_path) as temp:
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(draw_overlay(pixels, rocks), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RockdetError(f"{out_path}: PNG encoding of the overlay failed")
         temp.write_bytes(encoded.tobytes())
     return out_path

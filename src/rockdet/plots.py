@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+# The Figure API renders without pyplot's global state or a display backend: importing this
+# module changes nothing for other code in the process (no matplotlib.use).
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: training machines and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-
-from rockdet.atomic import atomic_path  # noqa: E402
+from rockdet.atomic import atomic_path
+from rockdet.sfd import REFERENCE_K, SfdResult, golombek_rapp_fraction
 
 
 def plot_training_curves(rows: list[dict[str, str]], path: Path) -> Path:
@@ -24,7 +24,8 @@ def plot_training_curves(rows: list[dict[str, str]], path: Path) -> Path:
             if value not in (None, "") and key not in ("epoch", "step"):
                 per_epoch.setdefault(epoch, {})[key] = float(value)
     epochs = sorted(per_epoch)
-    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))
+    loss_axis, metric_axis = figure.subplots(1, 2)
     _plot_series(loss_axis, epochs, per_epoch, ["train_loss_epoch"], "loss")
     _plot_series(metric_axis, epochs, per_epoch,
                  ["val_map_50", "val_recall_50", "val_map", "val_recall_at_score"], "validation")
@@ -34,7 +35,8 @@ def plot_training_curves(rows: list[dict[str, str]], path: Path) -> Path:
 
 
 def plot_pr_curve(recall: list[float], precision: list[float], path: Path, title: str) -> Path:
-    figure, axis = plt.subplots(figsize=(5, 4.5))
+    figure = Figure(figsize=(5, 4.5))
+    axis = figure.subplots()
     axis.plot(recall, precision, color="tab:blue")
     axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     axis.grid(alpha=0.3)
@@ -46,13 +48,13 @@ def plot_pr_curve(recall: list[float], precision: list[float], path: Path, title
 F_AXIS_MIN = 1e-4
 
 
-def plot_sfd(result, path: Path) -> Path:
+def plot_sfd(result: SfdResult, path: Path) -> Path:
     """Log-log cumulative fractional area and number per m², fits and Golombek-Rapp references."""
     import numpy as np
 
-    from rockdet.sfd import REFERENCE_K, golombek_rapp_fraction
 
-    figure, (area_axis, number_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure = Figure(figsize=(11, 4.5))
+    area_axis, number_axis = figure.subplots(1, 2)
     curves = result.cumulative
     diameters = np.asarray(curves.get("diameter_m", []))
     span = np.geomspace(max(1e-3, diameters.min() / 2) if len(diameters) else 0.01,
@@ -104,5 +106,4 @@ def _save(figure, path: Path) -> Path:
     path = Path(path)
     with atomic_path(path.with_suffix(".png")) as temp:
         figure.savefig(temp, dpi=110, format="png")
-    plt.close(figure)
     return path

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from rockdet.atomic import write_json_atomic
 from rockdet.catalog import read_catalog_csv
 from rockdet.errors import RockdetError
 from rockdet.outputs import BATCH_FILES, CATALOG_DIR
@@ -219,26 +218,6 @@ def _number(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def write_sfd(result: SfdResult, out_dir: Path) -> dict:
-    """sfd.json and sfd.png in ``out_dir``; returns the JSON's headline numbers."""
-    from rockdet.plots import plot_sfd
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "sfd.json", {**asdict(result), "model": "F_k(D) = k exp(-(1.79 + 0.152/k) D)"})
-    plot_sfd(result, out_dir / "sfd.png")
-    return {k: v for k, v in asdict(result).items() if k != "cumulative"}
-
-
-def write_batch_sfd(out_dir: Path) -> dict:
-    """The batch's SFD after predict --camera; a batch without ground area reports why."""
-    try:
-        sizes = load_sizes(out_dir)
-    except RockdetError as exc:
-        return {"status": "error", "message": str(exc)}
-    return {**write_sfd(sfd_statistics(sizes.diameters, sizes.area_m2), out_dir),
-            "unreadable_catalogs": sizes.unreadable, "invalid_diameters": sizes.invalid_diameters}
 
 
 def sample_golombek_rapp(rng: np.random.Generator, k: float, area_m2: float, d_min: float,

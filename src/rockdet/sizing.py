@@ -21,8 +21,9 @@ def size_rocks(camera: Camera, rocks: list[Rock]) -> None:
     """Fill range_m, ground_x_m, ground_y_m, diameter_m, height_m and size_flag in place."""
     if not rocks:
         return
-    contact_u = np.array([r.contact_x if r.contact_x is not None else (r.x_min + r.x_max) / 2 for r in rocks])
-    contact_v = np.array([r.contact_y if r.contact_y is not None else r.y_max for r in rocks])
+    contact_u, contact_v = (np.array(values, dtype=float).reshape(-1)
+                            for values in zip(*[r.ground_contact for r in rocks])) if rocks else \
+        (np.zeros(0), np.zeros(0))
     if camera.config.model == "nadir":
         _size_nadir(camera, rocks)
         return

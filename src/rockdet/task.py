@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from rockdet.errors import ConfigError
 from rockdet.evaluation import DetectionMetrics
 from rockdet.inference import detect_as_predict_does, training_image_size
 from rockdet.models import build_detector
@@ -67,7 +68,9 @@ def _build_optimizer(params, settings: dict) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, momentum=settings["momentum"], weight_decay=decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    raise ConfigError(f"optimizer.name: unknown optimizer '{name}'; choose sgd, adam or adamw")
 
 
 def _build_scheduler(optimizer, settings: dict, total_steps: int) -> dict | None:

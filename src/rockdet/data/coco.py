@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from rockdet.data.records import (AnnotatedImage, AnnotationSet, LoadReport, clip_regions,
-                                  sanitize_boxes)
+from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, clip_regions, sanitize_boxes
 from rockdet.errors import DataError
 
 

@@ -13,18 +13,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rockdet.errors import ImageReadError
 
-# A broken file gets one recorded reason from us; OpenCV's own stderr chatter would bury it.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
 #: Percentiles used to stretch high-bit-depth images to 8 bits.
 STRETCH_PERCENTILES = (0.5, 99.5)
 #: Larger images are refused as likely corrupt headers rather than decoded into memory.
 MAX_PIXELS = 400_000_000
-# Pillow's own guard (179 M pixels) would refuse descent and orbital frames below ours with a
-# "decompression bomb" message. Raised to our limit rather than removed, so other code in the
-# process keeps a guard; what it still refuses is reported as our limit.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 _OVER_LIMIT = f"image exceeds the {MAX_PIXELS:,}-pixel limit"
 
 
@@ -46,8 +39,21 @@ class LoadedImage:
         return int(self.pixels.shape[1])
 
 
+def prepare_decoders() -> None:
+    """Settings decoding needs, made where decoding starts rather than at import.
+
+    Pillow's own guard (179 M pixels) would refuse descent and orbital frames below our limit
+    with a "decompression bomb" message: it is raised to our limit, never lowered or removed, so
+    other code in the process keeps a guard, and what it still refuses is reported as our limit.
+    A broken file gets one recorded reason from us; OpenCV's stderr chatter would bury it."""
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def read_image(path: Path | str) -> LoadedImage:
     """Read ``path`` as 8-bit RGB; grayscale, RGBA, 16-bit and EXIF-rotated images are handled."""
+    prepare_decoders()
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
@@ -83,6 +89,7 @@ def read_image(path: Path | str) -> LoadedImage:
 
 def image_size(path: Path | str) -> tuple[int, int]:
     """(width, height) from the header only, after EXIF orientation."""
+    prepare_decoders()
     try:
         with Image.open(path) as image:
             width, height = image.size

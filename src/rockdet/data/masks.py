@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 
 from rockdet.data.images import IMAGE_SUFFIXES, image_size
-from rockdet.data.records import (AnnotatedImage, AnnotationSet, LoadReport, boxes_from_masks,
-                                  sanitize_boxes)
+from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, boxes_from_masks, sanitize_boxes
 from rockdet.errors import DataError, ImageReadError
 
 #: Binary-mode connectivity: 8 joins diagonal pixels, as a person drawing a rock would expect.

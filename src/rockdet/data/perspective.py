@@ -17,8 +17,17 @@ import cv2
 import numpy as np
 
 from rockdet.atomic import write_json_atomic
-from rockdet.data.synthetic import (Instance, albedo_field, draw_rock, finish_image, hide_behind,
-                                    rasterize, regolith_height, shade, sun_vector)
+from rockdet.data.synthetic import (
+    Instance,
+    albedo_field,
+    draw_rock,
+    finish_image,
+    hide_behind,
+    rasterize,
+    regolith_height,
+    shade,
+    sun_vector,
+)
 from rockdet.geometry import Camera
 from rockdet.sfd import sample_golombek_rapp
 

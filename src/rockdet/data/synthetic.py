@@ -61,11 +61,6 @@ class Instance:
         return [float(self.x0 + xs.min()), float(self.y0 + ys.min()), float(self.x0 + xs.max() + 1),
                 float(self.y0 + ys.max() + 1)]
 
-    def full(self, height: int, width: int) -> np.ndarray:
-        mask = np.zeros((height, width), dtype=np.uint8)
-        mask[self.window] = self.crop
-        return mask
-
     def polygons(self) -> list[list[float]]:
         return [[v + (self.x0 if i % 2 == 0 else self.y0) for i, v in enumerate(polygon)]
                 for polygon in mask_polygons(self.crop)]
@@ -81,13 +76,6 @@ class Scene:
     def boxes(self) -> np.ndarray:
         """float32 [N, 4] xyxy, tight around each mask."""
         return np.asarray([i.box() for i in self.instances], dtype=np.float32).reshape(-1, 4)
-
-    @property
-    def masks(self) -> np.ndarray:
-        """uint8 [N, H, W]; for small scenes (tests, training sets)."""
-        height, width = self.image.shape[:2]
-        return (np.stack([i.full(height, width) for i in self.instances]) if self.instances
-                else np.zeros((0, height, width), dtype=np.uint8))
 
 
 def generate_scene(rng: np.random.Generator, spec: SceneSpec) -> Scene:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import pickle
@@ -19,7 +18,7 @@ from torchvision.models.detection.fcos import FCOSClassificationHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 
-from rockdet.errors import CheckpointError, ConfigError
+from rockdet.errors import CheckpointError, ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, backbone_name, has_masks, is_two_stage
 from rockdet.models.ignore_regions import enable_ignore_regions
 from rockdet.models.resnet_fpn import build_resnet_fpn_faster_rcnn
@@ -109,9 +108,8 @@ def check_detector_options(arch: str, options: dict) -> dict:
         "self", "backbone", "num_classes", "min_size", "max_size", "kwargs"}
     for key in options:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"model.options.{key}: not an argument of {cls.__name__}{hint}")
+            raise ConfigError(f"model.options.{key}: not an argument of {cls.__name__}"
+                              f"{did_you_mean(key, allowed)}")
     return dict(options)
 
 
@@ -231,16 +229,21 @@ def _read_checkpoint(path: Path, map_location, trust: bool = False) -> dict:
         # torch names the class it refused ("GLOBAL module.name"); anything else is a bad file.
         if trust or "GLOBAL" not in str(exc):
             raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                                  f"({exc.__class__.__name__})") from None
+                                  f"({exc.__class__.__name__})") from None  # its text is torch's advice
         raise CheckpointError(f"{path}: holds Python objects beyond tensors and plain data, and "
                               f"unpickling them could run code; refused. If you made this file, "
                               f"pass --trust-checkpoint") from None
     except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                              f"({exc.__class__.__name__})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: checkpoint holds a {type(checkpoint).__name__}, not a dict")
     return checkpoint
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    detail = f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+    return detail[:MAX_DETAIL_CHARS]
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -6,19 +6,22 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rockdet.atomic import write_json_atomic
-from rockdet.batch import Outcome, environment, run_prediction
-from rockdet.catalog import FORMATS, catalog_columns, read_complete_catalog, write_rows_csv
-from rockdet.errors import RockdetError
-from rockdet.inference import PredictSettings, training_image_size
-from rockdet.inputs import collect_inputs
+from rockdet.catalog import catalog_columns, read_complete_catalog, write_rows_csv
+from rockdet.inference import training_image_size
+from rockdet.inputs import InputImage, collect_inputs
 from rockdet.models import load_checkpoint_model, to_inference_form
 from rockdet.models.archs import has_masks
 from rockdet.outputs import ROCKS_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
+from rockdet.predict_job import PredictJob, PredictRun
+from rockdet.predict_run import Outcome, environment, run_prediction
 
 log = logging.getLogger(__name__)
 
@@ -26,46 +29,42 @@ log = logging.getLogger(__name__)
 MADE_WITH = ("checkpoint_sha256", "arch", "score_threshold", "tiling", "camera")
 
 
-def predict_command(checkpoint: Path, out_dir: Path, inputs: list[str], settings: PredictSettings,
-                    formats: tuple[str, ...] = ("csv", "json"), overwrite: bool = False,
-                    devices: int | str = 1, accelerator: str = "auto", workers: int = 0,
-                    camera: Path | None = None, overlay: bool = False,
-                    as_trained: bool = False, wait_for_lock: bool = False,
-                    trust_checkpoint: bool = False) -> dict[str, Any] | None:
-    """Run a whole batch and return the summary that is also written to ``out_dir/summary.json``
-    (None in the other processes of a multi-device run: the first one writes it).
-
-    ``as_trained`` runs the model exactly as it was trained instead of in its faster inference
-    form (batch norms folded, channels-last), which gives the same rocks up to float rounding."""
+def predict_command(job: PredictJob) -> dict[str, Any] | None:
+    """Run a whole batch and return the summary that is also written to ``OUT/summary.json``
+    (None in the other processes of a multi-device run: the first one writes it)."""
     started = time.monotonic()
-    unknown = set(formats) - set(FORMATS)
-    if unknown or "json" not in formats:
-        raise RockdetError(f"--format: choose from {list(FORMATS)} and include json (it marks a "
-                           f"catalog complete); got {','.join(formats)}")
-    if settings.tile is not None and settings.tile < 32:
-        raise RockdetError(f"--tile {settings.tile}: give a tile size of at least 32 pixels")
-    if not 0.0 <= settings.overlap < 1.0:
-        raise RockdetError(f"--overlap {settings.overlap}: give a fraction in [0, 1)")
-    if settings.batch_size < 1:
-        raise RockdetError(f"--batch-size {settings.batch_size}: give at least 1")
-    layout = OutputLayout.at(out_dir)
-    jobs = collect_inputs(inputs, exclude=layout.is_own_output)
-    with hold_output_lock(layout, wait_for_lock):
-        return _predict_locked(checkpoint, layout, jobs, settings, formats, overwrite, devices,
-                               accelerator, workers, camera, overlay, as_trained, started,
-                               trust_checkpoint)
+    layout = OutputLayout.at(job.out)
+    images = collect_inputs(list(job.inputs), exclude=layout.is_own_output)
+    with hold_output_lock(layout, job.wait_for_lock):
+        run, model = _resolve(job, layout)
+        todo, skipped, redone = _plan(images, run)
+        log.info("%d images: %d to do, %d already complete", len(images), len(todo), len(skipped))
+        if redone:
+            log.warning("%d catalogs in %s were made from another image, checkpoint or settings "
+                        "(%s): redoing them", redone, layout.root, ", ".join(MADE_WITH))
+        outcomes, is_main = run_prediction(model, todo, run) if todo else ([], True)
+        if not is_main:
+            return None
+        summary = _summary(images, outcomes + skipped, started, run)
+        summary["redone_made_otherwise"] = redone
+        if run.sizer is not None:
+            from rockdet.sfd_report import write_batch_sfd
+
+            summary["sfd"] = write_batch_sfd(layout.root)
+        write_json_atomic(layout.batch_file(SUMMARY_FILE), summary)
+        return summary
 
 
-def _predict_locked(checkpoint, layout: OutputLayout, jobs, settings, formats, overwrite, devices,
-                    accelerator, workers, camera, overlay, as_trained, started, trust_checkpoint):
-    model, hparams = load_checkpoint_model(checkpoint, trust=trust_checkpoint)
-    model_form = "as trained" if as_trained else to_inference_form(model).describe()
+def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.nn.Module]:
+    """Load the checkpoint and settle everything the run and the writer share."""
+    model, hparams = load_checkpoint_model(job.checkpoint, trust=job.trust_checkpoint)
+    model_form = "as trained" if job.as_trained else to_inference_form(model).describe()
     input_size = training_image_size(hparams)
+    settings = job.settings
     if settings.score_threshold is None:
-        settings.score_threshold = float(hparams.get("evaluation", {}).get("score_threshold", 0.5))
-    sizer, camera_record = _camera(camera)
-    with_masks = has_masks(hparams["model"]["arch"])
-    context = {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+        settings = replace(settings, score_threshold=float(hparams["evaluation"]["score_threshold"]))
+    sizer, camera_record = _camera(job.camera)
+    context = {"checkpoint": str(job.checkpoint), "checkpoint_sha256": file_sha256(job.checkpoint),
                "arch": hparams["model"]["arch"], "model_form": model_form,
                "score_threshold": settings.score_threshold,
                "tiling": {"tile": settings.tile or input_size, "overlap": settings.overlap,
@@ -73,25 +72,8 @@ def _predict_locked(checkpoint, layout: OutputLayout, jobs, settings, formats, o
                           f"{settings.merge_metric}>{settings.merge_threshold}",
                           "full_image_pass": settings.full_image_pass},
                "camera": camera_record}
-    todo, skipped, redone = _plan(jobs, layout, formats, context, overwrite)
-    log.info("%d images: %d to do, %d already complete", len(jobs), len(todo), len(skipped))
-    if redone:
-        log.warning("%d catalogs in %s were made from another image, checkpoint or settings "
-                    "(%s): redoing them", redone, layout.root, ", ".join(MADE_WITH))
-    outcomes, is_main = run_prediction(model, todo, layout, settings, input_size, formats, context,
-                                       with_masks, devices, accelerator, workers, sizer, overlay) \
-        if todo else ([], True)
-    if not is_main:
-        return None
-    summary = _summary(jobs, outcomes + skipped, started, context, layout, formats, with_masks,
-                       sizer is not None)
-    summary["redone_made_otherwise"] = redone
-    if sizer is not None:
-        from rockdet.sfd import write_batch_sfd
-
-        summary["sfd"] = write_batch_sfd(layout.root)
-    write_json_atomic(layout.batch_file(SUMMARY_FILE), summary)
-    return summary
+    return PredictRun(job, layout, settings, input_size, has_masks(hparams["model"]["arch"]), context,
+                      sizer), model
 
 
 def file_sha256(path: Path) -> str | None:
@@ -105,14 +87,14 @@ def file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _plan(jobs, layout: OutputLayout, formats, context: dict[str, Any], overwrite: bool):
+def _plan(images: list[InputImage], run: PredictRun):
     """(images to do, skipped outcomes, how many finished catalogs are redone because they
     were made from another image, or with another checkpoint or settings)."""
-    wanted = _made_with(context)
+    wanted = _made_with(run.context)
     todo, skipped, redone = [], [], 0
-    for job in jobs:
-        earlier = None if overwrite else read_complete_catalog(partial(layout.catalog_file, job.key),
-                                                               formats)
+    for job in images:
+        earlier = None if run.job.overwrite else read_complete_catalog(
+            partial(run.layout.catalog_file, job.key), run.job.formats)
         if earlier is not None and _made_with(earlier) == wanted and _same_input(earlier, job.path):
             skipped.append(Outcome(job.key, "skipped", "catalog already complete (use --overwrite to redo)"))
             continue
@@ -143,8 +125,8 @@ def _camera(camera: Path | None):
     return rock_sizer(model), {"file": str(camera), **model.describe()}
 
 
-def _summary(jobs, outcomes: list[Outcome], started: float, context, layout: OutputLayout,
-             formats, with_masks: bool, with_geometry: bool) -> dict[str, Any]:
+def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, run: PredictRun) -> dict[str, Any]:
+    layout = run.layout
     by_status = {status: [o for o in outcomes if o.status == status] for status in ("done", "skipped", "failed")}
     rows, unreadable = [], []
     for job in jobs:  # rocks.csv covers every finished image, earlier runs included
@@ -155,7 +137,7 @@ def _summary(jobs, outcomes: list[Outcome], started: float, context, layout: Out
         except (OSError, ValueError) as exc:
             log.warning("%s: catalog unreadable, its rocks are not in %s (%s)", job.key, ROCKS_FILE, exc)
             unreadable.append({"image": job.key, "reason": f"catalog unreadable: {exc}"})
-    columns = ["image"] + catalog_columns(with_masks, with_geometry)
+    columns = ["image"] + catalog_columns(run.with_masks, run.sizer is not None)
     write_rows_csv(layout.batch_file(ROCKS_FILE), columns, rows)
     seconds = time.monotonic() - started
     done = len(by_status["done"])
@@ -168,7 +150,7 @@ def _summary(jobs, outcomes: list[Outcome], started: float, context, layout: Out
         "rocks_this_run": sum(o.rocks for o in by_status["done"]), "rocks_total": len(rows),
         "notes": {o.image: o.notes for o in by_status["done"] if o.notes},
         "seconds": round(seconds, 2), "images_per_second": round(done / seconds, 3) if seconds else None,
-        **context, "formats": list(formats), "versions": environment(),
+        **run.context, "formats": list(run.job.formats), "versions": environment(),
     }
 
 

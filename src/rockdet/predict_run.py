@@ -25,17 +25,25 @@ from tqdm.auto import tqdm
 from rockdet.catalog import ImageCatalog, write_catalog
 from rockdet.data.images import read_image
 from rockdet.errors import RockdetError
-from rockdet.inference import (PredictSettings, TileDetections, cut_tile, merge_tiles, plan_windows,
-                               run_model, tile_padding, to_image_coordinates)
-from rockdet.inputs import ImageJob
-from rockdet.outputs import OutputLayout
+from rockdet.inference import (
+    PredictSettings,
+    TileDetections,
+    cut_tile,
+    merge_tiles,
+    plan_windows,
+    run_model,
+    tile_padding,
+    to_image_coordinates,
+)
+from rockdet.inputs import InputImage
+from rockdet.predict_job import PredictRun
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ImageMeta:
-    job: ImageJob
+    job: InputImage
     width: int
     height: int
     sha256: str
@@ -58,7 +66,7 @@ class Outcome:
 class TileStream(IterableDataset):
     """Yields batches of tiles; an image's metadata travels with the batch holding its last tile."""
 
-    def __init__(self, jobs: list[ImageJob], settings: PredictSettings, input_size: int,
+    def __init__(self, jobs: list[InputImage], settings: PredictSettings, input_size: int,
                  rank: int = 0, world_size: int = 1):
         self.jobs, self.settings, self.input_size = jobs, settings, input_size
         self.rank, self.world_size = rank, world_size
@@ -111,16 +119,15 @@ def _empty_batch() -> dict[str, list]:
 
 
 class PredictModule(L.LightningModule):
-    def __init__(self, model: torch.nn.Module, jobs: list[ImageJob], settings: PredictSettings,
-                 input_size: int, workers: int):
+    def __init__(self, model: torch.nn.Module, images: list[InputImage], run: PredictRun):
         super().__init__()
         self.model = model.eval()
-        self.jobs, self.settings, self.input_size, self.workers = jobs, settings, input_size, workers
+        self.images, self.run = images, run
 
     def predict_dataloader(self) -> DataLoader:
-        stream = TileStream(self.jobs, self.settings, self.input_size,
+        stream = TileStream(self.images, self.run.settings, self.run.input_size,
                             self.trainer.global_rank, self.trainer.world_size)
-        return DataLoader(stream, batch_size=None, num_workers=self.workers,
+        return DataLoader(stream, batch_size=None, num_workers=self.run.job.workers,
                           collate_fn=lambda batch: batch)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
@@ -135,13 +142,9 @@ class PredictModule(L.LightningModule):
 class CatalogWriter(BasePredictionWriter):
     """Merges each image's tiles when the last one is back, and writes its catalog."""
 
-    def __init__(self, layout: OutputLayout, formats: tuple[str, ...], settings: PredictSettings,
-                 context: dict[str, Any], with_masks: bool, sizer=None, overlay: bool = False,
-                 images: int = 0, workers: int = 0):
+    def __init__(self, run: PredictRun, images: int):
         super().__init__(write_interval="batch")
-        self.layout, self.formats, self.settings = layout, formats, settings
-        self.context, self.with_masks, self.sizer, self.overlay = context, with_masks, sizer, overlay
-        self.images, self.workers = images, workers
+        self.run, self.images = run, images
         self.parts: dict[str, list[TileDetections]] = {}
         self.outcomes: list[Outcome] = []
         self.progress: tqdm | None = None
@@ -149,7 +152,7 @@ class CatalogWriter(BasePredictionWriter):
     def on_predict_start(self, trainer, pl_module) -> None:
         # Counted in images, not tile batches, so a long run shows how many are left and when it
         # ends. In a multi-device run the first process shows its own share.
-        share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.workers)
+        share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.run.job.workers)
         self.progress = tqdm(total=share, unit="image", desc="Predicting", dynamic_ncols=True,
                              disable=not trainer.is_global_zero)
 
@@ -164,7 +167,7 @@ class CatalogWriter(BasePredictionWriter):
             log.warning("%s: %s", outcome.image, outcome.reason)
         for (key, window), output in zip(batch["owners"], prediction):
             self.parts.setdefault(key, []).append(
-                to_image_coordinates(output, window, self.settings.score_threshold))
+                to_image_coordinates(output, window, self.run.settings.score_threshold))
         for meta in batch["finished"]:
             try:
                 self._finish(meta)
@@ -178,35 +181,32 @@ class CatalogWriter(BasePredictionWriter):
 
     def _finish(self, meta: ImageMeta) -> None:
         parts = self.parts.pop(meta.job.key, [])
-        rocks = merge_tiles(parts, self.settings, meta.width, meta.height)
-        geometry = None
-        if self.sizer is not None:
-            geometry = self.sizer(rocks, meta.width, meta.height)
+        run = self.run
+        rocks = merge_tiles(parts, run.settings, meta.width, meta.height)
+        geometry = run.sizer(rocks, meta.width, meta.height) if run.sizer is not None else None
         catalog = ImageCatalog(str(meta.job.path), meta.width, meta.height, meta.sha256, rocks,
-                               with_masks=self.with_masks, with_geometry=self.sizer is not None,
-                               context={**self.context, "source": str(meta.job.path.resolve()),
+                               with_masks=run.with_masks, with_geometry=run.sizer is not None,
+                               context={**run.context, "source": str(meta.job.path.resolve()),
                                         "tiles": len(meta.windows), "image_notes": meta.notes,
                                         **(geometry or {})})
-        if self.overlay:
+        if run.job.overlay:
             from rockdet.overlay import write_overlay
 
-            write_overlay(meta.job.path, rocks, self.layout.overlay_file(meta.job.key))
-        write_catalog(catalog, partial(self.layout.catalog_file, meta.job.key), self.formats)
+            write_overlay(meta.job.path, rocks, run.layout.overlay_file(meta.job.key))
+        write_catalog(catalog, partial(run.layout.catalog_file, meta.job.key), run.job.formats)
         self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=meta.notes))
 
 
-def run_prediction(model: torch.nn.Module, jobs: list[ImageJob], layout: OutputLayout,
-                   settings: PredictSettings, input_size: int, formats: tuple[str, ...],
-                   context: dict[str, Any], with_masks: bool, devices: int | str = 1,
-                   accelerator: str = "auto", workers: int = 0, sizer=None,
-                   overlay: bool = False) -> tuple[list[Outcome], bool]:
-    """Run the model over ``jobs`` with Lightning; returns every process's outcomes and
+def run_prediction(model: torch.nn.Module, images: list[InputImage], run: PredictRun
+                   ) -> tuple[list[Outcome], bool]:
+    """Run the model over ``images`` with Lightning; returns every process's outcomes and
     whether this is the first process (the one that writes the batch summary)."""
-    writer = CatalogWriter(layout, formats, settings, context, with_masks, sizer, overlay, len(jobs), workers)
-    module = PredictModule(model, jobs, settings, input_size, workers)
+    writer = CatalogWriter(run, len(images))
+    module = PredictModule(model, images, run)
+    devices = run.job.devices
     strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
     # The writer's bar counts images; Lightning's would count tile batches of unknown number.
-    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
+    trainer = L.Trainer(accelerator=run.job.accelerator, devices=devices, strategy=strategy, logger=False,
                         callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
                         enable_progress_bar=False)
     trainer.predict(module, return_predictions=False)

@@ -1,0 +1,70 @@
+"""What one `rockdet predict` asks for, built once from the command line, and what the run
+resolves from it once the checkpoint is loaded. Both are frozen: nothing down the line edits
+a setting in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rockdet.catalog import FORMATS
+from rockdet.errors import RockdetError
+from rockdet.inference import PredictSettings
+from rockdet.outputs import OutputLayout
+
+#: Smallest tile the command accepts: below it no detector sees a rock with its context.
+MIN_TILE_PX = 32
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    checkpoint: Path
+    out: Path
+    inputs: tuple[str, ...]
+    #: ``score_threshold`` None: the checkpoint's eval.score_threshold.
+    settings: PredictSettings = field(default_factory=lambda: PredictSettings(score_threshold=None))
+    formats: tuple[str, ...] = ("csv", "json")
+    overwrite: bool = False
+    devices: int | list[int] = 1
+    accelerator: str = "auto"
+    workers: int = 0
+    camera: Path | None = None
+    overlay: bool = False
+    #: Run the model exactly as trained instead of its faster inference form (same rocks up to
+    #: float rounding).
+    as_trained: bool = False
+    wait_for_lock: bool = False
+    trust_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.formats) - set(FORMATS)
+        if unknown or "json" not in self.formats:
+            raise RockdetError(f"--format: choose from {list(FORMATS)} and include json (it marks a "
+                               f"catalog complete); got {','.join(self.formats)}")
+        settings = self.settings
+        if settings.tile is not None and settings.tile < MIN_TILE_PX:
+            raise RockdetError(f"--tile {settings.tile}: give a tile size of at least {MIN_TILE_PX} pixels")
+        if not 0.0 <= settings.overlap < 1.0:
+            raise RockdetError(f"--overlap {settings.overlap}: give a fraction in [0, 1)")
+        if settings.batch_size < 1:
+            raise RockdetError(f"--batch-size {settings.batch_size}: give at least 1")
+        if settings.score_threshold is not None and not 0.0 <= settings.score_threshold <= 1.0:
+            raise RockdetError(f"--score-threshold {settings.score_threshold}: give a score in [0, 1]")
+
+
+@dataclass(frozen=True)
+class PredictRun:
+    """What the Lightning run and the catalog writer share, resolved from a job and its checkpoint."""
+
+    job: PredictJob
+    layout: OutputLayout
+    #: The job's settings with the operating threshold filled in.
+    settings: PredictSettings
+    #: Side of the training images: automatic tiles keep rocks at that scale.
+    input_size: int
+    with_masks: bool
+    #: Recorded in every catalog: checkpoint, thresholds, tiling, camera.
+    context: dict[str, Any]
+    #: Fills the metric columns when a camera is given.
+    sizer: Callable | None = None
