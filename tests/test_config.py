@@ -67,3 +67,30 @@ def test_cli_reports_config_error_in_one_line(tmp_path, capsys):
     assert err.startswith("rockdet: error:") and "modle" in err and "\n" not in err
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_a_config_extends_its_base_with_paths_kept_where_the_base_meant_them(tmp_path):
+    base_dir = tmp_path / "shared"
+    base_dir.mkdir()
+    (base_dir / "base.yaml").write_text(
+        "model: {arch: fasterrcnn_resnet50_fpn_v2, min_size: 640}\n"
+        "data: {train: {annotations: data/train.json}, batch_size: 8}\n"
+        "trainer: {max_epochs: 30, precision: 16-mixed}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: shared/base.yaml\nmodel: {arch: fcos_resnet50_fpn}\ntrainer: {max_epochs: 5}\n")
+    config = load_config(child, ["data.batch_size=2"])
+    assert config.model.arch == "fcos_resnet50_fpn" and config.model.min_size == 640  # merged key by key
+    assert config.trainer == {"max_epochs": 5, "precision": "16-mixed"}
+    assert config.data.train.annotations == base_dir / "data" / "train.json"  # relative to the base
+    assert config.data.batch_size == 2
+    (base_dir / "base.yaml").write_text("extends: ../child.yaml\n")
+    with pytest.raises(ConfigError, match="extends this file again"):
+        load_config(child)
+
+
+def test_per_architecture_configs_differ_from_their_base_only_in_arch_and_name():
+    for name in ("fasterrcnn_mobilenet", "fasterrcnn_resnet50", "fcos_resnet50", "maskrcnn_resnet50",
+                 "retinanet_resnet50"):
+        config = load_config(CONFIGS / f"{name}.yaml")
+        assert config.run.name == name and config.model.weights == "DEFAULT"
+        assert config.trainer["precision"] == "16-mixed" and config.data.rock_classes == ["rock", "boulder"]

@@ -172,15 +172,45 @@ def read_yaml_mapping(path: Path | str, what: str) -> dict:
     return raw
 
 
+#: Top-level key naming the config a file builds on (a path relative to the file).
+EXTENDS = "extends"
+
+
 def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a training config YAML, apply ``key.sub=value`` overrides, validate, return it."""
+    """Read a training config YAML (and the configs it ``extends``), apply ``key.sub=value``
+    overrides, validate, return it."""
     path = Path(path)
-    raw = read_yaml_mapping(path, "config")
-    config = build_dataclass(TrainConfig, raw, source=path, base_dir=path.parent)
+    config = build_dataclass(TrainConfig, read_config_tree(path), source=path, base_dir=path.parent)
     for override in overrides or []:
         apply_override(config, override, source=path)
     validate_config(config, source=path)
     return config
+
+
+def read_config_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The file's mapping merged over the one it ``extends`` (recursively; mappings merge key by
+    key, anything else is replaced). The base's relative paths are made absolute first, so they
+    still point where the base file meant them to."""
+    raw = read_yaml_mapping(path, "config")
+    base_name = raw.pop(EXTENDS, None)
+    if base_name is None:
+        return raw
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{path}: {EXTENDS}: expected a file name, got {base_name!r}")
+    base_path = (path.parent / base_name).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise ConfigError(f"{path}: {EXTENDS}: {base_name} extends this file again (a circle)")
+    base_raw = read_config_tree(base_path, chain + (path.resolve(),))
+    base = to_dict(build_dataclass(TrainConfig, base_raw, source=base_path, base_dir=base_path.parent))
+    return _merge(base, raw)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
+            else value
+    return merged
 
 
 def validate_config(config: TrainConfig, source: Path | str) -> None:
