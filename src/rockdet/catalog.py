@@ -138,15 +138,25 @@ def write_catalog(catalog: ImageCatalog, paths: CatalogPaths, formats: tuple[str
     return [*written, paths("json")]
 
 
+def read_catalog_json(path: Path) -> dict[str, Any]:
+    """A catalog JSON as written by write_catalog, or one RockdetError line saying why not."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RockdetError(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("rocks", []), list):
+        raise RockdetError(f"{path}: not a rockdet catalog (expected an object with a 'rocks' list)")
+    return document
+
+
 def read_complete_catalog(paths: CatalogPaths, formats: tuple[str, ...]) -> dict[str, Any] | None:
     """An earlier run's catalog JSON when that run finished this image (the JSON says so and
     every file exists); None otherwise."""
-    path = paths("json")
     try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        document = read_catalog_json(paths("json"))
+    except RockdetError:
         return None
-    if not isinstance(document, dict) or not document.get("complete"):
+    if not document.get("complete"):
         return None
     return document if all(paths(fmt).is_file() for fmt in formats) else None
 

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from rockdet.atomic import write_json_atomic
-from rockdet.catalog import catalog_columns, read_complete_catalog, write_rows_csv
+from rockdet.catalog import catalog_columns, read_catalog_json, read_complete_catalog, write_rows_csv
+from rockdet.errors import RockdetError
 from rockdet.inference import training_image_size
 from rockdet.inputs import InputImage, collect_inputs
 from rockdet.models import load_checkpoint_model, to_inference_form
@@ -134,7 +135,7 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
             continue
         try:
             rows += _catalog_rows(layout, job.key)
-        except (OSError, ValueError) as exc:
+        except RockdetError as exc:
             log.warning("%s: catalog unreadable, its rocks are not in %s (%s)", job.key, ROCKS_FILE, exc)
             unreadable.append({"image": job.key, "reason": f"catalog unreadable: {exc}"})
     columns = ["image"] + catalog_columns(run.with_masks, run.sizer is not None)
@@ -155,6 +156,6 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
 
 
 def _catalog_rows(layout: OutputLayout, key: str) -> list[dict[str, Any]]:
-    document = json.loads(layout.catalog_file(key, "json").read_text())
+    document = read_catalog_json(layout.catalog_file(key, "json"))
     return [{"image": key, **row} for row in document.get("rocks", [])]
 

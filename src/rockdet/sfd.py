@@ -8,7 +8,6 @@ estimated as the roll-over (peak) of the log-binned size distribution unless one
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from rockdet.catalog import read_catalog_csv
+from rockdet.catalog import read_catalog_csv, read_catalog_json
 from rockdet.errors import RockdetError
 from rockdet.outputs import BATCH_FILES, CATALOG_DIR
 
@@ -150,12 +149,12 @@ def load_sizes(path: Path, area_m2: float | None = None) -> MetricSizes:
     if not path.is_file():
         raise RockdetError(f"{path}: catalog not found")
     if path.suffix == ".json":
-        document = _read_catalog_json(path)
+        document = read_catalog_json(path)
         rows, sidecar_area = document.get("rocks", []), document.get("ground_area_m2")
     else:
         rows = read_catalog_csv(path)
         sidecar = path.with_suffix(".json")
-        sidecar_area = _read_catalog_json(sidecar).get("ground_area_m2") if sidecar.is_file() else None
+        sidecar_area = read_catalog_json(sidecar).get("ground_area_m2") if sidecar.is_file() else None
     if rows and "diameter_m" not in rows[0]:
         raise RockdetError(f"{path}: no diameter_m column; is this a rockdet catalog?")
     area = area_m2 or sidecar_area
@@ -172,7 +171,7 @@ def _load_folder(path: Path, area_m2: float | None) -> MetricSizes:
         if document_path.parent == path and document_path.name in BATCH_FILES:
             continue
         try:
-            document = _read_catalog_json(document_path)
+            document = read_catalog_json(document_path)
         except RockdetError as exc:
             sizes.unreadable.append(str(exc))
             continue
@@ -190,16 +189,6 @@ def _load_folder(path: Path, area_m2: float | None) -> MetricSizes:
                            "or give --area-m2")
     sizes.area_m2 = area_m2 or sizes.area_m2
     return sizes
-
-
-def _read_catalog_json(path: Path) -> dict:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RockdetError(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
-    if not isinstance(document, dict) or not isinstance(document.get("rocks", []), list):
-        raise RockdetError(f"{path}: not a rockdet catalog (expected an object with a 'rocks' list)")
-    return document
 
 
 def _valid_diameters(rows: list) -> tuple[list[float], int]:
