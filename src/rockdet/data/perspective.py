@@ -4,19 +4,17 @@ rendered through a camera model (size falls with range, shadows follow the sun).
 Each rock is placed on the ground between the camera's min and max range, with a diameter in
 metres drawn from the Golombek-Rapp model for a chosen k. Its silhouette is the image of its
 footprint ellipse raised into a dome; the truth (diameter, height, range, ground position, pixel
-box and mask) is written alongside the image.
+box and mask) is returned with the image (scripts/benchmark_sizing.py measures sizing on it).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from rockdet.atomic import write_json_atomic
 from rockdet.data.synthetic import (
     Instance,
     albedo_field,
@@ -117,27 +115,3 @@ def _rock_silhouette(rng, camera: Camera, gx: float, gy: float, diameter: float,
 
 def _pixel_size(mask: np.ndarray) -> float:
     return 2 * math.sqrt(mask.sum() / math.pi)
-
-
-def write_perspective_dataset(out_dir: Path, camera: Camera, count: int, spec: PerspectiveSpec,
-                              seed: int = 0) -> Path:
-    """COCO file plus per-rock metric truth (``truth`` on each annotation); returns its path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for index in range(count):
-        image, rocks, truths = render_perspective_scene(np.random.default_rng([seed, index]), camera, spec)
-        name = f"scene_{index:04d}.png"
-        cv2.imwrite(str(out_dir / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        images.append({"id": index, "file_name": name, "width": image.shape[1], "height": image.shape[0]})
-        for rock, truth in zip(rocks, truths):
-            bx0, by0, bx1, by1 = truth.box
-            annotations.append({"id": len(annotations) + 1, "image_id": index, "category_id": 1,
-                                "bbox": [bx0, by0, bx1 - bx0, by1 - by0], "area": float(rock.crop.sum()),
-                                "iscrowd": 0, "segmentation": rock.polygons(), "truth": asdict(truth)})
-    path = out_dir / "annotations.json"
-    write_json_atomic(path, {"info": {"description": "rockdet synthetic perspective scenes", "seed": seed,
-                                      "spec": asdict(spec), "camera": camera.describe()},
-                             "images": images, "annotations": annotations,
-                             "categories": [{"id": 1, "name": "rock"}]})
-    return path
