@@ -21,8 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from rockdet.config import build_dataclass, read_yaml_mapping
 from rockdet.errors import ConfigError
+from rockdet.typed_yaml import build_dataclass, read_yaml_mapping
 
 #: Rays closer to the horizon than this (in the vertical component) do not meet the ground.
 HORIZON_EPSILON = 1e-6

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import CSVLogger
 
 from rockdet.atomic import atomic_path, write_json_atomic, write_text_atomic
-from rockdet.config import AUTO, ModelConfig, TrainConfig, to_dict
+from rockdet.config import AUTO, ModelConfig, TrainConfig
 from rockdet.data.datamodule import RockDataModule
 from rockdet.data.records import AnnotatedImage
 from rockdet.errors import ConfigError
@@ -23,6 +23,7 @@ from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_inpu
 from rockdet.models.builder import default_anchor_sizes
 from rockdet.plots import plot_training_curves
 from rockdet.task import MONITOR, RockDetectionTask
+from rockdet.typed_yaml import to_dict
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,138 @@
+"""The `rockdet` command line: subcommands, their options, and the types that check them."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+DESCRIPTION = "rockdet: train, evaluate, predict, pseudo-label, data-report, synth, sfd"
+# Tiles per forward pass. On a CPU, batches beyond a few tiles run slower per tile (cache
+# pressure; docs/BENCHMARKS.md); a GPU wants large batches.
+CPU_TILE_BATCH = 4
+GPU_TILE_BATCH = 16
+
+
+def _count(least: int):
+    """argparse type: an integer of at least ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    return parse
+
+
+def _positive_number(text: str) -> float:
+    """argparse type: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rockdet", description=DESCRIPTION)
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a detector from a YAML config")
+    train.add_argument("--config", type=Path, required=True)
+    train.add_argument("--resume", type=Path, help="checkpoint to continue from (e.g. last.ckpt)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides, e.g. trainer.max_epochs=20 trainer.devices=2")
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint on labelled images")
+    evaluate.add_argument("--checkpoint", type=Path, required=True)
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--out", type=Path, help="metrics JSON (a PR curve PNG is written beside it)")
+    evaluate.add_argument("--batch-size", type=_count(1), default=4)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--score-threshold", type=float, help="operating point (default: as trained)")
+    _add_trust_argument(evaluate)
+
+    predict = commands.add_parser("predict", help="rock catalogs for a batch of images")
+    predict.add_argument("--checkpoint", type=Path, required=True)
+    predict.add_argument("--out", type=Path, required=True, help="output folder (mirrors the inputs)")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files, folders (recursive), globs, or .txt files listing paths")
+    predict.add_argument("--score-threshold", type=float, help="default: the checkpoint's eval threshold")
+    predict.add_argument("--tile", type=int, help="tile size in px (default: automatic, at the "
+                         "training image size, when an image is larger)")
+    predict.add_argument("--overlap", type=float, default=0.2, help="tile overlap fraction")
+    predict.add_argument("--merge-threshold", type=float, default=0.5)
+    predict.add_argument("--merge-metric", choices=("ios", "iou"), default="ios")
+    predict.add_argument("--merge-method", choices=("nmm", "nms"), default="nmm")
+    predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
+                         "once (rocks larger than a tile)")
+    predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
+                         f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    predict.add_argument("--devices", type=_count(1), default=1, help="number of GPUs (DDP)")
+    predict.add_argument("--workers", type=_count(0), default=0, help="image-decoding worker processes")
+    predict.add_argument("--overlay", action="store_true", help="write overlays/NAME.png with boxes and ids")
+    predict.add_argument("--format", default="csv,json", help="csv,json[,parquet]")
+    predict.add_argument("--camera", type=Path, help="camera YAML: fills the metric columns")
+    predict.add_argument("--overwrite", action="store_true", help="redo images already catalogued")
+    _add_trust_argument(predict)
+    predict.add_argument("--wait", action="store_true", help="if another run is writing to --out, "
+                         "wait for it to finish instead of refusing")
+    predict.add_argument("--as-trained", action="store_true", help="run the model exactly as trained, "
+                         "without folding batch norms into convolutions or the channels-last layout "
+                         "(slower; same rocks up to float rounding)")
+
+    pseudo = commands.add_parser("pseudo-label", help="add a checkpoint's confident unlabelled "
+                                 "rocks to a copy of a COCO training file (sparse labels)")
+    pseudo.add_argument("--checkpoint", type=Path, required=True)
+    pseudo.add_argument("--data", type=Path, required=True, help="COCO .json of the training split")
+    pseudo.add_argument("--out", type=Path, required=True, help="COCO .json to write")
+    pseudo.add_argument("--min-score", type=float, required=True,
+                        help="only detections this confident become labels")
+    pseudo.add_argument("--rock-classes", nargs="+", help="default: the checkpoint's")
+    pseudo.add_argument("--batch-size", type=_count(1), default=4)
+    pseudo.add_argument("--device", default="cpu")
+    _add_trust_argument(pseudo)
+
+    report = commands.add_parser("data-report", help="counts, rock sizes and problems of a data set")
+    _add_data_arguments(report, flag="path")
+
+    sfd = commands.add_parser("sfd", help="rock size-frequency statistics and Golombek-Rapp fit")
+    sfd.add_argument("catalogs", type=Path, metavar="CATALOG_DIR_OR_CSV",
+                     help="predict output folder (run with --camera), or one catalog CSV/JSON")
+    sfd.add_argument("--out", type=Path, required=True)
+    sfd.add_argument("--area-m2", type=_positive_number, help="imaged ground area (default: from the catalogs)")
+    sfd.add_argument("--min-diameter-m", type=_positive_number, help="completeness cut-off (default: estimated)")
+    sfd.add_argument("--bootstrap", type=_count(0), default=500, help="resamples for the 95%% intervals")
+    sfd.add_argument("--seed", type=int, default=0)
+
+    synth = commands.add_parser("synth", help="write a seeded synthetic terrain data set (COCO)")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--train", type=int, default=48)
+    synth.add_argument("--val", type=int, default=16)
+    synth.add_argument("--size", type=int, default=256, help="image width and height in pixels")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--sun-azimuth", type=float, default=150.0)
+    synth.add_argument("--sun-elevation", type=float, default=30.0)
+    return parser
+
+
+def _add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a checkpoint that holds Python objects beyond tensors and plain "
+                        "data (unpickling can run code: only for files you made)")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, flag: str = "--data") -> None:
+    parser.add_argument(flag, type=Path, help="COCO .json, YOLO data .yaml, or image folder with --masks",
+                        **({"required": True} if flag.startswith("--") else {}))
+    parser.add_argument("--images", type=Path, help="image folder (COCO; default: the JSON's folder)")
+    parser.add_argument("--masks", type=Path, help="mask folder: PATH is then the image folder")
+    parser.add_argument("--mask-mode", choices=("instance", "binary"), default="instance")
+    parser.add_argument("--split", default="val", help="YOLO split (default val)")
+    parser.add_argument("--rock-classes", nargs="+", default=["rock", "boulder"])
