@@ -45,7 +45,7 @@ def main() -> None:
 
 
 def measure(spec: str, dataset: RockDataset, thresholds: list[float]) -> dict:
-    label, _, rest = spec.partition("=")
+    label, _, rest = spec.rpartition("=")  # a label may hold "=", a checkpoint path rarely does
     checkpoint, _, extra = rest.partition("+")
     model, hparams = load_checkpoint_model(checkpoint)
     model.eval()

@@ -52,13 +52,13 @@ def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda p
     if missing:
         raise RockdetError(f"{'; '.join(missing)} (give image files, folders, globs or a .txt list); "
                            f"the other {len(inputs) - len(missing)} input(s) hold {len(found)} file(s)")
-    jobs = _jobs(found, exclude)
+    jobs = _distinct_images(found, exclude)
     if not jobs:
         raise RockdetError(f"no images found in {' '.join(inputs)}")
     return jobs
 
 
-def _jobs(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[InputImage]:
+def _distinct_images(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[InputImage]:
     jobs, keys, files, excluded = [], set(), set(), 0
     for path, relative in found:
         if exclude(path):
