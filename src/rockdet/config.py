@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rockdet.data.settings import DataConfig, SplitConfig
+from rockdet.data.transforms import PRESETS
 from rockdet.errors import ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, has_masks, is_two_stage
 from rockdet.typed_yaml import apply_override, build_dataclass, merge_mappings, read_yaml_mapping, to_dict
@@ -57,46 +59,6 @@ class ModelConfig:
     @property
     def has_masks(self) -> bool:
         return has_masks(self.arch)
-
-
-@dataclass
-class SplitConfig:
-    #: COCO JSON file, YOLO data YAML, or (format masks) the images folder.
-    annotations: Path | None = None
-    #: "synthetic": terrain scenes generated on the fly (pretraining), no files.
-    format: Literal["coco", "yolo", "masks", "synthetic"] = "coco"
-    #: Image folder; COCO defaults to the annotation file's folder.
-    images: Path | None = None
-    #: Mask folder for format masks.
-    masks: Path | None = None
-    mask_mode: Literal["instance", "binary"] = "instance"
-    #: YOLO split name inside the data YAML.
-    split: str = "train"
-    #: format synthetic: scenes per epoch (each epoch draws new ones; validation repeats one set)
-    #: and their side in pixels.
-    scenes: int = 2000
-    size: int = 432
-
-
-@dataclass
-class DataConfig:
-    train: SplitConfig | None = None
-    val: SplitConfig | None = None
-    rock_classes: list[str] = field(default_factory=lambda: ["rock", "boulder"])
-    #: Categories whose boxes mark ground where rocks go unlabelled (e.g. "rocky region", or a
-    #: category of hand-drawn ignore boxes): training samples no background there. Two-stage
-    #: archs (Faster/Mask R-CNN) only; COCO annotations.
-    ignore_classes: list[str] = field(default_factory=list)
-    #: Train only on images with at least one labelled rock. With sparse labels an image without
-    #: a single box rarely lacks rocks, and teaching all of it as background suppresses them.
-    skip_unlabelled_images: bool = False
-    augment: str = "terrain_default"
-    #: Random crop size in pixels (no rescaling, so small rocks keep their size); None: no crop.
-    crop_size: int | None = None
-    #: Boxes keeping less than this fraction of their area after a crop are dropped.
-    min_visibility: float = 0.3
-    batch_size: int = 4
-    num_workers: int = 0
 
 
 @dataclass
@@ -210,8 +172,10 @@ def validate_config(config: TrainConfig, source: Path | str) -> None:
         value, least = getattr(config.data, key), 1 if key == "batch_size" else 0
         if value < least:
             raise ConfigError(f"{where}data.{key}: must be at least {least}, got {value}")
-    from rockdet.data.transforms import PRESETS
-
     if config.data.augment not in PRESETS:
         raise ConfigError(f"{where}data.augment: unknown preset '{config.data.augment}'"
                           f"{did_you_mean(config.data.augment, PRESETS)}; choose one of {sorted(PRESETS)}")
+
+
+__all__ = ["AUTO", "ARCHS", "DataConfig", "SplitConfig", "ModelConfig", "TrainConfig", "load_config",
+           "validate_config"]

@@ -9,10 +9,10 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from rockdet.config import DataConfig, SplitConfig
 from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.data.formats import load_split
 from rockdet.data.records import AnnotatedImage
+from rockdet.data.settings import DataConfig, SplitConfig
 from rockdet.data.synthetic_stream import SyntheticTerrainStream
 from rockdet.data.transforms import build_transforms
 from rockdet.errors import ConfigError

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rockdet.config import SplitConfig
 from rockdet.data.coco import read_coco
 from rockdet.data.masks import read_mask_folder
 from rockdet.data.records import AnnotationSet
+from rockdet.data.settings import SplitConfig
 from rockdet.data.yolo import read_yolo
 from rockdet.errors import DataError
 

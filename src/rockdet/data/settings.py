@@ -1,0 +1,51 @@
+"""Settings of the data layer: where each split's annotations are and how training reads them.
+
+They live with the data code that uses them, so the data layer needs nothing from the training
+config above it; rockdet.config composes them into the whole run's config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class SplitConfig:
+    #: COCO JSON file, YOLO data YAML, or (format masks) the images folder.
+    annotations: Path | None = None
+    #: "synthetic": terrain scenes generated on the fly (pretraining), no files.
+    format: Literal["coco", "yolo", "masks", "synthetic"] = "coco"
+    #: Image folder; COCO defaults to the annotation file's folder.
+    images: Path | None = None
+    #: Mask folder for format masks.
+    masks: Path | None = None
+    mask_mode: Literal["instance", "binary"] = "instance"
+    #: YOLO split name inside the data YAML.
+    split: str = "train"
+    #: format synthetic: scenes per epoch (each epoch draws new ones; validation repeats one set)
+    #: and their side in pixels.
+    scenes: int = 2000
+    size: int = 432
+
+
+@dataclass
+class DataConfig:
+    train: SplitConfig | None = None
+    val: SplitConfig | None = None
+    rock_classes: list[str] = field(default_factory=lambda: ["rock", "boulder"])
+    #: Categories whose boxes mark ground where rocks go unlabelled (e.g. "rocky region", or a
+    #: category of hand-drawn ignore boxes): training samples no background there. Two-stage
+    #: archs (Faster/Mask R-CNN) only; COCO annotations.
+    ignore_classes: list[str] = field(default_factory=list)
+    #: Train only on images with at least one labelled rock. With sparse labels an image without
+    #: a single box rarely lacks rocks, and teaching all of it as background suppresses them.
+    skip_unlabelled_images: bool = False
+    augment: str = "terrain_default"
+    #: Random crop size in pixels (no rescaling, so small rocks keep their size); None: no crop.
+    crop_size: int | None = None
+    #: Boxes keeping less than this fraction of their area after a crop are dropped.
+    min_visibility: float = 0.3
+    batch_size: int = 4
+    num_workers: int = 0
