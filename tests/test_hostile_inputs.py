@@ -165,22 +165,24 @@ def test_catalogs_follow_the_umask(tmp_path, oracle):
 
 
 class RunsCode:
+    """Unpickling this runs a shell command that leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, (f"touch {MARKER}",))
-
-
-MARKER = "/tmp/rockdet-hostile-checkpoint-ran"
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path, capsys):
-    if os.path.exists(MARKER):
-        os.remove(MARKER)
+    marker = tmp_path / "code-ran"
     checkpoint = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"model": {"arch": "x"}}, "x": RunsCode()}, checkpoint)
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": {"arch": "x"}}, "x": RunsCode(marker)},
+               checkpoint)
     save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
     code = main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"),
                  str(tmp_path / "in")])
-    assert code == 2 and not os.path.exists(MARKER)
+    assert code == 2 and not marker.exists()
     assert "could run code; refused" in capsys.readouterr().err
 
 
