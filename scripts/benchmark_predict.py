@@ -103,7 +103,7 @@ def on_sahi_windows(model, images, settings: PredictSettings, tile: int, device:
             batch = windows[start:start + settings.batch_size]
             predictions = run_model(model, [cut_tile(pixels, w, tile) for w in batch], device)
             parts += [to_image_coordinates(p, w, settings.score_threshold) for p, w in zip(predictions, batch)]
-        rocks = merge_tiles(parts, settings, pixels.shape[1], pixels.shape[0])
+        rocks = merge_tiles(parts, settings)
         merged.append(torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4))
         raw = [ObjectPrediction(bbox=box.tolist(), score=float(score), category_id=1, category_name="rock",
                                 full_shape=[pixels.shape[0], pixels.shape[1]])

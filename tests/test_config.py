@@ -46,10 +46,28 @@ def test_overrides_set_typed_values_and_trainer_options(tmp_path):
     ("data: {augment: terain_default}\n", r"did you mean 'terrain_default'"),
     ("model: [1, 2]\n", r"'model' must be a mapping"),
     ("model: {arch: [unclosed\n", r"config.yaml: not valid YAML"),
+    ("model: {anchor_sizes: aut}\n", r"model.anchor_sizes: expected a list or 'auto', got 'aut'"),
+    ("model: {anchor_sizes: [[8], [x]]}\n", r"model.anchor_sizes\[1\]\[0\]: expected an integer, got 'x'"),
+    ("model: {min_size: 900, max_size: 800}\n", r"model.max_size: must be at least min_size \(900\), got 800"),
+    ("scheduler: {name: step, warmup_steps: 5}\n", r"scheduler.warmup_steps: a warmup needs name cosine"),
+    ("seed: '5'\n", r"seed: expected an integer, got '5'"),
+    ("eval: {score_threshold: 1.5}\n", r"eval.score_threshold: must be at most 1.0, got 1.5"),
+    ("data: {train: {format: synthetic, size: 8}}\n", r"data.train.size: must be at least 32, got 8"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write_yaml(tmp_path, text))
+
+
+def test_override_paths_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    path = write_yaml(tmp_path, "data:\n  val: {annotations: sub/val.json}\n")
+    monkeypatch.chdir(tmp_path / "..")
+    config = load_config(path, ["data.train.annotations=elsewhere/train.json", "run.dir=runs/x"])
+    assert config.data.train.annotations == Path.cwd() / "elsewhere" / "train.json"
+    assert config.run.dir == Path.cwd() / "runs" / "x"
+    assert config.data.val.annotations == tmp_path / "sub" / "val.json"  # the file's stay the file's
+    with pytest.raises(ConfigError, match=r"config.yaml with overrides: optimizer.lr: expected a number, got 'fast'"):
+        load_config(path, ["optimizer.lr=fast"])
 
 
 def test_bad_override_suggests_nearest_key(tmp_path):

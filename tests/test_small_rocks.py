@@ -93,6 +93,38 @@ def test_ignore_classes_need_a_two_stage_arch(tmp_path):
         load_config(config)
 
 
+def _training_losses(background_weight):
+    torch.manual_seed(0)
+    model = build_detector("fasterrcnn_resnet18_fpn", min_size=64, max_size=64, fpn_channels=32,
+                           background_loss_weight=background_weight).train()
+    torch.manual_seed(1)  # the same sampled anchors and proposals for every weight
+    image = torch.rand(3, 64, 64)
+    losses = model([image], [{"boxes": GT, "labels": torch.tensor([1])}])
+    return {name: value.item() for name, value in losses.items()}
+
+
+def test_background_loss_weight_scales_only_the_background_terms():
+    full, half, quarter = (_training_losses(w) for w in (1.0, 0.5, 0.25))
+    for name in ("loss_objectness", "loss_classifier"):
+        # loss(w) = (positives + w * background) / samples: linear in w, background > 0
+        background = 2 * (full[name] - half[name])
+        assert background > 0 and half[name] < full[name]
+        assert full[name] - half[name] == pytest.approx(2 * (half[name] - quarter[name]), rel=1e-4)
+        assert full[name] - background >= -1e-6  # what is left is the positives' share
+    for name in ("loss_rpn_box_reg", "loss_box_reg"):
+        assert half[name] == pytest.approx(full[name], rel=1e-5)
+
+
+def test_background_loss_weight_is_checked_at_load_time(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": {"background_loss_weight": 0}}))
+    with pytest.raises(ConfigError, match=r"c.yaml: model.background_loss_weight: must be greater than 0.0, got 0"):
+        load_config(config)
+    config.write_text(yaml.safe_dump({"model": {"arch": "fcos_resnet50_fpn", "background_loss_weight": 0.5}}))
+    with pytest.raises(ConfigError, match="c.yaml: model.background_loss_weight: fcos_resnet50_fpn has no"):
+        load_config(config)
+
+
 def test_rock_sides_follow_the_models_resize():
     # 432 px images upsampled to 864: a 19 px rock becomes 38 px; a 100x400 image is capped by max_size
     sides = rock_sides_in_model_input(np.array([19.0, 10.0]), np.array([[432, 432], [400, 100]]),

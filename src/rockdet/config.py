@@ -1,117 +1,156 @@
-"""Typed configuration loaded from YAML, validated at load time.
+"""Typed training configuration: pydantic models loaded from YAML, validated at load time.
 
 Every error names the file and the key. Relative paths inside a YAML file are resolved against
 the folder of that file; relative paths given as command-line overrides against the working
-directory, as a shell user expects.
+directory, as a shell user expects. A file may ``extends:`` a base file.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from rockdet.data.settings import DataConfig, SplitConfig
 from rockdet.data.transforms import PRESETS
 from rockdet.errors import ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, has_masks, is_two_stage
-from rockdet.typed_yaml import apply_override, build_dataclass, merge_mappings, read_yaml_mapping, to_dict
+from rockdet.typed_yaml import (
+    ConfigPath,
+    KeyProblem,
+    Settings,
+    as_plain_data,
+    merge_mappings,
+    read_yaml_mapping,
+    set_values,
+    validate_mapping,
+)
 
 #: model.anchor_sizes value that derives anchors from the training set's rock sizes.
 AUTO = "auto"
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(Settings):
     arch: str = "fasterrcnn_mobilenet_v3_large_fpn"
     #: None, a torchvision weights enum name (DEFAULT, COCO_V1, ...) or a local .pth/.ckpt file.
     weights: str | None = None
     weights_backbone: str | None = None
-    min_size: int = 800
-    max_size: int = 1333
+    min_size: int = Field(800, gt=0)
+    max_size: int = Field(1333, gt=0)
     #: One list of anchor sizes (pixels, in the model's resized input) per feature level; None
     #: keeps the architecture's; "auto" derives them from the training set's rock sizes.
     anchor_sizes: list[list[int]] | Literal["auto"] | None = None
     #: FPN width of rockdet's own small-rock archs (torchvision's detectors are fixed at 256).
-    fpn_channels: int = 256
-    trainable_backbone_layers: int | None = None
+    fpn_channels: int = Field(256, gt=0)
+    trainable_backbone_layers: int | None = Field(None, ge=0)
     #: Detections kept per image; rock fields are dense, torchvision's default of 100 is low.
-    detections_per_image: int = 300
+    detections_per_image: int = Field(300, ge=1)
     #: Further keyword arguments of the torchvision detector class (FasterRCNN, RetinaNet, FCOS,
     #: MaskRCNN), e.g. rpn_post_nms_top_n_test or box_batch_size_per_image.
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: Weight of background samples in the RPN and box-head classification losses (two-stage
+    #: archs); below 1 an unlabelled rock taught as background pulls less. 1 = torchvision's loss.
+    background_loss_weight: float = Field(1.0, gt=0.0, le=1.0)
 
-    def validate(self, where: str) -> None:
-        if self.arch not in ARCHS:
-            suggestion = did_you_mean(self.arch, ARCHS)
-            raise ConfigError(f"{where}model.arch: unknown arch '{self.arch}'{suggestion}; "
-                              f"choose one of {list(ARCHS)}")
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch '{arch}'{did_you_mean(arch, ARCHS)}; choose one of {list(ARCHS)}")
+        return arch
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
         if self.fpn_channels != 256 and self.arch not in SMALL_ROCK_ARCHS:
-            raise ConfigError(f"{where}model.fpn_channels: only {list(SMALL_ROCK_ARCHS)} take "
-                              f"another FPN width than 256")
-        if self.fpn_channels <= 0:
-            raise ConfigError(f"{where}model.fpn_channels: must be positive, got {self.fpn_channels}")
-        if self.min_size <= 0 or self.max_size < self.min_size:
-            raise ConfigError(f"{where}model.min_size/max_size: need 0 < min_size <= max_size, "
-                              f"got {self.min_size}, {self.max_size}")
+            raise KeyProblem("fpn_channels", f"only {list(SMALL_ROCK_ARCHS)} take another FPN width than 256")
+        if self.max_size < self.min_size:
+            raise KeyProblem("max_size", f"must be at least min_size ({self.min_size}), got {self.max_size}")
+        if self.background_loss_weight != 1.0 and not is_two_stage(self.arch):
+            raise KeyProblem("background_loss_weight", f"{self.arch} has no sampled background loss "
+                             f"to weight; use a two-stage arch")
+        return self
 
     @property
     def has_masks(self) -> bool:
         return has_masks(self.arch)
 
 
-@dataclass
-class OptimizerConfig:
+class OptimizerConfig(Settings):
     name: Literal["sgd", "adamw", "adam"] = "adamw"
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0)
 
 
-@dataclass
-class SchedulerConfig:
+class SchedulerConfig(Settings):
     name: Literal["none", "cosine", "step"] = "cosine"
-    warmup_steps: int = 0
+    warmup_steps: int = Field(0, ge=0)
     #: For name=step: multiply the rate by gamma every step_size epochs.
-    step_size: int = 10
-    gamma: float = 0.1
+    step_size: int = Field(10, ge=1)
+    gamma: float = Field(0.1, gt=0.0)
+
+    @model_validator(mode="after")
+    def _warmup_is_used(self) -> SchedulerConfig:
+        if self.name == "step" and self.warmup_steps:
+            raise KeyProblem("warmup_steps", "a warmup needs name cosine or none; with name step it "
+                             "would be ignored")
+        return self
 
 
-@dataclass
-class EarlyStoppingConfig:
+class EarlyStoppingConfig(Settings):
     enabled: bool = True
-    patience: int = 10
-    min_delta: float = 0.0
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
 
 
-@dataclass
-class EvalConfig:
+class EvalConfig(Settings):
     #: Score above which a detection counts for precision/recall at the operating point.
-    score_threshold: float = 0.5
-    iou_threshold: float = 0.5
+    score_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.5, gt=0.0, le=1.0)
 
 
-@dataclass
-class RunConfig:
-    out_dir: Path = Path("runs")
+class RunConfig(Settings):
+    out_dir: ConfigPath = Path("runs")
     name: str = "rockdet"
     #: Explicit run folder; default is out_dir/name_TIMESTAMP.
-    dir: Path | None = None
+    dir: ConfigPath | None = None
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     seed: int = 0
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
     #: Passed to lightning.Trainer as keyword arguments (devices, strategy, precision, ...).
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_arguments(cls, trainer: dict[str, Any]) -> dict[str, Any]:
+        import lightning
+
+        parameters = set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"}
+        for key in trainer:
+            if key not in parameters:
+                raise ValueError(f"unknown key 'trainer.{key}'{did_you_mean(key, parameters)} "
+                                 f"(trainer takes lightning.Trainer's arguments)")
+        return trainer
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> TrainConfig:
+        if self.data.ignore_classes and not is_two_stage(self.model.arch):
+            raise KeyProblem("data.ignore_classes", f"ignore regions need a two-stage arch "
+                             f"(fasterrcnn_*, maskrcnn_*), not {self.model.arch}")
+        if self.data.augment not in PRESETS:
+            raise KeyProblem("data.augment", f"unknown preset '{self.data.augment}'"
+                             f"{did_you_mean(self.data.augment, PRESETS)}; choose one of {sorted(PRESETS)}")
+        return self
 
 
 #: Top-level key naming the config a file builds on (a path relative to the file).
@@ -122,11 +161,12 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainCo
     """Read a training config YAML (and the configs it ``extends``), apply ``key.sub=value``
     overrides, validate, return it."""
     path = Path(path)
-    config = build_dataclass(TrainConfig, read_config_tree(path), source=path, base_dir=path.parent)
-    for override in overrides or []:
-        apply_override(config, override, source=path)
-    validate_config(config, source=path)
-    return config
+    config = validate_mapping(TrainConfig, read_config_tree(path), source=path, base_dir=path.parent)
+    if not overrides:
+        return config
+    # The file's values are checked (and its paths resolved) above; overrides go over what it set.
+    merged = set_values(TrainConfig, as_plain_data(config, only_set=True), overrides)
+    return validate_mapping(TrainConfig, merged, source=f"{path} with overrides", base_dir=Path.cwd())
 
 
 def read_config_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
@@ -143,39 +183,9 @@ def read_config_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if base_path in chain or base_path == path.resolve():
         raise ConfigError(f"{path}: {EXTENDS}: {base_name} extends this file again (a circle)")
     base_raw = read_config_tree(base_path, chain + (path.resolve(),))
-    base = to_dict(build_dataclass(TrainConfig, base_raw, source=base_path, base_dir=base_path.parent))
-    return merge_mappings(base, raw)
-
-
-def validate_config(config: TrainConfig, source: Path | str) -> None:
-    where = f"{source}: "
-    config.model.validate(where)
-    import lightning
-
-    trainer_params = set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"}
-    for key in config.trainer:
-        if key not in trainer_params:
-            raise ConfigError(f"{where}unknown key 'trainer.{key}'{did_you_mean(key, trainer_params)}"
-                              " (trainer takes lightning.Trainer's arguments)")
-    if config.data.ignore_classes and not is_two_stage(config.model.arch):
-        raise ConfigError(f"{where}data.ignore_classes: ignore regions need a two-stage arch "
-                          f"(fasterrcnn_*, maskrcnn_*), not {config.model.arch}")
-    if config.scheduler.name == "step" and config.scheduler.warmup_steps:
-        raise ConfigError(f"{where}scheduler.warmup_steps: a warmup needs name cosine or none; "
-                          f"with name step it would be ignored")
-    for name in ("train", "val"):
-        split = getattr(config.data, name)
-        if split is not None and split.format == "synthetic" and (split.scenes < 1 or split.size < 32):
-            raise ConfigError(f"{where}data.{name}: synthetic scenes need scenes >= 1 and size >= 32, "
-                              f"got {split.scenes} and {split.size}")
-    for key in ("batch_size", "num_workers"):
-        value, least = getattr(config.data, key), 1 if key == "batch_size" else 0
-        if value < least:
-            raise ConfigError(f"{where}data.{key}: must be at least {least}, got {value}")
-    if config.data.augment not in PRESETS:
-        raise ConfigError(f"{where}data.augment: unknown preset '{config.data.augment}'"
-                          f"{did_you_mean(config.data.augment, PRESETS)}; choose one of {sorted(PRESETS)}")
+    base = validate_mapping(TrainConfig, base_raw, source=base_path, base_dir=base_path.parent)
+    return merge_mappings(as_plain_data(base, only_set=True), raw)
 
 
 __all__ = ["AUTO", "ARCHS", "DataConfig", "SplitConfig", "ModelConfig", "TrainConfig", "load_config",
-           "validate_config"]
+           "ConfigPath"]

@@ -15,14 +15,13 @@ errors in height and pitch scale ranges directly; distortion beyond k1, k2 is ig
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from rockdet.errors import ConfigError
-from rockdet.typed_yaml import build_dataclass, read_yaml_mapping
+from rockdet.typed_yaml import ConfigPath, Settings, read_yaml_mapping, validate_mapping
 
 #: Rays closer to the horizon than this (in the vertical component) do not meet the ground.
 HORIZON_EPSILON = 1e-6
@@ -32,8 +31,7 @@ ASPECT_TOLERANCE = 0.01
 AREA_GRID_STEP_PX = 4
 
 
-@dataclass
-class CameraConfig:
+class CameraConfig(Settings):
     model: Literal["perspective", "nadir"] = "perspective"
     image_width: int = 0
     image_height: int = 0
@@ -54,7 +52,7 @@ class CameraConfig:
     min_range_m: float = 0.0
     max_range_m: float = 50.0
     #: Optional PNG, non-zero where the ground is hidden (rover or lander hardware).
-    exclusion_mask: Path | None = None
+    exclusion_mask: ConfigPath | None = None
     name: str = ""
 
 
@@ -109,10 +107,10 @@ class Camera:
         sx, sy = width / c.image_width, height / c.image_height
         if abs(sx / sy - 1) > ASPECT_TOLERANCE:
             return None
-        scaled = CameraConfig(**{**asdict(c), "image_width": width, "image_height": height,
-                                 "fx": self.fx * sx if self.fx else None, "fy": self.fy * sy if self.fy else None,
-                                 "cx": self.cx * sx, "cy": self.cy * sy, "hfov_deg": None,
-                                 "gsd_m": (self.gsd / sx if c.model == "nadir" else None)})
+        scaled = c.model_copy(update={"image_width": width, "image_height": height,
+                                      "fx": self.fx * sx if self.fx else None, "fy": self.fy * sy if self.fy else None,
+                                      "cx": self.cx * sx, "cy": self.cy * sy, "hfov_deg": None,
+                                      "gsd_m": (self.gsd / sx if c.model == "nadir" else None)})
         return Camera(scaled, self.source)
 
     # --- perspective transforms -------------------------------------------------------------
@@ -174,7 +172,7 @@ def load_camera(path: Path | str) -> Camera:
     """Read and validate a camera YAML (configs/cameras/*.yaml)."""
     path = Path(path)
     raw = read_yaml_mapping(path, "camera")
-    config = build_dataclass(CameraConfig, raw, source=path, base_dir=path.parent)
+    config = validate_mapping(CameraConfig, raw, source=path, base_dir=path.parent)
     if not config.name:
         config.name = path.stem
     return Camera(config, str(path))

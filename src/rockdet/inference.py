@@ -7,8 +7,8 @@ the training images), batched across images, and merged so a rock cut by a tile 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterable, Literal
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -107,8 +107,7 @@ def to_image_coordinates(prediction: dict[str, torch.Tensor], window: Window,
                           masks)
 
 
-def merge_tiles(parts: list[TileDetections], settings: PredictSettings, width: int,
-                height: int) -> list[Rock]:
+def merge_tiles(parts: list[TileDetections], settings: PredictSettings) -> list[Rock]:
     """All tiles of one image → one list of rocks, duplicates across tile borders merged."""
     boxes = torch.cat([p.boxes for p in parts]) if parts else torch.zeros((0, 4))
     scores = torch.cat([p.scores for p in parts]) if parts else torch.zeros(0)
@@ -167,42 +166,50 @@ def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device 
     return model([tile.to(device, non_blocking=True) for tile in tiles])
 
 
-def predict_images(model: nn.Module, images: Iterable[np.ndarray], settings: PredictSettings,
-                   input_size: int, device: torch.device | str = "cpu") -> Iterable[list[Rock]]:
-    """Rocks for each image; tiles of consecutive images share forward passes."""
-    pending: list[tuple[int, Window, torch.Tensor]] = []
-    parts: dict[int, list[TileDetections]] = {}
-    sizes: dict[int, tuple[int, int]] = {}
-    expected: dict[int, int] = {}
-    next_out = 0
+@dataclass
+class TileBatch:
+    """Tiles of one forward pass, cut from one or more images, and whose they are."""
 
-    def flush():
-        predictions = run_model(model, [t for _, _, t in pending], device)
-        for (index, window, _), prediction in zip(pending, predictions):
-            parts[index].append(to_image_coordinates(prediction, window, settings.score_threshold))
-        pending.clear()
+    tiles: list[torch.Tensor] = field(default_factory=list)
+    #: Per tile: (owner of the image it was cut from, window in that image).
+    owners: list[tuple[Any, Window]] = field(default_factory=list)
+    #: (owner, tile count) of each image whose last tile is in this batch, in input order.
+    finished: list[tuple[Any, int]] = field(default_factory=list)
+    #: Owners that gave no tiles (e.g. images that could not be read), for the caller to record.
+    failed: list[Any] = field(default_factory=list)
 
-    def ready():
-        nonlocal next_out
-        while next_out in expected and len(parts[next_out]) == expected[next_out]:
-            width, height = sizes.pop(next_out)
-            expected.pop(next_out)
-            yield merge_tiles(parts.pop(next_out), settings, width, height)
-            next_out += 1
 
-    for index, pixels in enumerate(images):
+def tile_batches(images: Iterable[tuple[Any, np.ndarray]], settings: PredictSettings,
+                 input_size: int) -> Iterator[TileBatch]:
+    """The one tile stream of rockdet: each (owner, 8-bit RGB pixels) cut into tiles, tiles of
+    consecutive images sharing batches of ``settings.batch_size``. Library calls and the
+    Lightning predict run both consume it, so they tile and batch the same way."""
+    batch = TileBatch()
+    for owner, pixels in images:
         height, width = pixels.shape[:2]
         windows = plan_windows(height, width, settings, input_size)
-        sizes[index], expected[index], parts[index] = (width, height), len(windows), []
         pad = tile_padding(windows, settings, input_size)
-        for window in windows:
-            pending.append((index, window, cut_tile(pixels, window, pad)))
-            if len(pending) >= settings.batch_size:
-                flush()
-                yield from ready()
-    if pending:
-        flush()
-    yield from ready()
+        for number, window in enumerate(windows, start=1):
+            batch.tiles.append(cut_tile(pixels, window, pad))
+            batch.owners.append((owner, window))
+            if number == len(windows):
+                batch.finished.append((owner, len(windows)))
+            if len(batch.tiles) >= settings.batch_size:
+                yield batch
+                batch = TileBatch()
+    if batch.tiles:
+        yield batch
+
+
+def predict_images(model: nn.Module, images: Iterable[np.ndarray], settings: PredictSettings,
+                   input_size: int, device: torch.device | str = "cpu") -> Iterable[list[Rock]]:
+    """Rocks for each image, in order; tiles of consecutive images share forward passes."""
+    parts: dict[int, list[TileDetections]] = {}
+    for batch in tile_batches(enumerate(images), settings, input_size):
+        for (index, window), prediction in zip(batch.owners, run_model(model, batch.tiles, device)):
+            parts.setdefault(index, []).append(to_image_coordinates(prediction, window, settings.score_threshold))
+        for index, _ in batch.finished:
+            yield merge_tiles(parts.pop(index), settings)
 
 
 def predict_image(model: nn.Module, pixels: np.ndarray, settings: PredictSettings, input_size: int,

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import platform
-import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterator
+from typing import Iterator
 
 import lightning as L
 import numpy as np
@@ -27,12 +26,11 @@ from rockdet.data.images import read_image
 from rockdet.errors import RockdetError
 from rockdet.inference import (
     PredictSettings,
+    TileBatch,
     TileDetections,
-    cut_tile,
     merge_tiles,
-    plan_windows,
     run_model,
-    tile_padding,
+    tile_batches,
     to_image_coordinates,
 )
 from rockdet.inputs import InputImage
@@ -48,8 +46,6 @@ class ImageMeta:
     height: int
     sha256: str
     notes: list[str]
-    windows: list[tuple[int, int, int, int]]
-    decode_seconds: float
 
 
 @dataclass
@@ -64,39 +60,36 @@ class Outcome:
 
 
 class TileStream(IterableDataset):
-    """Yields batches of tiles; an image's metadata travels with the batch holding its last tile."""
+    """Decodes this worker's share of the images and yields their tile batches
+    (``inference.tile_batches``); images that cannot be read travel as ``failed`` outcomes."""
 
     def __init__(self, jobs: list[InputImage], settings: PredictSettings, input_size: int,
                  rank: int = 0, world_size: int = 1):
         self.jobs, self.settings, self.input_size = jobs, settings, input_size
         self.rank, self.world_size = rank, world_size
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[TileBatch]:
         worker = get_worker_info()
         shard, shards = _shard(self.rank, self.world_size, worker.id if worker else 0,
                                worker.num_workers if worker else 0)
-        batch = _empty_batch()
-        for job in self.jobs[shard::shards]:
-            started = time.perf_counter()
+        failed: list[Outcome] = []
+        for batch in tile_batches(self._decoded(self.jobs[shard::shards], failed), self.settings,
+                                  self.input_size):
+            batch.failed = failed.copy()
+            failed.clear()  # in place: the decoding generator appends to this very list
+            yield batch
+        if failed:
+            yield TileBatch(failed=failed)
+
+    @staticmethod
+    def _decoded(jobs: list[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, np.ndarray]]:
+        for job in jobs:
             try:
                 image = read_image(job.path)
             except RockdetError as exc:
-                batch["failed"].append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
+                failed.append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
                 continue
-            windows = plan_windows(image.height, image.width, self.settings, self.input_size)
-            meta = ImageMeta(job, image.width, image.height, image.sha256, image.notes, windows,
-                             time.perf_counter() - started)
-            pad = tile_padding(windows, self.settings, self.input_size)
-            for number, window in enumerate(windows):
-                batch["tiles"].append(cut_tile(image.pixels, window, pad))
-                batch["owners"].append((job.key, window))
-                if number == len(windows) - 1:
-                    batch["finished"].append(meta)
-                if len(batch["tiles"]) >= self.settings.batch_size:
-                    yield batch
-                    batch = _empty_batch()
-        if batch["tiles"] or batch["failed"]:
-            yield batch
+            yield ImageMeta(job, image.width, image.height, image.sha256, image.notes), image.pixels
 
 
 def _shard(rank: int, world_size: int, worker: int, workers: int) -> tuple[int, int]:
@@ -114,10 +107,6 @@ def images_in_share(images: int, rank: int, world_size: int, workers: int) -> in
     return total
 
 
-def _empty_batch() -> dict[str, list]:
-    return {"tiles": [], "owners": [], "finished": [], "failed": []}
-
-
 class PredictModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, images: list[InputImage], run: PredictRun):
         super().__init__()
@@ -133,10 +122,10 @@ class PredictModule(L.LightningModule):
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # tiles move to the device in run_model, metadata stays on the host
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, torch.Tensor]]:
-        if not batch["tiles"]:
+    def predict_step(self, batch: TileBatch, batch_idx: int) -> list[dict[str, torch.Tensor]]:
+        if not batch.tiles:
             return []
-        return run_model(self.model, batch["tiles"], self.device)
+        return run_model(self.model, batch.tiles, self.device)
 
 
 class CatalogWriter(BasePredictionWriter):
@@ -162,32 +151,32 @@ class CatalogWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
-        self.outcomes += batch["failed"]
-        for outcome in batch["failed"]:
+        self.outcomes += batch.failed
+        for outcome in batch.failed:
             log.warning("%s: %s", outcome.image, outcome.reason)
-        for (key, window), output in zip(batch["owners"], prediction):
-            self.parts.setdefault(key, []).append(
+        for (meta, window), output in zip(batch.owners, prediction):
+            self.parts.setdefault(meta.job.key, []).append(
                 to_image_coordinates(output, window, self.run.settings.score_threshold))
-        for meta in batch["finished"]:
+        for meta, tiles in batch.finished:
             try:
-                self._finish(meta)
+                self._finish(meta, tiles)
             except (OSError, RockdetError) as exc:  # e.g. disk full: record it, go on
                 log.warning("%s: %s", meta.job.key, exc)
                 self.outcomes.append(Outcome(meta.job.key, "failed", f"writing outputs failed: {exc}"))
         if self.progress is not None:
             self.progress.set_postfix(rocks=sum(o.rocks for o in self.outcomes),
                                       failed=sum(o.status == "failed" for o in self.outcomes), refresh=False)
-            self.progress.update(len(batch["failed"]) + len(batch["finished"]))
+            self.progress.update(len(batch.failed) + len(batch.finished))
 
-    def _finish(self, meta: ImageMeta) -> None:
+    def _finish(self, meta: ImageMeta, tiles: int) -> None:
         parts = self.parts.pop(meta.job.key, [])
         run = self.run
-        rocks = merge_tiles(parts, run.settings, meta.width, meta.height)
+        rocks = merge_tiles(parts, run.settings)
         geometry = run.sizer(rocks, meta.width, meta.height) if run.sizer is not None else None
         catalog = ImageCatalog(str(meta.job.path), meta.width, meta.height, meta.sha256, rocks,
                                with_masks=run.with_masks, with_geometry=run.sizer is not None,
                                context={**run.context, "source": str(meta.job.path.resolve()),
-                                        "tiles": len(meta.windows), "image_notes": meta.notes,
+                                        "tiles": tiles, "image_notes": meta.notes,
                                         **(geometry or {})})
         if run.job.overlay:
             from rockdet.overlay import write_overlay

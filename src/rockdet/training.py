@@ -23,7 +23,7 @@ from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_inpu
 from rockdet.models.builder import default_anchor_sizes
 from rockdet.plots import plot_training_curves
 from rockdet.task import MONITOR, RockDetectionTask
-from rockdet.typed_yaml import to_dict
+from rockdet.typed_yaml import as_plain_data
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
                                                       config.data.crop_size)
         log.info("model.anchor_sizes: auto -> %s", config.model.anchor_sizes)
     # Saved once resolved, so the run folder says which anchors were really used.
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
-    task = RockDetectionTask(model=to_dict(config.model), optimizer=to_dict(config.optimizer),
-                             scheduler=to_dict(config.scheduler), evaluation=to_dict(config.eval),
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(as_plain_data(config), sort_keys=False))
+    task = RockDetectionTask(model=as_plain_data(config.model), optimizer=as_plain_data(config.optimizer),
+                             scheduler=as_plain_data(config.scheduler), evaluation=as_plain_data(config.eval),
                              rock_classes=list(config.data.rock_classes),
                              input_size=config.data.crop_size or datamodule.typical_image_side())
     # Monitored callbacks act only after validation: a run that stops mid-epoch (max_steps) or

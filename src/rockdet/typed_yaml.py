@@ -1,23 +1,52 @@
-"""Typed YAML: mappings to dataclasses with every error naming the file and the key.
+"""Typed YAML on pydantic: settings models whose every error names the file and the key.
 
-Generic machinery under rockdet's config and camera files: unknown keys are refused with the
-nearest valid key suggested, values are checked against the dataclass's type hints (finite
-numbers only), relative paths resolve against the YAML file's folder, and dotted command-line
-overrides set typed values.
+Generic machinery under rockdet's training config and camera files. Models derive from
+``Settings``: unknown keys are refused with the nearest valid key suggested, values are checked
+strictly against the type hints (finite numbers only; "5" is not an integer), ``ConfigPath``
+fields resolve against the YAML file's folder, and dotted command-line overrides are checked
+against the same models. pydantic's errors are turned into one line a user can act on.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Strict, ValidationError, ValidationInfo
 
 from rockdet.errors import ConfigError, did_you_mean
+
+#: Validation context key: the folder relative paths resolve against.
+BASE_DIR = "base_dir"
+
+
+class Settings(BaseModel):
+    """Base of every settings model: strict, closed, validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_assignment=True)
+
+
+class KeyProblem(ValueError):
+    """A cross-field check's finding about ``key`` (relative to the model that checks it)."""
+
+    def __init__(self, key: str, detail: str):
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+def _resolve_against_base_dir(path: Path, info: ValidationInfo) -> Path:
+    path = path.expanduser()
+    base_dir = (info.context or {}).get(BASE_DIR)
+    return path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+
+
+#: A path field: relative values resolve against the folder of the YAML file that gave them
+#: (the working directory for command-line overrides).
+ConfigPath = Annotated[Path, Strict(False), AfterValidator(_resolve_against_base_dir)]
 
 
 def read_yaml_mapping(path: Path | str, what: str) -> dict:
@@ -44,120 +73,131 @@ def merge_mappings(base: dict, top: dict) -> dict:
     return merged
 
 
-def apply_override(config: Any, override: str, source: Path | str) -> None:
-    """Set one ``a.b.c=value`` override (value parsed as YAML) on a config object."""
-    if "=" not in override:
-        raise ConfigError(f"override '{override}': expected KEY=VALUE, e.g. trainer.max_epochs=5")
-    dotted, text = override.split("=", 1)
+def validate_mapping(cls: type[Settings], raw: Any, source: Path | str, base_dir: Path):
+    """``cls`` from a mapping, or one ConfigError line naming ``source`` and the key."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    keys = dotted.strip().split(".")
-    target = config
-    for depth, key in enumerate(keys[:-1]):
-        target = _child(target, key, keys[: depth + 1], source)
-        if target is None:
-            raise ConfigError(f"override '{override}': '{'.'.join(keys[:depth + 1])}' is not set "
-                              f"in {source}; set the whole section there")
-    last = keys[-1]
-    if isinstance(target, dict):
-        target[last] = value
-        return
-    fields = {f.name: f for f in dataclasses.fields(target)}
-    if last not in fields:
-        raise ConfigError(f"override '{override}': unknown key '{dotted}'"
-                          f"{did_you_mean(last, fields, prefix='.'.join(keys[:-1]))}")
-    hint = typing.get_type_hints(type(target))[last]
-    setattr(target, last, _convert(value, hint, dotted, "the command line", Path.cwd()))
+        return cls.model_validate(raw, context={BASE_DIR: base_dir})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, cls, source)) from None
 
 
-def build_dataclass(cls: type, raw: dict, source: Path | str, base_dir: Path, prefix: str = ""):
-    """Build dataclass ``cls`` from a dict, rejecting unknown keys with a suggestion."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: '{prefix.rstrip('.') or 'top level'}' must be a mapping, "
-                          f"got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in names:
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}'"
-                              f"{did_you_mean(str(key), names, prefix=prefix.rstrip('.'))}")
-        kwargs[key] = _convert(value, hints[key], f"{prefix}{key}", source, base_dir)
-    return cls(**kwargs)
+def set_values(cls: type[Settings], raw: dict, overrides: list[str]) -> dict:
+    """``raw`` with each ``a.b.c=value`` override (value parsed as YAML) set in it; unknown keys
+    are refused with the nearest valid key, before any value is looked at."""
+    merged = raw
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override '{override}': expected KEY=VALUE, e.g. trainer.max_epochs=5")
+        dotted, text = override.split("=", 1)
+        keys = dotted.strip().split(".")
+        _check_key_path(cls, keys, override)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        for key in reversed(keys):
+            value = {key: value}
+        merged = merge_mappings(merged, value)
+    return merged
 
 
-def to_dict(config: Any) -> Any:
-    """Plain YAML-safe dict of a config (paths as strings), for saving and checkpoints."""
-    if dataclasses.is_dataclass(config):
-        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    if isinstance(config, dict):
-        return {k: to_dict(v) for k, v in config.items()}
-    if isinstance(config, (list, tuple)):
-        return [to_dict(v) for v in config]
-    if isinstance(config, Path):
-        return str(config)
-    return config
+def as_plain_data(settings: Settings, only_set: bool = False) -> dict:
+    """YAML-safe dict of a settings model (paths as strings), for saving and checkpoints; with
+    ``only_set`` just the values a file or override gave, with paths kept as Path objects."""
+    if only_set:
+        return settings.model_dump(exclude_unset=True)
+    return settings.model_dump(mode="json")
 
 
-def _convert(value: Any, hint: Any, key: str, source: Path | str, base_dir: Path) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for option in inner[1:]:
-            if typing.get_origin(option) is Literal and value in typing.get_args(option):
-                return value
-        return _convert(value, inner[0], key, source, base_dir)
-    if dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, source, base_dir, prefix=f"{key}.")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {key}: '{value}' is not one of {list(args)}"
-                              f"{did_you_mean(str(value), [str(a) for a in args])}")
-        return value
-    if hint is Path:
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{source}: {key}: expected a path, got {value!r}")
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else (base_dir / path)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key}: expected a list, got {value!r}")
-        return [_convert(v, args[0], f"{key}[{i}]", source, base_dir) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # NaN passes every range check (nan <= 0 is False)
-            raise ConfigError(f"{source}: {key}: expected a finite number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
-        return str(value)
-    return value
+def describe_validation_error(exc: ValidationError, cls: type[Settings], source: Path | str) -> str:
+    """One line for the first problem pydantic found (alternatives of a union joined)."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = _key_path(first["loc"])
+    key = _dotted(loc)
+    got = first.get("input")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = ".".join(str(part) for part in loc[:-1])
+        return (f"{source}: unknown key '{key}'"
+                f"{did_you_mean(str(loc[-1]), _field_names(cls, loc[:-1]), prefix=parent)}")
+    if kind in ("model_type", "dict_type") and len(errors) == 1:
+        return f"{source}: '{key or 'top level'}' must be a mapping, got {type(got).__name__}"
+    if kind == "value_error":
+        problem = first["ctx"]["error"]
+        if isinstance(problem, KeyProblem):
+            return f"{source}: {_dotted(loc + [problem.key])}: {problem.detail}"
+        return f"{source}: {key + ': ' if key else ''}{problem}"
+    alternatives = [e for e in errors if _key_path(e["loc"]) == loc]
+    if kind == "literal_error" and len(alternatives) == 1:
+        options = re.findall(r"'([^']*)'", first["ctx"]["expected"])
+        return (f"{source}: {key}: '{got}' is not one of {options}"
+                f"{did_you_mean(str(got), options)}")
+    bounds = [e for e in alternatives if e["type"] in _BOUNDS]
+    if bounds:
+        kind = bounds[0]["type"]
+        return f"{source}: {key}: must be {_BOUNDS[kind]} {bounds[0]['ctx'][_BOUND_KEYS[kind]]}, got {got!r}"
+    expected = " or ".join(dict.fromkeys(_expected(e) for e in alternatives))
+    return f"{source}: {key}: expected {expected}, got {got!r}"
 
 
-def _child(target: Any, key: str, keys: list[str], source: Path | str) -> Any:
-    if isinstance(target, dict):
-        return target.setdefault(key, {})
-    names = {f.name for f in dataclasses.fields(target)}
-    if key not in names:
-        raise ConfigError(f"override: unknown key '{'.'.join(keys)}'"
-                          f"{did_you_mean(key, names, prefix='.'.join(keys[:-1]))}")
-    return getattr(target, key)
+_EXPECTED = {
+    "float_type": "a number", "float_parsing": "a number", "int_type": "an integer",
+    "int_parsing": "an integer", "int_from_float": "an integer", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "path_type": "a path",
+    "finite_number": "a finite number", "none_required": "null",
+}
+_BOUNDS = {"greater_than": "greater than", "greater_than_equal": "at least",
+           "less_than": "less than", "less_than_equal": "at most"}
+_BOUND_KEYS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+
+
+def _expected(error: dict) -> str:
+    if error["type"] == "literal_error":
+        return error["ctx"]["expected"]
+    return _EXPECTED.get(error["type"], error["msg"].lower())
+
+
+def _key_path(loc: tuple) -> list:
+    """pydantic's location without the tags it adds for union members (``list[int]`` ...)."""
+    return [part for part in loc if isinstance(part, int) or str(part).isidentifier()]
+
+
+def _dotted(parts: list) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field holds (directly or as ``Model | None``), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            if isinstance(option, type) and issubclass(option, BaseModel):
+                return option
+    return None
+
+
+def _field_names(cls: type[BaseModel], parts: list) -> list[str]:
+    model = cls
+    for part in parts:
+        if isinstance(part, int) or model is None or part not in model.model_fields:
+            return []
+        model = _model_in(model.model_fields[part].annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _check_key_path(cls: type[BaseModel], keys: list[str], override: str) -> None:
+    model: type[BaseModel] | None = cls
+    for depth, key in enumerate(keys):
+        if model is None:  # inside a free mapping (trainer, model.options): any key goes
+            return
+        if key not in model.model_fields:
+            prefix = ".".join(keys[:depth])
+            raise ConfigError(f"override '{override}': unknown key '{'.'.join(keys[:depth + 1])}'"
+                              f"{did_you_mean(key, model.model_fields, prefix=prefix)}")
+        model = _model_in(model.model_fields[key].annotation)

@@ -6,46 +6,46 @@ config above it; rockdet.config composes them into the whole run's config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 
-@dataclass
-class SplitConfig:
+from rockdet.typed_yaml import ConfigPath, Settings
+
+
+class SplitConfig(Settings):
     #: COCO JSON file, YOLO data YAML, or (format masks) the images folder.
-    annotations: Path | None = None
+    annotations: ConfigPath | None = None
     #: "synthetic": terrain scenes generated on the fly (pretraining), no files.
     format: Literal["coco", "yolo", "masks", "synthetic"] = "coco"
     #: Image folder; COCO defaults to the annotation file's folder.
-    images: Path | None = None
+    images: ConfigPath | None = None
     #: Mask folder for format masks.
-    masks: Path | None = None
+    masks: ConfigPath | None = None
     mask_mode: Literal["instance", "binary"] = "instance"
     #: YOLO split name inside the data YAML.
     split: str = "train"
     #: format synthetic: scenes per epoch (each epoch draws new ones; validation repeats one set)
     #: and their side in pixels.
-    scenes: int = 2000
-    size: int = 432
+    scenes: int = Field(2000, ge=1)
+    size: int = Field(432, ge=32)
 
 
-@dataclass
-class DataConfig:
+class DataConfig(Settings):
     train: SplitConfig | None = None
     val: SplitConfig | None = None
-    rock_classes: list[str] = field(default_factory=lambda: ["rock", "boulder"])
+    rock_classes: list[str] = Field(default_factory=lambda: ["rock", "boulder"])
     #: Categories whose boxes mark ground where rocks go unlabelled (e.g. "rocky region", or a
     #: category of hand-drawn ignore boxes): training samples no background there. Two-stage
     #: archs (Faster/Mask R-CNN) only; COCO annotations.
-    ignore_classes: list[str] = field(default_factory=list)
+    ignore_classes: list[str] = Field(default_factory=list)
     #: Train only on images with at least one labelled rock. With sparse labels an image without
     #: a single box rarely lacks rocks, and teaching all of it as background suppresses them.
     skip_unlabelled_images: bool = False
     augment: str = "terrain_default"
     #: Random crop size in pixels (no rescaling, so small rocks keep their size); None: no crop.
-    crop_size: int | None = None
+    crop_size: int | None = Field(None, ge=1)
     #: Boxes keeping less than this fraction of their area after a crop are dropped.
-    min_visibility: float = 0.3
-    batch_size: int = 4
-    num_workers: int = 0
+    min_visibility: float = Field(0.3, ge=0.0, le=1.0)
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(0, ge=0)

@@ -20,8 +20,8 @@ from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 
 from rockdet.errors import CheckpointError, ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, backbone_name, has_masks, is_two_stage
-from rockdet.models.ignore_regions import enable_ignore_regions
 from rockdet.models.resnet_fpn import build_resnet_fpn_faster_rcnn
+from rockdet.models.sparse_labels import enable_sparse_label_training
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,12 @@ def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes:
                    anchor_sizes: list[list[int]] | None = None,
                    trainable_backbone_layers: int | None = None,
                    detections_per_image: int = 300, options: dict | None = None,
-                   fpn_channels: int = TORCHVISION_FPN_CHANNELS) -> nn.Module:
+                   fpn_channels: int = TORCHVISION_FPN_CHANNELS,
+                   background_loss_weight: float = 1.0) -> nn.Module:
     """A torchvision detector with its class head sized for ``num_classes``.
+
+    ``background_loss_weight`` (two-stage archs only) weights background samples in training,
+    for sparse labels where unlabelled rocks are taught as background.
 
     ``weights`` and ``weights_backbone`` take None, a torchvision enum name (``DEFAULT``,
     ``COCO_V1``, ``IMAGENET1K_V1`` ...; fetched into ``$TORCH_HOME/hub/checkpoints`` on first
@@ -48,6 +52,9 @@ def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes:
     """
     if arch not in ARCHS:
         raise ConfigError(f"unknown arch '{arch}'; choose one of {list(ARCHS)}")
+    if background_loss_weight != 1.0 and not is_two_stage(arch):
+        raise ConfigError(f"model.background_loss_weight: {arch} has no sampled background loss "
+                          f"to weight; use a two-stage arch (Faster/Mask R-CNN)")
     weights_file, weights_enum = _split_source(weights, "weights")
     backbone_file, backbone_enum = _split_source(weights_backbone, "weights_backbone")
     kwargs = {**check_detector_options(arch, options or {}), "min_size": min_size, "max_size": max_size,
@@ -83,7 +90,7 @@ def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes:
     if weights_enum:
         replace_class_head(model, arch, num_classes)
     if is_two_stage(arch):
-        enable_ignore_regions(model)
+        enable_sparse_label_training(model, background_loss_weight)
     return _load_files_and_anchors(model, arch, weights_file, backbone_file, anchor_sizes)
 
 
