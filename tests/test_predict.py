@@ -84,7 +84,7 @@ def test_predict_writes_catalog_per_image_summary_and_rocks_csv(tmp_path, oracle
 
     expected = hashlib.sha256((inputs / "sub" / "img1.png").read_bytes()).hexdigest()
     assert document["complete"] and document["width"] == 130 and document["sha256"] == expected
-    assert document["tiling"]["tile"] == 64 and document["camera"] is None
+    assert document["tiling"]["tile"] == 64 and document["camera"]["mode"] == "auto"  # PNGs: unsized
     assert document["rocks"] == json.loads(json.dumps(document["rocks"])) and len(document["rocks"]) == 2
     import pyarrow.parquet as pq
 
@@ -274,7 +274,7 @@ def test_camera_fills_metric_columns_and_batch_sfd(tmp_path, oracle):
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--camera", str(camera)]) == 0
     rows = read_catalog_csv(out / "catalogs" / "sub" / "img0.png.csv")
-    assert list(rows[0])[-4:] == ["ground_x_m", "ground_y_m", "height_m", "size_flag"]
+    assert list(rows[0])[-7:] == ["ground_x_m", "ground_y_m", "height_m", "size_flag", "site_x_m", "site_y_m", "site_z_m"]
     (rock,) = rows
     assert rock["diameter_m"] == pytest.approx(15 * 0.05) and rock["size_flag"] == "ok"
     assert rock["ground_x_m"] == pytest.approx((15 - 65) * 0.05)

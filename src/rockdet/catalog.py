@@ -24,7 +24,7 @@ CATALOG_VERSION = 1
 BASE_COLUMNS = ["rock_id", "score", "x_min", "y_min", "x_max", "y_max", "x_center", "y_center",
                 "width_px", "height_px", "diameter_px", "area_px", "range_m", "diameter_m"]
 MASK_COLUMNS = ["major_axis_px", "minor_axis_px"]
-GEOMETRY_COLUMNS = ["ground_x_m", "ground_y_m", "height_m", "size_flag"]
+GEOMETRY_COLUMNS = ["ground_x_m", "ground_y_m", "height_m", "size_flag", "site_x_m", "site_y_m", "site_z_m"]
 FORMATS = ("csv", "json", "parquet")
 #: Column types shared by every catalog file; columns not named here are float64 (pixels, metres).
 _INTEGER_COLUMNS = ("rock_id",)
@@ -52,6 +52,10 @@ class Rock:
     ground_y_m: float | None = None
     height_m: float | None = None
     size_flag: str | None = None
+    #: Position in the label's SITE_FRAME (PDS products whose label gives the rover pose).
+    site_x_m: float | None = None
+    site_y_m: float | None = None
+    site_z_m: float | None = None
 
     @property
     def ground_contact(self) -> tuple[float, float]:
@@ -91,7 +95,8 @@ class Rock:
             values.update(major_axis_px=self.major_axis_px, minor_axis_px=self.minor_axis_px)
         if with_geometry:
             values.update(ground_x_m=self.ground_x_m, ground_y_m=self.ground_y_m,
-                          height_m=self.height_m, size_flag=self.size_flag)
+                          height_m=self.height_m, size_flag=self.size_flag, site_x_m=self.site_x_m,
+                          site_y_m=self.site_y_m, site_z_m=self.site_z_m)
         return {k: (round(v, 3) if isinstance(v, float) and k != "score" else v) for k, v in values.items()}
 
 

@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--workers", type=_count(0), default=0, help="image-decoding worker processes")
     predict.add_argument("--overlay", action="store_true", help="write overlays/NAME.png with boxes and ids")
     predict.add_argument("--format", default="csv,json", help="csv,json[,parquet]")
-    predict.add_argument("--camera", type=Path, help="camera YAML: fills the metric columns")
+    predict.add_argument("--camera", default="auto", metavar="auto|none|FILE",
+                         help="metric sizes: auto (default) uses each PDS product's own camera model "
+                         "from its label; FILE is one camera YAML for every image; none turns sizing off")
+    predict.add_argument("--ground-z", type=float, metavar="METRES", help="ground plane height (z, down) "
+                         "in the label model's frame (default: 0 in ROVER_NAV_FRAME)")
     predict.add_argument("--overwrite", action="store_true", help="redo images already catalogued")
     _add_trust_argument(predict)
     predict.add_argument("--wait", action="store_true", help="if another run is writing to --out, "

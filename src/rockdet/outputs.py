@@ -30,8 +30,10 @@ OVERLAY_DIR = "overlays"
 SUMMARY_FILE = "summary.json"
 ROCKS_FILE = "rocks.csv"
 SFD_FILES = ("sfd.json", "sfd.png")
+#: Rocks of every image with site coordinates, on one map (PDS products with a rover pose).
+SITE_MAP_FILE = "site_map.png"
 LOCK_FILE = ".rockdet.lock"
-BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, LOCK_FILE)
+BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, LOCK_FILE)
 
 
 def safe_key(relative: PurePosixPath | Path | str) -> str:

@@ -20,8 +20,8 @@ from rockdet.inference import training_image_size
 from rockdet.inputs import InputImage, collect_inputs
 from rockdet.models import load_checkpoint_model, to_inference_form
 from rockdet.models.archs import has_masks
-from rockdet.outputs import ROCKS_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
-from rockdet.predict_job import PredictJob, PredictRun
+from rockdet.outputs import ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
+from rockdet.predict_job import CAMERA_AUTO, CAMERA_NONE, PredictJob, PredictRun
 from rockdet.predict_run import Outcome, environment, run_prediction
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,14 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
         outcomes, is_main = run_prediction(model, todo, run) if todo else ([], True)
         if not is_main:
             return None
-        summary = _summary(images, outcomes + skipped, started, run)
+        summary, rows = _summary(images, outcomes + skipped, started, run)
         summary["redone_made_otherwise"] = redone
-        if run.sizer is not None:
+        if any(row.get("diameter_m") is not None for row in rows):
             from rockdet.sfd_report import write_batch_sfd
+            from rockdet.site_map import write_site_map
 
             summary["sfd"] = write_batch_sfd(layout.root)
+            summary["site_map"] = write_site_map(rows, layout.batch_file(SITE_MAP_FILE))
         write_json_atomic(layout.batch_file(SUMMARY_FILE), summary)
         return summary
 
@@ -64,7 +66,7 @@ def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.n
     settings = job.settings
     if settings.score_threshold is None:
         settings = replace(settings, score_threshold=float(hparams["evaluation"]["score_threshold"]))
-    sizer, camera_record = _camera(job.camera)
+    sizer, camera_record = _camera(job)
     context = {"checkpoint": str(job.checkpoint), "checkpoint_sha256": file_sha256(job.checkpoint),
                "arch": hparams["model"]["arch"], "model_form": model_form,
                "score_threshold": settings.score_threshold,
@@ -116,17 +118,25 @@ def _made_with(record: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(made_with))  # as it reads back from a catalog
 
 
-def _camera(camera: Path | None):
-    if camera is None:
+def _camera(job: PredictJob):
+    """The sizer and what catalogs record of the camera, for --camera auto, none or FILE."""
+    if job.camera == CAMERA_NONE:
         return None, None
+    if job.camera == CAMERA_AUTO:
+        from rockdet.label_sizing import LABEL_MAX_RANGE_M, label_sizer
+
+        return label_sizer(job.ground_z), {"mode": CAMERA_AUTO, "ground_z_m": job.ground_z,
+                                           "max_range_m": LABEL_MAX_RANGE_M}
     from rockdet.geometry import load_camera
     from rockdet.sizing import rock_sizer
 
-    model = load_camera(camera)
-    return rock_sizer(model), {"file": str(camera), **model.describe()}
+    model = load_camera(job.camera)
+    return rock_sizer(model), {"file": str(job.camera), **model.describe()}
 
 
-def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, run: PredictRun) -> dict[str, Any]:
+def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, run: PredictRun
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The batch summary, and every finished image's rocks (also written to rocks.csv)."""
     layout = run.layout
     by_status = {status: [o for o in outcomes if o.status == status] for status in ("done", "skipped", "failed")}
     rows, unreadable = [], []
@@ -138,7 +148,9 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
         except RockdetError as exc:
             log.warning("%s: catalog unreadable, its rocks are not in %s (%s)", job.key, ROCKS_FILE, exc)
             unreadable.append({"image": job.key, "reason": f"catalog unreadable: {exc}"})
-    columns = ["image"] + catalog_columns(run.with_masks, run.sizer is not None)
+    # Metric columns when a camera sized any image (with --camera auto, PDS products only).
+    sized = any("size_flag" in row for row in rows) or (run.sizer is not None and run.job.camera != CAMERA_AUTO)
+    columns = ["image"] + catalog_columns(run.with_masks, sized)
     write_rows_csv(layout.batch_file(ROCKS_FILE), columns, rows)
     seconds = time.monotonic() - started
     done = len(by_status["done"])
@@ -152,7 +164,7 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
         "notes": {o.image: o.notes for o in by_status["done"] if o.notes},
         "seconds": round(seconds, 2), "images_per_second": round(done / seconds, 3) if seconds else None,
         **run.context, "formats": list(run.job.formats), "versions": environment(),
-    }
+    }, rows
 
 
 def _catalog_rows(layout: OutputLayout, key: str) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from rockdet.errors import RockdetError
 from rockdet.inference import PredictSettings
 from rockdet.outputs import OutputLayout
 
+#: --camera values besides a YAML file: each product's own label model, or no sizing.
+CAMERA_AUTO, CAMERA_NONE = "auto", "none"
 #: Smallest tile the command accepts: below it no detector sees a rock with its context.
 MIN_TILE_PX = 32
 
@@ -29,19 +31,26 @@ class PredictJob:
     devices: int | list[int] = 1
     accelerator: str = "auto"
     workers: int = 0
-    camera: Path | None = None
+    #: "auto" (each PDS product's own label model; other images unsized), "none", or a camera YAML.
+    camera: str = "auto"
     overlay: bool = False
     #: Run the model exactly as trained instead of its faster inference form (same rocks up to
     #: float rounding).
     as_trained: bool = False
     wait_for_lock: bool = False
     trust_checkpoint: bool = False
+    #: Height of the ground plane (z, down) in a label model's frame; None: the frame's own
+    #: (z = 0 in ROVER_NAV_FRAME and LOCAL_LEVEL_FRAME).
+    ground_z: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.formats) - set(FORMATS)
         if unknown or "json" not in self.formats:
             raise RockdetError(f"--format: choose from {list(FORMATS)} and include json (it marks a "
                                f"catalog complete); got {','.join(self.formats)}")
+        if self.ground_z is not None and self.camera != CAMERA_AUTO:
+            raise RockdetError(f"--ground-z applies to label camera models (--camera {CAMERA_AUTO}), "
+                               f"not --camera {self.camera}")
         settings = self.settings
         if settings.tile is not None and settings.tile < MIN_TILE_PX:
             raise RockdetError(f"--tile {settings.tile}: give a tile size of at least {MIN_TILE_PX} pixels")
@@ -66,5 +75,6 @@ class PredictRun:
     with_masks: bool
     #: Recorded in every catalog: checkpoint, thresholds, tiling, camera.
     context: dict[str, Any]
-    #: Fills the metric columns when a camera is given.
+    #: Fills the metric columns: ``sizer(rocks, image)`` returns what the catalog JSON records,
+    #: or None for an image it cannot size (no camera model).
     sizer: Callable | None = None

@@ -12,7 +12,7 @@ import logging
 import platform
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Iterator
+from typing import Any, Iterator
 
 import lightning as L
 import numpy as np
@@ -46,6 +46,10 @@ class ImageMeta:
     height: int
     sha256: str
     notes: list[str]
+    #: From PDS products: pixels marked no data (never rocks), and the label's camera model.
+    valid: np.ndarray | None = None
+    geometry: Any = None
+    geometry_problem: str | None = None
 
 
 @dataclass
@@ -89,7 +93,8 @@ class TileStream(IterableDataset):
             except RockdetError as exc:
                 failed.append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
                 continue
-            yield ImageMeta(job, image.width, image.height, image.sha256, image.notes), image.pixels
+            yield ImageMeta(job, image.width, image.height, image.sha256, image.notes, image.valid,
+                            image.geometry, image.geometry_problem), image.pixels
 
 
 def _shard(rank: int, world_size: int, worker: int, workers: int) -> tuple[int, int]:
@@ -171,19 +176,32 @@ class CatalogWriter(BasePredictionWriter):
     def _finish(self, meta: ImageMeta, tiles: int) -> None:
         parts = self.parts.pop(meta.job.key, [])
         run = self.run
-        rocks = merge_tiles(parts, run.settings)
-        geometry = run.sizer(rocks, meta.width, meta.height) if run.sizer is not None else None
+        rocks = drop_rocks_on_no_data(merge_tiles(parts, run.settings), meta.valid)
+        geometry = run.sizer(rocks, meta) if run.sizer is not None else None
+        notes = meta.notes + ([geometry["geometry_note"]] if geometry and geometry.get("geometry_note") else [])
         catalog = ImageCatalog(str(meta.job.path), meta.width, meta.height, meta.sha256, rocks,
-                               with_masks=run.with_masks, with_geometry=run.sizer is not None,
+                               with_masks=run.with_masks, with_geometry=geometry is not None,
                                context={**run.context, "source": str(meta.job.path.resolve()),
-                                        "tiles": tiles, "image_notes": meta.notes,
-                                        **(geometry or {})})
+                                        "tiles": tiles, "image_notes": notes, **(geometry or {})})
         if run.job.overlay:
             from rockdet.overlay import write_overlay
 
             write_overlay(meta.job.path, rocks, run.layout.overlay_file(meta.job.key))
         write_catalog(catalog, partial(run.layout.catalog_file, meta.job.key), run.job.formats)
-        self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=meta.notes))
+        self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=notes))
+
+
+def drop_rocks_on_no_data(rocks: list, valid: np.ndarray | None) -> list:
+    """Rocks whose box centre lies on a pixel the product marks as no data are not rocks;
+    the rest are numbered again from 1."""
+    if valid is None or not rocks:
+        return rocks
+    height, width = valid.shape
+    kept = [rock for rock in rocks
+            if valid[min(int((rock.y_min + rock.y_max) / 2), height - 1), min(int((rock.x_min + rock.x_max) / 2), width - 1)]]
+    for number, rock in enumerate(kept, start=1):
+        rock.rock_id = number
+    return kept
 
 
 def run_prediction(model: torch.nn.Module, images: list[InputImage], run: PredictRun

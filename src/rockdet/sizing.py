@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -112,11 +112,13 @@ def read_exclusion_mask(camera: Camera, width: int, height: int) -> np.ndarray |
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def rock_sizer(camera: Camera) -> Callable[[list[Rock], int, int], dict]:
-    """For the batch writer: size an image's rocks and return what its catalog JSON records."""
+def rock_sizer(camera: Camera) -> Callable[[list[Rock], Any], dict]:
+    """For the batch writer: size an image's rocks with one camera for the whole batch and
+    return what its catalog JSON records. ``image`` gives width and height."""
     areas: dict[tuple[int, int], float | None] = {}
 
-    def size(rocks: list[Rock], width: int, height: int) -> dict:
+    def size(rocks: list[Rock], image: Any) -> dict:
+        width, height = image.width, image.height
         fitted = camera.for_image(width, height)
         if fitted is None:
             for rock in rocks:

@@ -6,14 +6,19 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from rockdet.archives.pds import DATA_SUFFIXES as PDS_DATA_SUFFIXES
+from rockdet.archives.pds import is_pds_product, read_pds_image
 from rockdet.errors import ImageReadError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
+#: Files rockdet reads as images; PDS products (.IMG, .2B, ... or their labels) included.
+RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
+IMAGE_SUFFIXES = RASTER_SUFFIXES | PDS_DATA_SUFFIXES
 #: Percentiles used to stretch high-bit-depth images to 8 bits.
 STRETCH_PERCENTILES = (0.5, 99.5)
 #: Larger images are refused as likely corrupt headers rather than decoded into memory.
@@ -29,6 +34,12 @@ class LoadedImage:
     notes: list[str] = field(default_factory=list)
     #: SHA-256 of the file's bytes, hashed from the same read that decoded it.
     sha256: str = ""
+    #: False where the product marks no data (PDS missing/invalid constants): never a rock.
+    valid: np.ndarray | None = None
+    #: The image's own camera model and pose from its label (archives.label_geometry.LabelGeometry).
+    geometry: Any = None
+    #: Why a camera model in the label cannot be used, else None.
+    geometry_problem: str | None = None
 
     @property
     def height(self) -> int:
@@ -58,6 +69,8 @@ def read_image(path: Path | str) -> LoadedImage:
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
     data = path.read_bytes()
+    if is_pds_product(path):
+        return _read_pds(path, data)
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_PIXELS:
@@ -88,8 +101,11 @@ def read_image(path: Path | str) -> LoadedImage:
 
 
 def image_size(path: Path | str) -> tuple[int, int]:
-    """(width, height) from the header only, after EXIF orientation."""
+    """(width, height) from the header only, after EXIF orientation (PDS products: decoded)."""
     prepare_decoders()
+    if is_pds_product(Path(path)):
+        image = read_image(path)
+        return image.width, image.height
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -104,13 +120,16 @@ def image_size(path: Path | str) -> tuple[int, int]:
         raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
 
 
-def stretch_to_uint8(values: np.ndarray, notes: list[str]) -> np.ndarray:
-    """Percentile stretch of a high-bit-depth array to 0..255, over its finite pixels only.
+def stretch_to_uint8(values: np.ndarray, notes: list[str], valid: np.ndarray | None = None) -> np.ndarray:
+    """Percentile stretch of a high-bit-depth array to 0..255, over its finite (and ``valid``)
+    pixels only.
 
     Float products mark nodata as NaN or inf; one such pixel would make every percentile NaN
     and the whole image black. They become 0 and their count goes into ``notes``."""
     values = values.astype(np.float32)
     finite = np.isfinite(values)
+    if valid is not None:
+        finite &= valid if values.ndim == 2 else valid[:, :, None]
     if not finite.any():
         raise ValueError("no finite pixel values")
     low, high = np.percentile(values[finite], STRETCH_PERCENTILES)
@@ -118,9 +137,29 @@ def stretch_to_uint8(values: np.ndarray, notes: list[str]) -> np.ndarray:
         high = low + 1.0
     stretched = np.clip((np.where(finite, values, low) - low) / (high - low), 0.0, 1.0)
     masked = int(finite.size - np.count_nonzero(finite))
-    if masked:
+    if valid is not None:
+        notes.append(f"stretched to 8 bit at percentiles {STRETCH_PERCENTILES} of the valid pixels: "
+                     f"{float(low):g}..{float(high):g} -> 0..255")
+        if masked:
+            notes.append(f"{masked} values marked missing or invalid by the label masked to 0 (never rocks)")
+    elif masked:
         notes.append(f"{masked} non-finite pixel values (nodata) masked to 0")
     return np.where(finite, stretched * 255.0 + 0.5, 0).astype(np.uint8)
+
+
+def _read_pds(path: Path, data: bytes) -> LoadedImage:
+    product = read_pds_image(path)
+    notes = list(product.notes)
+    try:
+        pixels = stretch_to_uint8(product.values, notes, product.valid)
+    except ValueError:
+        raise ImageReadError(f"{path}: no valid pixels (every value is a missing or invalid constant)") from None
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.shape[0] * pixels.shape[1] > MAX_PIXELS:
+        raise ImageReadError(f"{path}: {_OVER_LIMIT}")
+    return LoadedImage(np.ascontiguousarray(pixels), notes, hashlib.sha256(data).hexdigest(),
+                       product.valid, product.geometry, product.geometry_problem)
 
 
 def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
