@@ -213,7 +213,10 @@ def test_predict_sizes_each_product_and_records_bad_ones(tmp_path, oracle):
     plain = json.loads((out / "catalogs" / "no_model.IMG.json").read_text())
     assert len(plain["rocks"]) == 2 and "size_flag" not in plain["rocks"][0]
     assert (out / "site_map.png").is_file() and summary["site_map"]["images"] == 2
-    assert summary["sfd"]["rocks"] >= 4  # the batch's own footprints summed for the SFD
+    areas = [json.loads((out / "catalogs" / f"{n}.IMG.json").read_text())["ground_area_m2"] for n in ("sol1", "sol2")]
+    assert summary["sfd"]["area_m2"] == pytest.approx(sum(areas))  # every image's own footprint, summed
+    assert main(["sfd", str(out), "--out", str(tmp_path / "sfd")]) == 0
+    assert json.loads((tmp_path / "sfd" / "sfd.json").read_text())["area_m2"] == pytest.approx(sum(areas))
     first, second = (json.loads((out / "catalogs" / f"{n}.IMG.json").read_text())["rocks"] for n in ("sol1", "sol2"))
     assert first[0]["ground_y_m"] != pytest.approx(second[0]["ground_y_m"], abs=0.05)  # each its own pointing
 
