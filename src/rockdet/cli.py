@@ -182,6 +182,17 @@ def _sfd(options) -> int:
     return 0
 
 
+def _export(options) -> int:
+    from rockdet.export import export_checkpoint
+
+    metadata, parity = export_checkpoint(options.checkpoint, options.format, options.out,
+                                         options.trust_checkpoint, options.parity_threshold)
+    print(f"written: {options.out} ({metadata['format']}, {metadata['arch']}, input {metadata['input_size']} px, "
+          f"score threshold {metadata['score_threshold']})")
+    print(f"parity with PyTorch: {parity.describe()}")
+    return 0
+
+
 def _synth(options) -> int:
     from rockdet.data.synthetic import SceneSpec, write_synthetic_dataset
 
@@ -201,6 +212,7 @@ HANDLERS = {
     "pseudo-label": _pseudo_label,
     "data-report": _data_report,
     "sfd": _sfd,
+    "export": _export,
     "synth": _synth,
 }
 

@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust_argument(evaluate)
 
     predict = commands.add_parser("predict", help="rock catalogs for a batch of images")
-    predict.add_argument("--checkpoint", type=Path, required=True)
+    predict.add_argument("--checkpoint", type=Path, required=True, help="a rockdet .ckpt, or a file of "
+                         "`rockdet export` (.onnx runs in ONNX Runtime, .torchscript in TorchScript)")
     predict.add_argument("--out", type=Path, required=True, help="output folder (mirrors the inputs)")
     predict.add_argument("inputs", nargs="+", metavar="INPUT",
                          help="image files, folders (recursive), globs, or .txt files listing paths")
@@ -114,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     sfd.add_argument("--min-diameter-m", type=_positive_number, help="completeness cut-off (default: estimated)")
     sfd.add_argument("--bootstrap", type=_count(0), default=500, help="resamples for the 95%% intervals")
     sfd.add_argument("--seed", type=int, default=0)
+
+    export = commands.add_parser("export", help="a checkpoint as an ONNX or TorchScript file, with a "
+                                 "parity check against PyTorch")
+    export.add_argument("--checkpoint", type=Path, required=True)
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--out", type=Path, required=True, help="file to write (.onnx or .torchscript)")
+    export.add_argument("--parity-threshold", type=float, help="score from which detections are compared "
+                        "(default: the checkpoint's eval.score_threshold)")
+    _add_trust_argument(export)
 
     synth = commands.add_parser("synth", help="write a seeded synthetic terrain data set (COCO)")
     synth.add_argument("--out", type=Path, required=True)

@@ -23,6 +23,7 @@ from rockdet.models.archs import has_masks
 from rockdet.outputs import ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
 from rockdet.predict_job import CAMERA_AUTO, CAMERA_NONE, PredictJob, PredictRun
 from rockdet.predict_run import Outcome, environment, run_prediction
+from rockdet.runtimes import exported_format, load_exported
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,7 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
 
 def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.nn.Module]:
     """Load the checkpoint and settle everything the run and the writer share."""
-    model, hparams = load_checkpoint_model(job.checkpoint, trust=job.trust_checkpoint)
-    model_form = "as trained" if job.as_trained else to_inference_form(model).describe()
+    model, hparams, model_form = load_detector(job.checkpoint, job.trust_checkpoint, job.as_trained)
     input_size = training_image_size(hparams)
     settings = job.settings
     if settings.score_threshold is None:
@@ -77,6 +77,16 @@ def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.n
                "camera": camera_record}
     return PredictRun(job, layout, settings, input_size, has_masks(hparams["model"]["arch"]), context,
                       sizer), model
+
+
+def load_detector(path: Path, trust: bool, as_trained: bool) -> tuple[torch.nn.Module, dict, str]:
+    """(model, hparams, how it runs): a .ckpt in PyTorch (in its inference form unless
+    ``as_trained``), an exported .onnx/.torchscript file in its runtime."""
+    if exported_format(path) is not None:
+        model, hparams = load_exported(path)
+        return model, hparams, model.describe()
+    model, hparams = load_checkpoint_model(path, trust=trust)
+    return model, hparams, "as trained" if as_trained else to_inference_form(model).describe()
 
 
 def file_sha256(path: Path) -> str | None:

@@ -147,3 +147,14 @@ def enable_sparse_label_training(model: nn.Module, background_weight: float = 1.
     model.roi_heads.__class__ = SparseLabelRoIHeads
     model.rpn.background_weight = model.roi_heads.background_weight = float(background_weight)
     return model
+
+
+def disable_sparse_label_training(model: nn.Module) -> nn.Module:
+    """Give a two-stage model back torchvision's own classes (same weights, same inference), for
+    export: TorchScript cannot compile the training subclasses' ``super()`` calls."""
+    if isinstance(getattr(model, "rpn", None), SparseLabelRPN):
+        model.transform.__class__ = GeneralizedRCNNTransform
+        model.rpn.__class__ = RegionProposalNetwork
+        model.roi_heads.__class__ = RoIHeads
+        del model.rpn.background_weight, model.roi_heads.background_weight
+    return model

@@ -1,0 +1,124 @@
+"""Where a detector runs: the PyTorch checkpoint, or an exported file (ONNX Runtime, TorchScript).
+
+Every runtime is a callable over a list of tile tensors [3, H, W] returning torchvision's output
+dicts (boxes, scores, labels[, masks]), so tiling, merging, catalogs, resume and camera sizing
+stay one code path (inference.run_model) whatever runs the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rockdet.errors import CheckpointError
+
+ONNX_SUFFIXES = (".onnx",)
+TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts", ".pt")
+#: ONNX Runtime providers tried in order; the CUDA one only where that build is installed.
+ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+OUTPUT_NAMES = ("boxes", "scores", "labels", "masks")
+
+
+def exported_format(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return "onnx"
+    if suffix in TORCHSCRIPT_SUFFIXES:
+        return "torchscript"
+    return None
+
+
+class OnnxDetector(nn.Module):
+    """An exported detector in ONNX Runtime, called like the torchvision model (one session run
+    per tile: the graph takes one image of any size)."""
+
+    def __init__(self, session, metadata: dict[str, Any]):
+        super().__init__()
+        self.session, self.metadata = session, metadata
+        self.input_name = session.get_inputs()[0].name
+        self.output_names = [output.name for output in session.get_outputs()]
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        results = []
+        for image in images:
+            values = self.session.run(None, {self.input_name: image.detach().float().cpu().numpy()})
+            results.append({name: torch.from_numpy(np.asarray(value)) for name, value in zip(self.output_names, values)})
+        return results
+
+    def describe(self) -> str:
+        return f"ONNX Runtime {self.session.get_providers()[0]}"
+
+
+class TorchScriptDetector(nn.Module):
+    """A scripted torchvision detector; scripted detection models return (losses, detections)."""
+
+    def __init__(self, module: torch.jit.ScriptModule, metadata: dict[str, Any]):
+        super().__init__()
+        self.module, self.metadata = module, metadata
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        output = self.module(images)
+        return output[1] if isinstance(output, tuple) else output
+
+    def describe(self) -> str:
+        return "TorchScript"
+
+
+def load_exported(path: Path | str, export_format: str | None = None, threads: int | None = None
+                  ) -> tuple[nn.Module, dict[str, Any]]:
+    """(detector, hparams as a checkpoint would give them) from an exported file."""
+    path = Path(path)
+    export_format = export_format or exported_format(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    if export_format == "onnx":
+        detector = _load_onnx(path, threads)
+    elif export_format == "torchscript":
+        extra = {"rockdet.json": ""}
+        try:
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except Exception as exc:
+            raise CheckpointError(f"{path}: not a readable TorchScript file ({str(exc).splitlines()[0][:150]})") from None
+        detector = TorchScriptDetector(module.eval(), _metadata(path, extra["rockdet.json"]))
+    else:
+        raise CheckpointError(f"{path}: unknown model file type; give a .ckpt, .onnx or .torchscript file")
+    return detector.eval(), _hparams(detector.metadata)
+
+
+def _load_onnx(path: Path, threads: int | None) -> OnnxDetector:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CheckpointError(f"{path}: running ONNX models needs ONNX Runtime: pip install 'rockdet[onnx]'") from None
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: its shape-inference chatter would bury ours
+    providers = [p for p in ONNX_PROVIDERS if p in onnxruntime.get_available_providers()]
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:150]})") from None
+    raw = session.get_modelmeta().custom_metadata_map.get("rockdet", "")
+    return OnnxDetector(session, _metadata(path, raw))
+
+
+def _metadata(path: Path, raw: str | bytes) -> dict[str, Any]:
+    try:
+        metadata = json.loads(raw or "null")
+    except json.JSONDecodeError:
+        metadata = None
+    if not isinstance(metadata, dict) or "model" not in metadata:
+        raise CheckpointError(f"{path}: carries no rockdet metadata; export it with `rockdet export`")
+    return metadata
+
+
+def _hparams(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"model": metadata["model"], "input_size": metadata["input_size"],
+            "evaluation": metadata["evaluation"], "rock_classes": metadata["class_names"],
+            "exported": {k: metadata[k] for k in ("format", "rockdet_version") if k in metadata}}

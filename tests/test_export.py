@@ -1,0 +1,93 @@
+"""`rockdet export` and predict through the exported file: metadata inside, parity with PyTorch,
+the same catalogs, and one clear line when the optional runtime is missing."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from rockdet.cli import main
+from rockdet.export import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity, parity_image
+from rockdet.models import build_detector
+from rockdet.runtimes import load_exported
+
+pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'rockdet[onnx]') is not installed")
+
+
+def write_checkpoint(path, arch="fasterrcnn_mobilenet_v3_large_fpn", side=128, **settings):
+    torch.manual_seed(0)
+    model = build_detector(arch, min_size=side, max_size=side, **settings)
+    hparams = {"model": {"arch": arch, "min_size": side, "max_size": side, **settings}, "input_size": side,
+               "evaluation": {"score_threshold": 0.3}, "rock_classes": ["rock", "boulder"]}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": hparams}, path)
+    return path, model.eval()
+
+
+@pytest.mark.parametrize("arch, settings, export_format", [
+    ("fasterrcnn_mobilenet_v3_large_fpn", {}, "onnx"),  # the default architecture
+    ("fasterrcnn_resnet18_fpn", {"fpn_channels": 32}, "onnx"),  # the CPU recipe's
+    ("fasterrcnn_mobilenet_v3_large_fpn", {}, "torchscript"),
+])
+def test_export_carries_metadata_and_matches_pytorch(tmp_path, capsys, arch, settings, export_format):
+    checkpoint, model = write_checkpoint(tmp_path / "m.ckpt", arch, **settings)
+    out = tmp_path / f"m.{export_format}"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", export_format, "--out", str(out)]) == 0
+    assert "parity with PyTorch" in capsys.readouterr().out
+    exported, hparams = load_exported(out)
+    assert hparams["model"]["arch"] == arch and hparams["input_size"] == 128
+    assert hparams["evaluation"]["score_threshold"] == 0.3 and hparams["rock_classes"] == ["rock", "boulder"]
+    assert exported.metadata["rockdet_version"] and exported.metadata["format"] == export_format
+    parity = check_parity(model, exported, parity_image(128), threshold=0.0)
+    assert parity.compared >= 10 and parity.passed, parity.describe()
+
+
+def test_parity_check_catches_a_different_model(tmp_path):
+    checkpoint, model = write_checkpoint(tmp_path / "m.ckpt")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    exported, _ = load_exported(tmp_path / "m.onnx")
+    with torch.no_grad():
+        model.roi_heads.box_predictor.bbox_pred.bias += 0.5  # boxes move by a few pixels
+    assert not check_parity(model, exported, parity_image(128), threshold=0.0).passed
+
+
+def test_predict_through_onnx_writes_the_same_catalogs(tmp_path):
+    from oracle import draw_rocks, save
+
+    checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    for name, rocks in (("a.png", [(10, 10, 30, 30)]), ("b.png", [(40, 20, 70, 60), (100, 100, 120, 110)])):
+        save(draw_rocks(160, 128, rocks), tmp_path / "in" / name)
+    catalogs = {}
+    for model_file in ("m.ckpt", "m.onnx"):
+        out = tmp_path / f"out_{model_file}"
+        assert main(["predict", "--checkpoint", str(tmp_path / model_file), "--out", str(out), str(tmp_path / "in"),
+                     "--score-threshold", "0.05", "--device", "cpu", "--as-trained"]) == 0
+        catalogs[model_file] = {name: json.loads((out / "catalogs" / f"{name}.json").read_text())
+                                for name in ("a.png", "b.png")}
+        header = (out / "catalogs" / "a.png.csv").read_text().splitlines()[0]
+        catalogs[model_file]["header"] = header
+    torch_run, onnx_run = catalogs["m.ckpt"], catalogs["m.onnx"]
+    assert torch_run["header"] == onnx_run["header"]
+    assert onnx_run["a.png"]["model_form"].startswith("ONNX Runtime")
+    for name in ("a.png", "b.png"):
+        expected, got = torch_run[name]["rocks"], onnx_run[name]["rocks"]
+        assert len(expected) == len(got) > 0 and list(expected[0]) == list(got[0])
+        for mine, theirs in zip(sorted(expected, key=lambda r: (r["x_min"], r["y_min"])),
+                                sorted(got, key=lambda r: (r["x_min"], r["y_min"]))):
+            box = np.array([mine[k] - theirs[k] for k in ("x_min", "y_min", "x_max", "y_max")])
+            assert np.abs(box).max() <= BOX_TOLERANCE_PX and abs(mine["score"] - theirs["score"]) <= SCORE_TOLERANCE
+
+
+def test_a_missing_runtime_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
+    checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    (tmp_path / "a.png").write_bytes(b"")
+    assert main(["predict", "--checkpoint", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "o"),
+                 str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pip install 'rockdet[onnx]'" in err
