@@ -6,7 +6,8 @@
 For each checkpoint: COCO recall at IoU 0.5 with at most 100 and at most 300 detections per
 image, recall and precision at the checkpoint's operating threshold (and at --thresholds), mAP50,
 AP by size, and the CPU minutes its run folder's summary.json records (pretraining is added with
---extra-minutes). Images are detected the way `rockdet predict` does.
++MINUTES); --proposals sets the RPN proposals per tile as `rockdet predict --proposals` does.
+Images are detected the way `rockdet predict` does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rockdet.data.formats import load_split
 from rockdet.evaluation import COCO_MAX_DETECTIONS, DetectionMetrics, OperatingPoint
 from rockdet.inference import detect_as_predict_does, training_image_size
 from rockdet.models import load_checkpoint_model
+from rockdet.models.inference_head import InferenceHead
 
 
 def main() -> None:
@@ -35,20 +37,23 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.05, 0.1, 0.2, 0.3])
     parser.add_argument("--rock-classes", nargs="+", default=["rock", "boulder"])
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--proposals", type=int, help="RPN proposals per tile (predict's --proposals)")
     options = parser.parse_args()
     torch.manual_seed(0)
     dataset = RockDataset(load_split(SplitConfig(annotations=options.data), options.rock_classes).records)
-    rows = [measure(label, dataset, options.thresholds) for label in options.run]
+    head = InferenceHead(options.proposals)
+    rows = [measure(label, dataset, options.thresholds, head) for label in options.run]
     print(table(rows, options.thresholds))
     if options.json:
         options.json.write_text(json.dumps(rows, indent=2))
 
 
-def measure(spec: str, dataset: RockDataset, thresholds: list[float]) -> dict:
+def measure(spec: str, dataset: RockDataset, thresholds: list[float], head: InferenceHead) -> dict:
     label, _, rest = spec.rpartition("=")  # a label may hold "=", a checkpoint path rarely does
     checkpoint, _, extra = rest.partition("+")
     model, hparams = load_checkpoint_model(checkpoint)
     model.eval()
+    applied = head.apply(model)
     cap = int(hparams["model"]["detections_per_image"])
     operating = float(hparams["evaluation"]["score_threshold"])
     coco100 = DetectionMetrics(operating, max_detections=COCO_MAX_DETECTIONS)
@@ -68,7 +73,7 @@ def measure(spec: str, dataset: RockDataset, thresholds: list[float]) -> dict:
             "map_50": at_cap["map_50"], "map_small": at_cap["map_small"], "map_medium": at_cap["map_medium"],
             "map_large": at_cap["map_large"],
             "at_thresholds": {t: {k: float(v) for k, v in p.compute().items()} for t, p in points.items()},
-            "cpu_minutes": None if seconds is None else round(seconds / 60 + float(extra or 0), 1),
+            "cpu_minutes": None if seconds is None else round(seconds / 60 + float(extra or 0), 1), "head": applied,
             "eval_seconds": round(time.perf_counter() - started, 1)}
 
 

@@ -12,8 +12,16 @@
 (b) rockdet's whole pipeline (decode from disk → tiles → model → merge → catalog files) vs a bare
     forward of the same inference-form model over the same tiles, already in memory, in the
     same batches.
+(c) with --curve: rockdet's speed and recall against truth for each number of RPN proposals per
+    tile (the rock-tuned inference head), each in PyTorch and in ONNX Runtime, interleaved with
+    SAHI running the plain PyTorch model as its users do.
+
+rockdet's side takes --runtime torch|onnx (onnx: the checkpoint exported with `rockdet export`'s
+code, run in ONNX Runtime) and --proposals / --detections-per-tile (the inference head).
 
     python scripts/benchmark_predict.py --checkpoint demo_out/run/checkpoints/best.ckpt --images 4
+    python scripts/benchmark_predict.py --checkpoint demo_out/run/checkpoints/best.ckpt --images 2 \
+        --curve 150 100 64 32
 Needs the benchmark extra: pip install -e '.[bench]'
 """
 
@@ -33,6 +41,7 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 from rockdet.data.synthetic import SceneSpec, generate_scene
+from rockdet.export import export_checkpoint
 from rockdet.inference import (
     PredictSettings,
     cut_tile,
@@ -43,6 +52,8 @@ from rockdet.inference import (
     to_image_coordinates,
 )
 from rockdet.models import build_detector, load_checkpoint_model, to_inference_form
+from rockdet.models.inference_head import InferenceHead
+from rockdet.runtimes import load_exported
 
 PCAM_SIZE = (2352, 1728)
 
@@ -162,6 +173,11 @@ def main() -> int:
     parser.add_argument("--score-threshold", type=float, default=0.25)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="rockdet's side")
+    parser.add_argument("--proposals", type=int, help="RPN proposals per tile on rockdet's side")
+    parser.add_argument("--detections-per-tile", type=int)
+    parser.add_argument("--curve", type=int, nargs="+", metavar="PROPOSALS",
+                        help="instead of (a) and (b): speed and recall per number of proposals, both runtimes")
     parser.add_argument("--out", type=Path)
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -183,25 +199,28 @@ def run(options, scratch: Path) -> int:
               "images": options.images, "image_size": PCAM_SIZE, "tile": tile, "overlap": options.overlap,
               "tiles_per_image": tiles_per_image, "batch_size": options.batch_size}
 
-    fast = copy.deepcopy(model)
-    report["model_form"] = to_inference_form(fast).describe()
+    if options.curve:
+        report["c_head_curve"] = head_curve(model, checkpoint, images, truth, settings, input_size, tile, options,
+                                            scratch)
+        return finish(report, options)
+    head = InferenceHead(options.proposals, options.detections_per_tile)
+    fast, report["model_form"] = rockdet_model(model, checkpoint, head, options.runtime, scratch)
+    report["head"] = head.apply(copy.deepcopy(model))
 
     def ours():
-        with torch.inference_mode():
-            return [torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4)
-                    for rocks in predict_images(fast, images, settings, input_size, options.device)]
+        return boxes_of(fast, images, settings, input_size, options.device)
 
     warm_up = images[:1]
     with torch.inference_mode():  # allocator, kernels
         list(predict_images(fast, warm_up, settings, input_size, options.device))
     sahi_predict(model, warm_up, settings, tile, options.device, 1)
-    sahi_predict(fast, warm_up, settings, tile, options.device, 1)
-    runs = timed({"sahi": lambda: sahi_predict(model, images, settings, tile, options.device, 1),
-                  "rockdet": ours,
-                  "sahi_inference_form": lambda: sahi_predict(fast, images, settings, tile, options.device, 1)},
-                 options.repeats)
+    functions = {"sahi": lambda: sahi_predict(model, images, settings, tile, options.device, 1), "rockdet": ours}
+    if options.runtime == "torch":  # SAHI can run the inference-form PyTorch model too
+        sahi_predict(fast, warm_up, settings, tile, options.device, 1)
+        functions["sahi_inference_form"] = lambda: sahi_predict(fast, images, settings, tile, options.device, 1)
+    runs = timed(functions, options.repeats)
     (sahi_time, sahi_boxes), (ours_time, our_boxes) = runs["sahi"], runs["rockdet"]
-    sahi_fast_time = runs["sahi_inference_form"][0]
+    sahi_fast_time = runs.get("sahi_inference_form", (float("nan"),))[0]
     same_windows, same_windows_sahi_merge = on_sahi_windows(fast, images, settings, tile, options.device)
     report["a_vs_sahi"] = {
         "rockdet_s": round(ours_time, 2), "sahi_s": round(sahi_time, 2),
@@ -217,8 +236,13 @@ def run(options, scratch: Path) -> int:
         "quality_vs_truth": {"rockdet": quality(our_boxes, truth), "sahi": quality(sahi_boxes, truth),
                              "rockdet_on_sahi_windows": quality(same_windows, truth),
                              "true_rocks": sum(len(t) for t in truth)}}
-    report["b_pipeline_vs_forward"] = pipeline_vs_forward(fast, checkpoint, images, settings, input_size,
-                                                          options, scratch)
+    model_file = scratch / "rockdet.onnx" if options.runtime == "onnx" else checkpoint
+    report["b_pipeline_vs_forward"] = pipeline_vs_forward(fast, model_file, images, settings, input_size,
+                                                          options, scratch, head)
+    return finish(report, options)
+
+
+def finish(report: dict, options) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if options.out:
@@ -226,7 +250,52 @@ def run(options, scratch: Path) -> int:
     return 0
 
 
-def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, options, folder: Path) -> dict:
+def rockdet_model(model, checkpoint: Path, head: InferenceHead, runtime: str, scratch: Path):
+    """(detector, how it runs) for rockdet's side: the inference form, or the ONNX export."""
+    if runtime == "onnx":
+        path = scratch / "rockdet.onnx"
+        export_checkpoint(checkpoint, "onnx", path, head=head)
+        detector, _ = load_exported(path, threads=torch.get_num_threads())
+        return detector, detector.describe()
+    fast = copy.deepcopy(model)
+    head.apply(fast)
+    return fast, to_inference_form(fast).describe()
+
+
+def boxes_of(detector, images, settings, input_size, device) -> list:
+    with torch.inference_mode():
+        return [torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4)
+                for rocks in predict_images(detector, images, settings, input_size, device)]
+
+
+def head_curve(model, checkpoint, images, truth, settings, input_size, tile, options, scratch) -> list[dict]:
+    """Speed and recall for each number of proposals and runtime, interleaved with SAHI."""
+    functions = {"sahi": lambda: sahi_predict(model, images, settings, tile, options.device, 1)}
+    for proposals in options.curve:
+        for runtime in ("torch", "onnx"):
+            folder = scratch / f"{runtime}_{proposals}"
+            folder.mkdir()
+            detector, _ = rockdet_model(model, checkpoint, InferenceHead(proposals, options.detections_per_tile),
+                                        runtime, folder)
+            boxes_of(detector, images[:1], settings, input_size, options.device)  # warm-up
+            functions[f"{runtime} {proposals}"] = (
+                lambda d=detector: boxes_of(d, images, settings, input_size, options.device))
+    sahi_predict(model, images[:1], settings, tile, options.device, 1)
+    runs = timed(functions, options.repeats)
+    sahi_time, sahi_boxes = runs["sahi"]
+    sahi_quality = quality(sahi_boxes, truth)
+    rows = [{"run": "SAHI, plain PyTorch model", "images_per_s": round(len(images) / sahi_time, 3),
+             "speed_vs_sahi": 1.0, **sahi_quality}]
+    for name, (seconds, boxes) in runs.items():
+        if name != "sahi":
+            rows.append({"run": f"rockdet {name} proposals", "images_per_s": round(len(images) / seconds, 3),
+                         "speed_vs_sahi": round(sahi_time / seconds, 2), **quality(boxes, truth),
+                         "recall_minus_sahi": round(quality(boxes, truth)["recall_50"] - sahi_quality["recall_50"], 3)})
+    return rows
+
+
+def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, options, folder: Path,
+                        head: InferenceHead) -> dict:
     from rockdet.predict_command import predict_command
     from rockdet.predict_job import PredictJob
 
@@ -243,7 +312,7 @@ def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, o
 
     def pipeline():
         predict_command(PredictJob(checkpoint, folder / "out", (str(folder / "pcam_*.png"),), settings,
-                                   overwrite=True,
+                                   overwrite=True, camera="none", head=head if checkpoint.suffix == ".ckpt" else InferenceHead(),
                                    accelerator="gpu" if options.device.startswith("cuda") else "cpu"))
 
     pipeline()  # warm-up

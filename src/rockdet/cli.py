@@ -106,6 +106,7 @@ def _pseudo_label(options) -> int:
 
 def _predict(options) -> int:
     from rockdet.inference import PredictSettings
+    from rockdet.models.inference_head import InferenceHead
     from rockdet.outputs import CATALOG_DIR, ROCKS_FILE, SUMMARY_FILE
     from rockdet.predict_command import predict_command
     from rockdet.predict_job import PredictJob
@@ -119,7 +120,7 @@ def _predict(options) -> int:
                      tuple(f.strip() for f in options.format.split(",") if f.strip()),
                      options.overwrite, devices, accelerator, options.workers, options.camera,
                      options.overlay, options.as_trained, options.wait, options.trust_checkpoint,
-                     options.ground_z)
+                     options.ground_z, InferenceHead(options.proposals, options.detections_per_tile))
     summary = predict_command(job)
     if summary is None:  # another process of a multi-device run; the first one reports
         return 0
@@ -184,9 +185,11 @@ def _sfd(options) -> int:
 
 def _export(options) -> int:
     from rockdet.export import export_checkpoint
+    from rockdet.models.inference_head import InferenceHead
 
     metadata, parity = export_checkpoint(options.checkpoint, options.format, options.out,
-                                         options.trust_checkpoint, options.parity_threshold)
+                                         options.trust_checkpoint, options.parity_threshold,
+                                         InferenceHead(options.proposals, options.detections_per_tile))
     print(f"written: {options.out} ({metadata['format']}, {metadata['arch']}, input {metadata['input_size']} px, "
           f"score threshold {metadata['score_threshold']})")
     print(f"parity with PyTorch: {parity.describe()}")

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "once (rocks larger than a tile)")
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
                          f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
+    _add_head_arguments(predict)
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     predict.add_argument("--devices", type=_count(1), default=1, help="number of GPUs (DDP)")
     predict.add_argument("--workers", type=_count(0), default=0, help="image-decoding worker processes")
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", type=Path, required=True)
     export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     export.add_argument("--out", type=Path, required=True, help="file to write (.onnx or .torchscript)")
+    _add_head_arguments(export)
     export.add_argument("--parity-threshold", type=float, help="score from which detections are compared "
                         "(default: the checkpoint's eval.score_threshold)")
     _add_trust_argument(export)
@@ -134,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sun-azimuth", type=float, default=150.0)
     synth.add_argument("--sun-elevation", type=float, default=30.0)
     return parser
+
+
+def _add_head_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--proposals", type=_count(1), help="RPN proposals kept per tile (two-stage "
+                        "detectors; default: the checkpoint's). Fewer run faster: see docs/BENCHMARKS.md")
+    parser.add_argument("--detections-per-tile", type=_count(1), help="detections kept per tile "
+                        "(default: the checkpoint's)")
 
 
 def _add_trust_argument(parser: argparse.ArgumentParser) -> None:

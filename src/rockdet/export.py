@@ -28,6 +28,7 @@ from rockdet.errors import RockdetError
 from rockdet.inference import training_image_size
 from rockdet.models import load_checkpoint_model
 from rockdet.models.archs import has_masks
+from rockdet.models.inference_head import InferenceHead
 from rockdet.models.sparse_labels import disable_sparse_label_training
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,14 @@ def export_metadata(hparams: dict, export_format: str) -> dict[str, Any]:
 
 
 def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bool = False,
-                      parity_threshold: float | None = None) -> tuple[dict[str, Any], Parity]:
+                      parity_threshold: float | None = None, head: InferenceHead | None = None
+                      ) -> tuple[dict[str, Any], Parity]:
     """Write ``out`` and return its metadata and the parity check's result (raises if it fails)."""
     if export_format not in FORMATS:
         raise ExportError(f"--format {export_format}: choose one of {list(FORMATS)}")
     model, hparams = load_checkpoint_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
-    metadata = export_metadata(hparams, export_format)
+    metadata = {**export_metadata(hparams, export_format), "head": (head or InferenceHead()).apply(model)}
     image = parity_image(metadata["input_size"])
     out.parent.mkdir(parents=True, exist_ok=True)
     from rockdet.atomic import atomic_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -110,3 +111,14 @@ def _read_list(list_file: Path) -> list[tuple[Path, Path]]:
     paths = [Path(line) if Path(line).is_absolute() else list_file.parent / line
              for line in lines if line and not line.startswith("#")]
     return [(p, Path(p.name)) for p in paths]
+
+
+def file_sha256(path: Path) -> str | None:
+    """SHA-256 of a file read in blocks (checkpoints can be large); None when it is not a file."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

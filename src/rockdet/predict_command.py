@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -17,9 +16,10 @@ from rockdet.atomic import write_json_atomic
 from rockdet.catalog import catalog_columns, read_catalog_json, read_complete_catalog, write_rows_csv
 from rockdet.errors import RockdetError
 from rockdet.inference import training_image_size
-from rockdet.inputs import InputImage, collect_inputs
+from rockdet.inputs import InputImage, collect_inputs, file_sha256
 from rockdet.models import load_checkpoint_model, to_inference_form
 from rockdet.models.archs import has_masks
+from rockdet.models.inference_head import InferenceHead
 from rockdet.outputs import ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
 from rockdet.predict_job import CAMERA_AUTO, CAMERA_NONE, PredictJob, PredictRun
 from rockdet.predict_run import Outcome, environment, run_prediction
@@ -28,7 +28,7 @@ from rockdet.runtimes import exported_format, load_exported
 log = logging.getLogger(__name__)
 
 #: What makes the rocks of a catalog: an earlier catalog made otherwise is redone, not kept.
-MADE_WITH = ("checkpoint_sha256", "arch", "score_threshold", "tiling", "camera")
+MADE_WITH = ("checkpoint_sha256", "arch", "score_threshold", "tiling", "camera", "head")
 
 
 def predict_command(job: PredictJob) -> dict[str, Any] | None:
@@ -62,6 +62,7 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
 def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.nn.Module]:
     """Load the checkpoint and settle everything the run and the writer share."""
     model, hparams, model_form = load_detector(job.checkpoint, job.trust_checkpoint, job.as_trained)
+    head = _head(model, job)
     input_size = training_image_size(hparams)
     settings = job.settings
     if settings.score_threshold is None:
@@ -74,7 +75,7 @@ def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.n
                           "auto": settings.tile is None, "merge": f"{settings.merge_method}/"
                           f"{settings.merge_metric}>{settings.merge_threshold}",
                           "full_image_pass": settings.full_image_pass},
-               "camera": camera_record}
+               "camera": camera_record, "head": head}
     return PredictRun(job, layout, settings, input_size, has_masks(hparams["model"]["arch"]), context,
                       sizer), model
 
@@ -89,15 +90,14 @@ def load_detector(path: Path, trust: bool, as_trained: bool) -> tuple[torch.nn.M
     return model, hparams, "as trained" if as_trained else to_inference_form(model).describe()
 
 
-def file_sha256(path: Path) -> str | None:
-    """SHA-256 of a file read in blocks (checkpoints can be large); None when it is not a file."""
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _head(model: torch.nn.Module, job: PredictJob) -> dict:
+    """Set the job's proposals and detections per tile; an exported model keeps its own."""
+    if exported_format(job.checkpoint) is not None:
+        if job.head != InferenceHead():
+            raise RockdetError(f"{job.checkpoint}: an exported model's head is fixed at export; pass "
+                               f"--proposals/--detections-per-tile to `rockdet export` instead")
+        return dict(model.metadata.get("head") or {})
+    return job.head.apply(model)
 
 
 def _plan(images: list[InputImage], run: PredictRun):

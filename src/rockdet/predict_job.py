@@ -11,6 +11,7 @@ from typing import Any, Callable
 from rockdet.catalog import FORMATS
 from rockdet.errors import RockdetError
 from rockdet.inference import PredictSettings
+from rockdet.models.inference_head import InferenceHead
 from rockdet.outputs import OutputLayout
 
 #: --camera values besides a YAML file: each product's own label model, or no sizing.
@@ -42,6 +43,8 @@ class PredictJob:
     #: Height of the ground plane (z, down) in a label model's frame; None: the frame's own
     #: (z = 0 in ROVER_NAV_FRAME and LOCAL_LEVEL_FRAME).
     ground_z: float | None = None
+    #: Proposals and detections per tile (PyTorch checkpoints; an export carries its own).
+    head: InferenceHead = field(default_factory=InferenceHead)
 
     def __post_init__(self) -> None:
         unknown = set(self.formats) - set(FORMATS)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from rockdet.catalog import ImageCatalog, write_catalog
 from rockdet.data.images import read_image
+from rockdet.data.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.errors import RockdetError
 from rockdet.inference import (
     PredictSettings,
@@ -33,7 +34,7 @@ from rockdet.inference import (
     tile_batches,
     to_image_coordinates,
 )
-from rockdet.inputs import InputImage
+from rockdet.inputs import InputImage, file_sha256
 from rockdet.predict_job import PredictRun
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class ImageMeta:
     valid: np.ndarray | None = None
     geometry: Any = None
     geometry_problem: str | None = None
+    #: Read window by window (huge tiled TIFFs): never decoded whole, so no overlay is drawn.
+    windowed: bool = False
 
 
 @dataclass
@@ -86,8 +89,11 @@ class TileStream(IterableDataset):
             yield TileBatch(failed=failed)
 
     @staticmethod
-    def _decoded(jobs: list[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, np.ndarray]]:
+    def _decoded(jobs: list[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, Any]]:
         for job in jobs:
+            if is_windowed_tiff(job.path):
+                yield from _windowed(job, failed)
+                continue
             try:
                 image = read_image(job.path)
             except RockdetError as exc:
@@ -95,6 +101,20 @@ class TileStream(IterableDataset):
                 continue
             yield ImageMeta(job, image.width, image.height, image.sha256, image.notes, image.valid,
                             image.geometry, image.geometry_problem), image.pixels
+
+
+def _windowed(job: InputImage, failed: list[Outcome]) -> Iterator[tuple[ImageMeta, WindowedTiff]]:
+    """A tiled TIFF as windows: its tiles are cut (and decoded) while this generator waits at
+    the yield, so the file is closed as soon as the image's last tile is out."""
+    try:
+        frame = WindowedTiff(job.path)
+    except RockdetError as exc:
+        failed.append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
+        return
+    try:
+        yield ImageMeta(job, frame.width, frame.height, file_sha256(job.path) or "", frame.notes, windowed=True), frame
+    finally:
+        frame.close()
 
 
 def _shard(rank: int, world_size: int, worker: int, workers: int) -> tuple[int, int]:
@@ -179,11 +199,13 @@ class CatalogWriter(BasePredictionWriter):
         rocks = drop_rocks_on_no_data(merge_tiles(parts, run.settings), meta.valid)
         geometry = run.sizer(rocks, meta) if run.sizer is not None else None
         notes = meta.notes + ([geometry["geometry_note"]] if geometry and geometry.get("geometry_note") else [])
+        if run.job.overlay and meta.windowed:
+            notes.append("no overlay for a windowed frame (it would need the whole image in memory)")
         catalog = ImageCatalog(str(meta.job.path), meta.width, meta.height, meta.sha256, rocks,
                                with_masks=run.with_masks, with_geometry=geometry is not None,
                                context={**run.context, "source": str(meta.job.path.resolve()),
                                         "tiles": tiles, "image_notes": notes, **(geometry or {})})
-        if run.job.overlay:
+        if run.job.overlay and not meta.windowed:
             from rockdet.overlay import write_overlay
 
             write_overlay(meta.job.path, rocks, run.layout.overlay_file(meta.job.key))

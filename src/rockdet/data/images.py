@@ -135,7 +135,6 @@ def stretch_to_uint8(values: np.ndarray, notes: list[str], valid: np.ndarray | N
     low, high = np.percentile(values[finite], STRETCH_PERCENTILES)
     if high <= low:
         high = low + 1.0
-    stretched = np.clip((np.where(finite, values, low) - low) / (high - low), 0.0, 1.0)
     masked = int(finite.size - np.count_nonzero(finite))
     if valid is not None:
         notes.append(f"stretched to 8 bit at percentiles {STRETCH_PERCENTILES} of the valid pixels: "
@@ -144,7 +143,13 @@ def stretch_to_uint8(values: np.ndarray, notes: list[str], valid: np.ndarray | N
             notes.append(f"{masked} values marked missing or invalid by the label masked to 0 (never rocks)")
     elif masked:
         notes.append(f"{masked} non-finite pixel values (nodata) masked to 0")
-    return np.where(finite, stretched * 255.0 + 0.5, 0).astype(np.uint8)
+    return np.where(finite, stretch_with(np.where(finite, values, low), low, high), 0).astype(np.uint8)
+
+
+def stretch_with(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``values`` mapped linearly from low..high to 0..255 (clipped), as uint8."""
+    scaled = np.clip((values.astype(np.float32) - low) / (high - low), 0.0, 1.0)
+    return (scaled * 255.0 + 0.5).astype(np.uint8)
 
 
 def _read_pds(path: Path, data: bytes) -> LoadedImage:
