@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rockdet.cli_parser import CPU_TILE_BATCH, GPU_TILE_BATCH, build_parser
+from rockdet.console import configure_console
 from rockdet.errors import RockdetError
 
 log = logging.getLogger("rockdet")
@@ -16,10 +17,7 @@ log = logging.getLogger("rockdet")
 def main(args: list[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(args)
-    logging.basicConfig(level=logging.WARNING if options.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
-    for name in ("lightning.pytorch", "lightning.fabric"):  # they print through their own handler
-        logging.getLogger(name).propagate = False
+    configure_console(options.quiet, options.verbose)
     try:
         return int(HANDLERS[options.command](options) or 0)
     except RockdetError as exc:
@@ -143,10 +141,16 @@ def _tile_batch(accelerator: str) -> int:
 def _devices(device: str, count: int):
     if device == "cpu":
         return "cpu", count  # several CPU processes: DDP over gloo, mainly for testing
-    if device.startswith("cuda:") and device.split(":", 1)[1].isdigit():
-        return "gpu", [int(device.split(":", 1)[1])]
-    if device == "cuda":
-        return "gpu", count
+    if device == "cuda" or (device.startswith("cuda:") and device.split(":", 1)[1].isdigit()):
+        import torch
+
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        wanted = [int(device.split(":", 1)[1])] if ":" in device else list(range(count))
+        if max(wanted) >= available:
+            raise RockdetError(f"--device {device}" + (f" --devices {count}" if ":" not in device else "") +
+                               f": this machine has {available} CUDA GPU(s) visible to torch "
+                               f"{torch.__version__}; use --device cpu or auto")
+        return "gpu", wanted if ":" in device else count
     if device == "auto":
         return "auto", count
     raise RockdetError(f"--device {device}: choose auto, cpu, cuda or cuda:N")

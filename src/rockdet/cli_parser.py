@@ -39,7 +39,10 @@ def _positive_number(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rockdet", description=DESCRIPTION)
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="debug messages, and library "
+                          "warnings rockdet otherwise filters as harmless")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune a detector from a YAML config")

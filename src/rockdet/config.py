@@ -127,19 +127,19 @@ class TrainConfig(Settings):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     run: RunConfig = Field(default_factory=RunConfig)
-    #: Passed to lightning.Trainer as keyword arguments (devices, strategy, precision, ...).
+    #: Passed to pytorch_lightning.Trainer as keyword arguments (devices, strategy, precision, ...).
     trainer: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("trainer")
     @classmethod
     def _trainer_arguments(cls, trainer: dict[str, Any]) -> dict[str, Any]:
-        import lightning
+        import pytorch_lightning
 
-        parameters = set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"}
+        parameters = set(inspect.signature(pytorch_lightning.Trainer.__init__).parameters) - {"self"}
         for key in trainer:
             if key not in parameters:
                 raise ValueError(f"unknown key 'trainer.{key}'{did_you_mean(key, parameters)} "
-                                 f"(trainer takes lightning.Trainer's arguments)")
+                                 f"(trainer takes pytorch_lightning.Trainer's arguments)")
         return trainer
 
     @model_validator(mode="after")

@@ -60,13 +60,14 @@ def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda p
 
 
 def _distinct_images(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[InputImage]:
-    jobs, keys, files, excluded = [], set(), set(), 0
+    jobs, keys, files, excluded, repeated = [], set(), set(), 0, 0
     for path, relative in found:
         if exclude(path):
             excluded += 1
             continue
         real = path.resolve()
         if real in files:  # the same file reached twice: one catalog
+            repeated += 1
             continue
         files.add(real)
         key = base = safe_key(relative)
@@ -78,6 +79,9 @@ def _distinct_images(found: list[tuple[Path, Path]], exclude: Callable[[Path], b
         jobs.append(InputImage(path, key))
     if excluded:
         log.info("left out %d of rockdet's own output files found among the inputs", excluded)
+    if repeated:
+        log.info("%d input(s) named a file already among the inputs (same resolved path): each file "
+                 "is catalogued once", repeated)
     return jobs
 
 

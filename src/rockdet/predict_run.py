@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Iterator
 
-import lightning as L
 import numpy as np
+import pytorch_lightning as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from rockdet.catalog import ImageCatalog, write_catalog
+from rockdet.console import progress_interval
 from rockdet.data.images import read_image
 from rockdet.data.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.errors import RockdetError
@@ -132,7 +133,7 @@ def images_in_share(images: int, rank: int, world_size: int, workers: int) -> in
     return total
 
 
-class PredictModule(L.LightningModule):
+class PredictModule(pl.LightningModule):
     def __init__(self, model: torch.nn.Module, images: list[InputImage], run: PredictRun):
         super().__init__()
         self.model = model.eval()
@@ -168,7 +169,7 @@ class CatalogWriter(BasePredictionWriter):
         # ends. In a multi-device run the first process shows its own share.
         share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.run.job.workers)
         self.progress = tqdm(total=share, unit="image", desc="Predicting", dynamic_ncols=True,
-                             disable=not trainer.is_global_zero)
+                             disable=not trainer.is_global_zero, mininterval=progress_interval())
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.progress is not None:
@@ -235,7 +236,7 @@ def run_prediction(model: torch.nn.Module, images: list[InputImage], run: Predic
     devices = run.job.devices
     strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
     # The writer's bar counts images; Lightning's would count tile batches of unknown number.
-    trainer = L.Trainer(accelerator=run.job.accelerator, devices=devices, strategy=strategy, logger=False,
+    trainer = pl.Trainer(accelerator=run.job.accelerator, devices=devices, strategy=strategy, logger=False,
                         callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
                         enable_progress_bar=False)
     trainer.predict(module, return_predictions=False)
@@ -257,4 +258,4 @@ def environment() -> dict[str, str]:
     from rockdet import __version__
 
     return {"rockdet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "lightning": L.__version__, "python": platform.python_version(), "numpy": np.__version__}
+            "pytorch_lightning": pl.__version__, "python": platform.python_version(), "numpy": np.__version__}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import lightning as L
+import pytorch_lightning as pl
 import torch
 
 from rockdet.errors import ConfigError
@@ -14,7 +14,7 @@ from rockdet.models import build_detector
 MONITOR = "val_map_50"
 
 
-class RockDetectionTask(L.LightningModule):
+class RockDetectionTask(pl.LightningModule):
     """Settings arrive as plain dicts so they are saved in every checkpoint."""
 
     def __init__(self, model: dict, optimizer: dict, scheduler: dict, evaluation: dict,

@@ -8,14 +8,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
+import pytorch_lightning as pl
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger
 
 from rockdet.atomic import atomic_path, write_json_atomic, write_text_atomic
 from rockdet.config import AUTO, ModelConfig, TrainConfig
+from rockdet.console import lightning_progress_refresh
 from rockdet.data.datamodule import RockDataModule
 from rockdet.data.records import AnnotatedImage
 from rockdet.errors import ConfigError
@@ -38,7 +39,7 @@ class TrainResult:
 
 def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     """Fit the detector; checkpoints, metrics and curves go to the run folder."""
-    L.seed_everything(config.seed, workers=True)
+    pl.seed_everything(config.seed, workers=True)
     run_dir = resolve_run_dir(config, resume)
     checkpoints = run_dir / "checkpoints"
     datamodule = RockDataModule(config.data, with_masks=config.model.has_masks, seed=config.seed)
@@ -62,6 +63,8 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     last = ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
     callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
+    if config.trainer.get("enable_progress_bar", True):
+        callbacks.append(TQDMProgressBar(refresh_rate=lightning_progress_refresh()))
     if config.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max",
                                        patience=config.early_stopping.patience,
@@ -71,7 +74,7 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     for reserved in ("callbacks", "logger", "default_root_dir"):
         if reserved in config.trainer:
             raise ConfigError(f"trainer.{reserved} is set by rockdet; remove it from the config")
-    trainer = L.Trainer(logger=CSVLogger(save_dir=str(run_dir), name="logs"), callbacks=callbacks,
+    trainer = pl.Trainer(logger=CSVLogger(save_dir=str(run_dir), name="logs"), callbacks=callbacks,
                         **options)
     started = time.monotonic()
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)

@@ -55,7 +55,10 @@ def read_yaml_mapping(path: Path | str, what: str) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                          f"save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: "
                           f"{str(exc).splitlines()[0]})") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str],
         raise DataError(f"{path}: none of rock_classes {rock_classes} is a category here; "
                         f"categories are {sorted(set(categories.values()))}")
     by_image, ignore_by_image = defaultdict(list), defaultdict(list)
+    unknown_categories: Counter = Counter()
     for index, ann in enumerate(data.get("annotations", [])):
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise DataError(f"{path}: annotations[{index}] has no image_id")
@@ -36,15 +37,23 @@ def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str],
             by_image[ann["image_id"]].append(ann)
         elif ann.get("category_id") in ignore_ids:
             ignore_by_image[ann["image_id"]].append(ann)
+        elif categories and ann.get("category_id") not in categories:
+            unknown_categories[ann.get("category_id")] += 1
         else:
             report.ignored_categories[categories.get(ann.get("category_id"), "?")] += 1
-    records = []
+    for category_id, count in sorted(unknown_categories.items(), key=lambda item: str(item[0])):
+        report.problems.append(f"category_id {category_id!r} ({count} annotation{'s' * (count > 1)}) is not "
+                               f"among the categories {sorted(categories, key=str)}: not read")
+    records, listed = [], Counter()
     for index, image in enumerate(data["images"]):
         try:
             file_name, width, height = image["file_name"], int(image["width"]), int(image["height"])
         except (KeyError, TypeError, ValueError):
             raise DataError(f"{path}: images[{index}] needs file_name, width and height") from None
         image_path = images_dir / file_name
+        listed[image_path.resolve()] += 1
+        if listed[image_path.resolve()] == 2:
+            report.duplicate_images.append(str(file_name))
         if not image_path.is_file():
             raise DataError(f"{path}: image file not found: {image_path}")
         anns = by_image.get(image.get("id"), [])
@@ -52,6 +61,9 @@ def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str],
         records.append(_record(path, image_path, width, height, anns, report))
         records[-1].ignore_boxes = clip_regions(np.asarray(regions), width, height)
         report.add(records[-1])
+    for file_name in report.duplicate_images:
+        times = listed[(images_dir / file_name).resolve()]
+        report.problems.append(f"image {file_name} is listed {times} times: its rocks would count {times} times")
     return AnnotationSet(records, report)
 
 

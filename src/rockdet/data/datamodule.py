@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import lightning as L
+import pytorch_lightning as pl
 import torch
-from lightning.fabric.utilities.seed import pl_worker_init_function
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from rockdet.data.dataset import RockDataset, collate_detection
@@ -15,12 +15,12 @@ from rockdet.data.records import AnnotatedImage
 from rockdet.data.settings import DataConfig, SplitConfig
 from rockdet.data.synthetic_stream import SyntheticTerrainStream
 from rockdet.data.transforms import build_transforms
-from rockdet.errors import ConfigError
+from rockdet.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 
-class RockDataModule(L.LightningDataModule):
+class RockDataModule(pl.LightningDataModule):
     def __init__(self, data: DataConfig, with_masks: bool = False, seed: int = 0):
         super().__init__()
         if data.train is None or data.val is None:
@@ -46,6 +46,10 @@ class RockDataModule(L.LightningDataModule):
         loaded = load_split(split, self.data.rock_classes,
                             self.data.ignore_classes if name == "train" else ())
         report = loaded.report
+        if report.duplicate_images:
+            raise DataError(f"{split.annotations or split.images}: image {report.duplicate_images[0]} is listed more "
+                            f"than once ({len(report.duplicate_images)} such image(s)); its rocks would be "
+                            f"trained on twice. List each image once (rockdet data-report shows them all)")
         log.info("%s: %d images, %d rocks, %d empty, %d boxes clipped, dropped %s, "
                  "%d ignore regions", name, report.images, report.rocks, report.empty_images,
                  report.clipped_boxes, dict(report.dropped) or "none", report.ignore_regions)

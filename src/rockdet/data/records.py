@@ -55,6 +55,8 @@ class LoadReport:
     #: Boxes of data.ignore_classes kept as ignore regions.
     ignore_regions: int = 0
     problems: list[str] = field(default_factory=list)
+    #: Image files listed more than once (one line each, naming the file): training refuses them.
+    duplicate_images: list[str] = field(default_factory=list)
 
     def add(self, record: AnnotatedImage) -> None:
         self.images += 1
