@@ -32,8 +32,10 @@ ROCKS_FILE = "rocks.csv"
 SFD_FILES = ("sfd.json", "sfd.png")
 #: Rocks of every image with site coordinates, on one map (PDS products with a rover pose).
 SITE_MAP_FILE = "site_map.png"
+#: The batch's rocks as COCO pre-annotations (--format ...,coco).
+COCO_FILE = "predictions.coco.json"
 LOCK_FILE = ".rockdet.lock"
-BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, LOCK_FILE)
+BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, LOCK_FILE)
 
 
 def safe_key(relative: PurePosixPath | Path | str) -> str:

@@ -14,13 +14,14 @@ import torch
 
 from rockdet.atomic import write_json_atomic
 from rockdet.catalog import catalog_columns, read_catalog_json, read_complete_catalog, write_rows_csv
+from rockdet.coco_export import write_predictions_coco
 from rockdet.errors import RockdetError
 from rockdet.inference import training_image_size
 from rockdet.inputs import InputImage, collect_inputs, file_sha256
 from rockdet.models import load_checkpoint_model, to_inference_form
 from rockdet.models.archs import has_masks
 from rockdet.models.inference_head import InferenceHead
-from rockdet.outputs import ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
+from rockdet.outputs import COCO_FILE, ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
 from rockdet.predict_job import CAMERA_AUTO, CAMERA_NONE, PredictJob, PredictRun
 from rockdet.predict_run import Outcome, environment, run_prediction
 from rockdet.runtimes import exported_format, load_exported
@@ -149,12 +150,14 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
     """The batch summary, and every finished image's rocks (also written to rocks.csv)."""
     layout = run.layout
     by_status = {status: [o for o in outcomes if o.status == status] for status in ("done", "skipped", "failed")}
-    rows, unreadable = [], []
+    rows, unreadable, documents = [], [], []
     for job in jobs:  # rocks.csv covers every finished image, earlier runs included
         if any(o.image == job.key for o in by_status["failed"]):
             continue
         try:
-            rows += _catalog_rows(layout, job.key)
+            document = read_catalog_json(layout.catalog_file(job.key, "json"))
+            documents.append((job.key, document))
+            rows += [{"image": job.key, **row} for row in document.get("rocks", [])]
         except RockdetError as exc:
             log.warning("%s: catalog unreadable, its rocks are not in %s (%s)", job.key, ROCKS_FILE, exc)
             unreadable.append({"image": job.key, "reason": f"catalog unreadable: {exc}"})
@@ -162,6 +165,8 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
     sized = any("size_flag" in row for row in rows) or (run.sizer is not None and run.job.camera != CAMERA_AUTO)
     columns = ["image"] + catalog_columns(run.with_masks, sized)
     write_rows_csv(layout.batch_file(ROCKS_FILE), columns, rows)
+    if "coco" in run.job.formats:
+        write_predictions_coco(documents, layout.batch_file(COCO_FILE))
     seconds = time.monotonic() - started
     done = len(by_status["done"])
     return {
@@ -175,9 +180,3 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
         "seconds": round(seconds, 2), "images_per_second": round(done / seconds, 3) if seconds else None,
         **run.context, "formats": list(run.job.formats), "versions": environment(),
     }, rows
-
-
-def _catalog_rows(layout: OutputLayout, key: str) -> list[dict[str, Any]]:
-    document = read_catalog_json(layout.catalog_file(key, "json"))
-    return [{"image": key, **row} for row in document.get("rocks", [])]
-

@@ -16,6 +16,8 @@ from rockdet.outputs import OutputLayout
 
 #: --camera values besides a YAML file: each product's own label model, or no sizing.
 CAMERA_AUTO, CAMERA_NONE = "auto", "none"
+#: Formats written once per batch rather than per image: coco, the batch as COCO pre-annotations.
+BATCH_FORMATS = ("coco",)
 #: Smallest tile the command accepts: below it no detector sees a rock with its context.
 MIN_TILE_PX = 32
 
@@ -47,10 +49,10 @@ class PredictJob:
     head: InferenceHead = field(default_factory=InferenceHead)
 
     def __post_init__(self) -> None:
-        unknown = set(self.formats) - set(FORMATS)
+        unknown = set(self.formats) - set(FORMATS) - set(BATCH_FORMATS)
         if unknown or "json" not in self.formats:
-            raise RockdetError(f"--format: choose from {list(FORMATS)} and include json (it marks a "
-                               f"catalog complete); got {','.join(self.formats)}")
+            raise RockdetError(f"--format: choose from {list(FORMATS) + list(BATCH_FORMATS)} and include json "
+                               f"(it marks a catalog complete); got {','.join(self.formats)}")
         if self.ground_z is not None and self.camera != CAMERA_AUTO:
             raise RockdetError(f"--ground-z applies to label camera models (--camera {CAMERA_AUTO}), "
                                f"not --camera {self.camera}")

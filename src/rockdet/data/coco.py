@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -50,21 +51,38 @@ def read_coco(path: Path, images_dir: Path | None, rock_classes: list[str],
             file_name, width, height = image["file_name"], int(image["width"]), int(image["height"])
         except (KeyError, TypeError, ValueError):
             raise DataError(f"{path}: images[{index}] needs file_name, width and height") from None
-        image_path = images_dir / file_name
+        image_path = find_image(path, images_dir, str(file_name))
         listed[image_path.resolve()] += 1
         if listed[image_path.resolve()] == 2:
             report.duplicate_images.append(str(file_name))
-        if not image_path.is_file():
-            raise DataError(f"{path}: image file not found: {image_path}")
         anns = by_image.get(image.get("id"), [])
         regions = [_xyxy(path, ann) for ann in ignore_by_image.get(image.get("id"), [])]
         records.append(_record(path, image_path, width, height, anns, report))
         records[-1].ignore_boxes = clip_regions(np.asarray(regions), width, height)
         report.add(records[-1])
     for file_name in report.duplicate_images:
-        times = listed[(images_dir / file_name).resolve()]
+        times = listed[find_image(path, images_dir, file_name).resolve()]
         report.problems.append(f"image {file_name} is listed {times} times: its rocks would count {times} times")
     return AnnotationSet(records, report)
+
+
+#: Label Studio stores uploads as "<8 hex digits>-<original name>" and exports that name.
+_LABEL_STUDIO_UPLOAD = re.compile(r"^[0-9a-f]{8}-(.+)$")
+
+
+def find_image(path: Path, images_dir: Path, file_name: str) -> Path:
+    """The image a COCO ``file_name`` names: as given under ``images_dir``, else by its base
+    name (CVAT and Label Studio exports prefix folders such as ``images/``), else by its name
+    before Label Studio's upload prefix."""
+    name = Path(file_name.replace("\\", "/"))
+    candidates = [images_dir / name, images_dir / name.name]
+    upload = _LABEL_STUDIO_UPLOAD.match(name.name)
+    if upload:
+        candidates.append(images_dir / upload.group(1))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{path}: image file not found: {images_dir / name}")
 
 
 def _record(path: Path, image_path: Path, width: int, height: int, anns: list[dict],
