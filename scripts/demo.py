@@ -61,6 +61,7 @@ def main() -> int:
     print(f"  overlays:         {predictions / 'overlays'}")
     print(f"  batch:            {predictions / 'rocks.csv'} (every rock), "
           f"{predictions / 'summary.json'} (done/failed images)")
+    print(f"  report:           {predictions / 'report.html'}  (open it in a browser)")
     return 0
 
 

@@ -128,6 +128,7 @@ def _predict(options) -> int:
         print(f"  failed: {failure['image']}: {failure['reason']}")
     print(f"catalogs: {options.out / CATALOG_DIR} (one CSV + JSON per image); "
           f"summary: {options.out / SUMMARY_FILE}")
+    print(f"report: {summary['report']} (open it in a browser)")
     return 0
 
 
@@ -200,6 +201,13 @@ def _export(options) -> int:
     return 0
 
 
+def _report(options) -> int:
+    from rockdet.batch_report import write_report
+
+    print(f"written: {write_report(options.folder)}")
+    return 0
+
+
 def _synth(options) -> int:
     from rockdet.data.synthetic import SceneSpec, write_synthetic_dataset
 
@@ -220,6 +228,7 @@ HANDLERS = {
     "data-report": _data_report,
     "sfd": _sfd,
     "export": _export,
+    "report": _report,
     "synth": _synth,
 }
 

@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     sfd.add_argument("--bootstrap", type=_count(0), default=500, help="resamples for the 95%% intervals")
     sfd.add_argument("--seed", type=int, default=0)
 
+    report = commands.add_parser("report", help="rebuild report.html of a predict output folder from "
+                                 "its catalogs")
+    report.add_argument("folder", type=Path, metavar="PREDICT_OUT_DIR")
+
     export = commands.add_parser("export", help="a checkpoint as an ONNX or TorchScript file, with a "
                                  "parity check against PyTorch")
     export.add_argument("--checkpoint", type=Path, required=True)

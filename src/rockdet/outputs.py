@@ -27,6 +27,11 @@ from rockdet.errors import RockdetError
 
 CATALOG_DIR = "catalogs"
 OVERLAY_DIR = "overlays"
+#: Small JPEG overlays for the batch report, one per image.
+THUMBNAIL_DIR = "thumbnails"
+#: The batch report and the files it loads beside it.
+REPORT_FILE = "report.html"
+REPORT_FILES = (REPORT_FILE, "report_images.js", "report_sizes.png")
 SUMMARY_FILE = "summary.json"
 ROCKS_FILE = "rocks.csv"
 SFD_FILES = ("sfd.json", "sfd.png")
@@ -35,7 +40,7 @@ SITE_MAP_FILE = "site_map.png"
 #: The batch's rocks as COCO pre-annotations (--format ...,coco).
 COCO_FILE = "predictions.coco.json"
 LOCK_FILE = ".rockdet.lock"
-BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, LOCK_FILE)
+BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, *REPORT_FILES, LOCK_FILE)
 
 
 def safe_key(relative: PurePosixPath | Path | str) -> str:
@@ -62,6 +67,9 @@ class OutputLayout:
     def overlay_file(self, key: str) -> Path:
         return self._inside(self.root / OVERLAY_DIR / f"{key}.png")
 
+    def thumbnail_file(self, key: str) -> Path:
+        return self._inside(self.root / THUMBNAIL_DIR / f"{key}.jpg")
+
     def batch_file(self, name: str) -> Path:
         return self.root / name
 
@@ -70,7 +78,7 @@ class OutputLayout:
         resolved = Path(path).resolve()
         if resolved.parent == self.root and resolved.name in BATCH_FILES:
             return True
-        return any(resolved.is_relative_to(self.root / folder) for folder in (CATALOG_DIR, OVERLAY_DIR))
+        return any(resolved.is_relative_to(self.root / folder) for folder in (CATALOG_DIR, OVERLAY_DIR, THUMBNAIL_DIR))
 
     def _inside(self, path: Path) -> Path:
         # Resolution follows symlinks a user (or an attacker) may have placed under --out.

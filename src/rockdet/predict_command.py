@@ -57,6 +57,9 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
             summary["sfd"] = write_batch_sfd(layout.root)
             summary["site_map"] = write_site_map(rows, layout.batch_file(SITE_MAP_FILE))
         write_json_atomic(layout.batch_file(SUMMARY_FILE), summary)
+        from rockdet.batch_report import write_report
+
+        summary["report"] = str(write_report(layout.root))
         return summary
 
 

@@ -36,6 +36,7 @@ from rockdet.inference import (
     to_image_coordinates,
 )
 from rockdet.inputs import InputImage, file_sha256
+from rockdet.overlay import shrink_for_thumbnail, write_thumbnail
 from rockdet.predict_job import PredictRun
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class ImageMeta:
     geometry_problem: str | None = None
     #: Read window by window (huge tiled TIFFs): never decoded whole, so no overlay is drawn.
     windowed: bool = False
+    #: The image shrunk for the report's thumbnail, and the scale applied (None: no thumbnail).
+    thumbnail: np.ndarray | None = None
+    thumbnail_scale: float = 1.0
 
 
 @dataclass
@@ -100,8 +104,10 @@ class TileStream(IterableDataset):
             except RockdetError as exc:
                 failed.append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
                 continue
+            small, scale = shrink_for_thumbnail(image.pixels)
             yield ImageMeta(job, image.width, image.height, image.sha256, image.notes, image.valid,
-                            image.geometry, image.geometry_problem), image.pixels
+                            image.geometry, image.geometry_problem, thumbnail=small,
+                            thumbnail_scale=scale), image.pixels
 
 
 def _windowed(job: InputImage, failed: list[Outcome]) -> Iterator[tuple[ImageMeta, WindowedTiff]]:
@@ -210,6 +216,8 @@ class CatalogWriter(BasePredictionWriter):
             from rockdet.overlay import write_overlay
 
             write_overlay(meta.job.path, rocks, run.layout.overlay_file(meta.job.key))
+        if meta.thumbnail is not None:
+            write_thumbnail(meta.thumbnail, meta.thumbnail_scale, rocks, run.layout.thumbnail_file(meta.job.key))
         write_catalog(catalog, partial(run.layout.catalog_file, meta.job.key), run.job.formats)
         self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=notes))
 

@@ -1,0 +1,58 @@
+"""report.html: every link and image it names exists, its size does not grow with the batch, and
+`rockdet report` rebuilds it from the catalogs."""
+
+import json
+from html.parser import HTMLParser
+
+from oracle import draw_rocks, save
+
+from rockdet.cli import main
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.targets = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value and not value.startswith(("#", "javascript:")):
+                self.targets.append(value)
+
+
+def predict_batch(tmp_path, oracle, count):
+    inputs = tmp_path / f"in{count}"
+    for i in range(count):
+        save(draw_rocks(64, 48, [(5, 5, 15, 15), (30, 20, 30 + i % 7 + 5, 35)]), inputs / f"sol{i % 2}" / f"{i:03d}.png")
+    (inputs / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / f"out{count}"
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--overlay"]) == 0
+    return out
+
+
+def test_every_link_and_image_of_the_report_exists(tmp_path, oracle, capsys):
+    out = predict_batch(tmp_path, oracle, 5)
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    parser = Links()
+    parser.feed(page)
+    assert {"report_images.js", "report_sizes.png", "rocks.csv", "summary.json"} <= set(parser.targets)
+    assert all((out / target).is_file() for target in parser.targets), parser.targets
+    assert "broken.png" in page and "http://" not in page and "https://" not in page  # no network
+    data = (out / "report_images.js").read_text()
+    rows = json.loads(data[data.index("=") + 1:].strip().rstrip(";"))
+    assert sorted(r["image"] for r in rows) == sorted(f"sol{i % 2}/{i:03d}.png" for i in range(5))
+    for row in rows:
+        assert row["rocks"] == 2 and row["largest_px"] >= row["median_px"] > 0 and row["median_m"] is None
+        for key in ("thumbnail", "overlay", "catalog"):
+            assert (out / row[key]).is_file()
+
+
+def test_the_page_does_not_grow_with_the_batch_and_rebuilds_from_the_catalogs(tmp_path, oracle):
+    small, large = predict_batch(tmp_path, oracle, 2), predict_batch(tmp_path, oracle, 40)
+    sizes = [len((folder / "report.html").read_text()) for folder in (small, large)]
+    assert abs(sizes[1] - sizes[0]) < 200  # only the numbers differ; rows live in the data file
+    (large / "report.html").unlink()
+    assert main(["report", str(large)]) == 0
+    assert (large / "report.html").is_file()
+    assert main(["report", str(tmp_path)]) == 2  # not a predict output folder
