@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import pytest
 import torch
@@ -177,3 +178,15 @@ def test_pseudo_label_command_writes_a_training_file_the_next_run_reads(trained_
     assert main(["pseudo-label", "--checkpoint", checkpoint, "--data", str(synthetic_data["train"]),
                  "--out", str(out), "--min-score", "2"]) == 2
     assert "--min-score must lie in 0..1" in capsys.readouterr().err
+
+
+def test_tensorboard_logger_writes_event_files_beside_metrics_csv(synthetic_data, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    run_dir = tmp_path / "run"
+    overrides = tiny_train_overrides(synthetic_data, run_dir, **{"trainer.max_steps": 2, "run.logger": "tensorboard"})
+    assert main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), *overrides]) == 0
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*")) and (run_dir / "metrics.csv").is_file()
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if the mlflow extra were not installed
+    overrides = tiny_train_overrides(synthetic_data, tmp_path / "run2", **{"trainer.max_steps": 1, "run.logger": "mlflow"})
+    assert main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), *overrides]) == 2
+    assert "run.logger: mlflow needs the mlflow package: pip install 'rockdet[mlflow]'" in capsys.readouterr().err

@@ -116,6 +116,9 @@ class RunConfig(Settings):
     name: str = "rockdet"
     #: Explicit run folder; default is out_dir/name_TIMESTAMP.
     dir: ConfigPath | None = None
+    #: Where metrics also go: metrics.csv is always written (the curves and summary use it);
+    #: tensorboard (run folder tensorboard/) and mlflow (run folder mlruns/) are optional extras.
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
 
 
 class TrainConfig(Settings):

@@ -74,8 +74,8 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     for reserved in ("callbacks", "logger", "default_root_dir"):
         if reserved in config.trainer:
             raise ConfigError(f"trainer.{reserved} is set by rockdet; remove it from the config")
-    trainer = pl.Trainer(logger=CSVLogger(save_dir=str(run_dir), name="logs"), callbacks=callbacks,
-                        **options)
+    trainer = pl.Trainer(logger=build_loggers(config.run.logger, run_dir, config.run.name), callbacks=callbacks,
+                         **options)
     started = time.monotonic()
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     if trainer.is_global_zero:
@@ -91,6 +91,31 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
                        Path(last.best_model_path) if last.best_model_path else None,
                        None if best.best_model_score is None else float(best.best_model_score))
+
+
+#: Optional loggers: (pytorch_lightning class, module it needs, extra that installs it).
+EXTRA_LOGGERS = {"tensorboard": ("TensorBoardLogger", "tensorboard", "tensorboard"),
+                 "mlflow": ("MLFlowLogger", "mlflow", "mlflow")}
+
+
+def build_loggers(kind: str, run_dir: Path, name: str) -> list:
+    """CSV always (metrics.csv feeds the curves and summary), plus TensorBoard or MLflow."""
+    loggers = [CSVLogger(save_dir=str(run_dir), name="logs")]
+    if kind == "csv":
+        return loggers
+    class_name, module, extra = EXTRA_LOGGERS[kind]
+    try:
+        __import__(module)
+    except ImportError:
+        raise ConfigError(f"run.logger: {kind} needs the {module} package: pip install 'rockdet[{extra}]'") from None
+    import pytorch_lightning.loggers as lightning_loggers
+
+    if kind == "tensorboard":
+        loggers.append(lightning_loggers.TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
+    else:
+        loggers.append(lightning_loggers.MLFlowLogger(experiment_name=name,
+                                                      tracking_uri=(run_dir / "mlruns").resolve().as_uri()))
+    return loggers
 
 
 def auto_anchor_sizes(model: ModelConfig, records: list[AnnotatedImage],
