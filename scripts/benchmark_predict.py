@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -243,6 +244,8 @@ def run(options, scratch: Path) -> int:
 
 
 def finish(report: dict, options) -> int:
+    # Peak resident memory of this process over all runs (Linux reports KiB).
+    report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     text = json.dumps(report, indent=2)
     print(text)
     if options.out:

@@ -3,6 +3,7 @@ augmentation streams repeated across DataLoader workers, metrics capped at 100 d
 the model returns up to 300, and Parquet catalogs whose column types changed from file to file."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -15,15 +16,17 @@ from rockdet.evaluation import DetectionMetrics
 
 
 def _same_image_many_times(synthetic_data, tmp_path, copies=8):
-    """A training split of one image listed ``copies`` times: any difference between samples
-    is the augmentation's doing."""
+    """A training split of ``copies`` identical copies of one image (training refuses one file
+    listed twice): any difference between samples is the augmentation's doing."""
     source = json.loads(synthetic_data["train"].read_text())
     image = dict(source["images"][0])
     annotations = [a for a in source["annotations"] if a["image_id"] == image["id"]]
-    images = [{**image, "id": i} for i in range(copies)]
+    original = synthetic_data["train"].parent / image["file_name"]
+    for i in range(copies):
+        shutil.copyfile(original, tmp_path / f"copy_{i}.png")
+    images = [{**image, "id": i, "file_name": f"copy_{i}.png"} for i in range(copies)]
     anns = [{**a, "id": 1000 * i + k, "image_id": i} for i in range(copies) for k, a in enumerate(annotations)]
-    path = write_coco(synthetic_data["train"].parent / "same_image.json", images, anns,
-                      source["categories"])
+    path = write_coco(tmp_path / "same_image.json", images, anns, source["categories"])
     return SplitConfig(annotations=path)
 
 
