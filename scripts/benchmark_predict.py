@@ -174,7 +174,8 @@ def main() -> int:
     parser.add_argument("--score-threshold", type=float, default=0.25)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch", help="rockdet's side")
+    parser.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
+                        help="rockdet's side (onnx: ONNX Runtime; openvino: the same .onnx in OpenVINO)")
     parser.add_argument("--proposals", type=int, help="RPN proposals per tile on rockdet's side")
     parser.add_argument("--detections-per-tile", type=int)
     parser.add_argument("--curve", type=int, nargs="+", metavar="PROPOSALS",
@@ -237,7 +238,7 @@ def run(options, scratch: Path) -> int:
         "quality_vs_truth": {"rockdet": quality(our_boxes, truth), "sahi": quality(sahi_boxes, truth),
                              "rockdet_on_sahi_windows": quality(same_windows, truth),
                              "true_rocks": sum(len(t) for t in truth)}}
-    model_file = scratch / "rockdet.onnx" if options.runtime == "onnx" else checkpoint
+    model_file = scratch / "rockdet.onnx" if options.runtime in ("onnx", "openvino") else checkpoint
     report["b_pipeline_vs_forward"] = pipeline_vs_forward(fast, model_file, images, settings, input_size,
                                                           options, scratch, head)
     return finish(report, options)
@@ -255,10 +256,11 @@ def finish(report: dict, options) -> int:
 
 def rockdet_model(model, checkpoint: Path, head: InferenceHead, runtime: str, scratch: Path):
     """(detector, how it runs) for rockdet's side: the inference form, or the ONNX export."""
-    if runtime == "onnx":
+    if runtime in ("onnx", "openvino"):
         path = scratch / "rockdet.onnx"
         export_checkpoint(checkpoint, "onnx", path, head=head)
-        detector, _ = load_exported(path, threads=torch.get_num_threads())
+        detector, _ = load_exported(path, threads=torch.get_num_threads(),
+                                    runtime="openvino" if runtime == "openvino" else "onnxruntime")
         return detector, detector.describe()
     fast = copy.deepcopy(model)
     head.apply(fast)
@@ -316,6 +318,7 @@ def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, o
     def pipeline():
         predict_command(PredictJob(checkpoint, folder / "out", (str(folder / "pcam_*.png"),), settings,
                                    overwrite=True, camera="none", head=head if checkpoint.suffix == ".ckpt" else InferenceHead(),
+                                   runtime="openvino" if options.runtime == "openvino" else "onnxruntime",
                                    accelerator="gpu" if options.device.startswith("cuda") else "cpu"))
 
     pipeline()  # warm-up

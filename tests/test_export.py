@@ -81,6 +81,26 @@ def test_predict_through_onnx_writes_the_same_catalogs(tmp_path):
             assert np.abs(box).max() <= BOX_TOLERANCE_PX and abs(mine["score"] - theirs["score"]) <= SCORE_TOLERANCE
 
 
+def test_openvino_runs_the_export_like_onnx_runtime(tmp_path, capsys):
+    pytest.importorskip("openvino", reason="the openvino extra (pip install 'rockdet[openvino]') is not installed")
+    from oracle import draw_rocks, save
+
+    checkpoint, model = write_checkpoint(tmp_path / "m.ckpt")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    openvino, hparams = load_exported(tmp_path / "m.onnx", runtime="openvino")
+    assert openvino.describe() == "OpenVINO CPU" and hparams["model"]["arch"] == "fasterrcnn_mobilenet_v3_large_fpn"
+    parity = check_parity(model, openvino, parity_image(128), threshold=0.0)
+    assert parity.compared >= 10 and parity.passed, parity.describe()
+    save(draw_rocks(160, 128, [(40, 20, 70, 60)]), tmp_path / "in" / "a.png")
+    assert main(["predict", "--checkpoint", str(tmp_path / "m.onnx"), "--runtime", "openvino", "--out",
+                 str(tmp_path / "out"), str(tmp_path / "in"), "--score-threshold", "0.05"]) == 0
+    catalog = json.loads((tmp_path / "out" / "catalogs" / "a.png.json").read_text())
+    assert catalog["model_form"] == "OpenVINO CPU" and catalog["rock_count"] > 0
+    assert main(["predict", "--checkpoint", str(checkpoint), "--runtime", "openvino", "--out",
+                 str(tmp_path / "o2"), str(tmp_path / "in")]) == 2
+    assert "runs exported .onnx files" in capsys.readouterr().err
+
+
 def test_a_missing_runtime_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
     checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt")
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0

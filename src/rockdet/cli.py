@@ -118,7 +118,8 @@ def _predict(options) -> int:
                      tuple(f.strip() for f in options.format.split(",") if f.strip()),
                      options.overwrite, devices, accelerator, options.workers, options.camera,
                      options.overlay, options.as_trained, options.wait, options.trust_checkpoint,
-                     options.ground_z, InferenceHead(options.proposals, options.detections_per_tile))
+                     options.ground_z, InferenceHead(options.proposals, options.detections_per_tile),
+                     options.runtime)
     summary = predict_command(job)
     if summary is None:  # another process of a multi-device run; the first one reports
         return 0

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
                          f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
     _add_head_arguments(predict)
+    predict.add_argument("--runtime", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                         help="what runs an exported .onnx --checkpoint (openvino: rockdet[openvino])")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     predict.add_argument("--devices", type=_count(1), default=1, help="number of GPUs (DDP)")
     predict.add_argument("--workers", type=_count(0), default=0, help="image-decoding worker processes")

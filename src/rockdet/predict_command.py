@@ -65,7 +65,7 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
 
 def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.nn.Module]:
     """Load the checkpoint and settle everything the run and the writer share."""
-    model, hparams, model_form = load_detector(job.checkpoint, job.trust_checkpoint, job.as_trained)
+    model, hparams, model_form = load_detector(job.checkpoint, job.trust_checkpoint, job.as_trained, job.runtime)
     head = _head(model, job)
     input_size = training_image_size(hparams)
     settings = job.settings
@@ -84,12 +84,16 @@ def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.n
                       sizer), model
 
 
-def load_detector(path: Path, trust: bool, as_trained: bool) -> tuple[torch.nn.Module, dict, str]:
+def load_detector(path: Path, trust: bool, as_trained: bool, runtime: str = "onnxruntime"
+                  ) -> tuple[torch.nn.Module, dict, str]:
     """(model, hparams, how it runs): a .ckpt in PyTorch (in its inference form unless
-    ``as_trained``), an exported .onnx/.torchscript file in its runtime."""
+    ``as_trained``), an exported .torchscript file in TorchScript, an .onnx file in ``runtime``."""
     if exported_format(path) is not None:
-        model, hparams = load_exported(path)
+        model, hparams = load_exported(path, runtime=runtime)
         return model, hparams, model.describe()
+    if runtime != "onnxruntime":
+        raise RockdetError(f"--runtime {runtime}: runs exported .onnx files; export {path.name} first "
+                           f"with `rockdet export`")
     model, hparams = load_checkpoint_model(path, trust=trust)
     return model, hparams, "as trained" if as_trained else to_inference_form(model).describe()
 

@@ -47,6 +47,8 @@ class PredictJob:
     ground_z: float | None = None
     #: Proposals and detections per tile (PyTorch checkpoints; an export carries its own).
     head: InferenceHead = field(default_factory=InferenceHead)
+    #: What runs an exported .onnx file: onnxruntime or openvino.
+    runtime: str = "onnxruntime"
 
     def __post_init__(self) -> None:
         unknown = set(self.formats) - set(FORMATS) - set(BATCH_FORMATS)
