@@ -13,10 +13,8 @@ the decode share of predict's time per image can be read off (target: at most 10
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pds_products import camera_group, navcam_for, write_pds3, write_pds4  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from rockdet.data.images import read_image  # noqa: E402
 from rockdet.inference import PredictSettings, predict_images  # noqa: E402
@@ -50,15 +49,6 @@ def products(folder: Path) -> dict[str, tuple[Path, Path]]:
             "Chang'e PCAM 2B 2352x1728 10-bit Bayer": (folder / "CE4_PCAM.2B", pngs["change"])}
 
 
-def best_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -71,10 +61,11 @@ def main() -> None:
         print("| product | PDS decode (s) | PNG decode (s) | model, tiled predict (s) | decode / model |")
         print("|---|---|---|---|---|")
         for name, (product, png) in products(Path(folder)).items():
-            pds_seconds = best_seconds(lambda p=product: read_image(p), options.repeats)
-            png_seconds = best_seconds(lambda p=png: read_image(p), options.repeats)
+            pds_seconds = median_seconds(lambda p=product: read_image(p), options.repeats, warm_up=False)
+            png_seconds = median_seconds(lambda p=png: read_image(p), options.repeats, warm_up=False)
             pixels = read_image(product).pixels
-            model_seconds = best_seconds(lambda px=pixels: list(predict_images(model, [px], settings, 432)), 1)
+            model_seconds = median_seconds(lambda px=pixels: list(predict_images(model, [px], settings, 432)), 1,
+                                           warm_up=False)
             print(f"| {name} | {pds_seconds:.3f} | {png_seconds:.3f} | {model_seconds:.2f} | "
                   f"{pds_seconds / model_seconds:.1%} |")
 

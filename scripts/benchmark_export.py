@@ -18,27 +18,17 @@ checkpoint for that architecture instead (e.g. the `make demo` one).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from timing import median_seconds
 
 from rockdet.export import ExportError, check_parity, export_checkpoint, parity_image
 from rockdet.models import build_detector, load_checkpoint_model
 from rockdet.models.archs import ARCHS, is_two_stage
 from rockdet.runtimes import load_exported
-
-
-def median_seconds(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:

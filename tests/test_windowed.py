@@ -34,7 +34,8 @@ def test_windows_equal_the_whole_image(tmp_path, values):
             np.testing.assert_array_equal(frame[y0:y1, x0:x1], whole[y0:y1, x0:x1])
     finally:
         frame.close()
-    assert not is_windowed_tiff(tmp_path / "frame.png")
+    tifffile.imwrite(tmp_path / "strips.tif", rgb)  # a TIFF in strips: decoded whole, as before
+    assert not is_windowed_tiff(tmp_path / "strips.tif")
 
 
 def test_predict_on_a_tiled_tiff_finds_the_rocks_whole_image_decoding_finds(tmp_path, oracle, monkeypatch):

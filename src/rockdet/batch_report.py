@@ -39,8 +39,9 @@ ROWS_PER_PAGE = 100
 HISTOGRAM_BINS = 30
 
 
-def write_report(out_dir: Path) -> Path:
-    """Write report.html (and its data file and histogram) for the predict batch in ``out_dir``."""
+def write_report(out_dir: Path, documents: list[tuple[str, dict[str, Any]]] | None = None) -> Path:
+    """Write report.html (and its data file and histogram) for the predict batch in ``out_dir``;
+    ``documents`` are its (key, catalog JSON) pairs when the caller has read them already."""
     out_dir = Path(out_dir)
     summary_path = out_dir / SUMMARY_FILE
     if not summary_path.is_file():
@@ -49,7 +50,7 @@ def write_report(out_dir: Path) -> Path:
         summary = json.loads(summary_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise RockdetError(f"{summary_path}: not readable JSON ({exc.__class__.__name__})") from None
-    rows, diameters = _image_rows(out_dir)
+    rows, diameters = _image_rows(out_dir, documents if documents is not None else _read_catalogs(out_dir))
     write_text_atomic(out_dir / DATA_FILE, "window.ROCKDET_IMAGES = " + json.dumps(rows, separators=(",", ":")) + ";\n")
     has_histogram = _write_histogram(diameters, out_dir / HISTOGRAM_FILE)
     page = _page(summary, len(rows), has_histogram, (out_dir / SFD_FILES[1]).is_file(),
@@ -58,15 +59,20 @@ def write_report(out_dir: Path) -> Path:
     return out_dir / REPORT_FILE
 
 
-def _image_rows(out_dir: Path) -> tuple[list[dict[str, Any]], list[float]]:
-    rows, diameters = [], []
-    catalogs = out_dir / CATALOG_DIR
+def _read_catalogs(out_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    documents, catalogs = [], out_dir / CATALOG_DIR
     for path in sorted(catalogs.rglob("*.json")) if catalogs.is_dir() else []:
         try:
-            document = read_catalog_json(path)
+            documents.append((path.relative_to(catalogs).as_posix()[: -len(".json")], read_catalog_json(path)))
         except RockdetError:
             continue  # summary.json names it; the table shows what can be read
-        key = path.relative_to(catalogs).as_posix()[: -len(".json")]
+    return documents
+
+
+def _image_rows(out_dir: Path, documents: list[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[float]]:
+    rows, diameters = [], []
+    catalogs = out_dir / CATALOG_DIR
+    for key, document in documents:
         sizes_px = [r["diameter_px"] for r in document.get("rocks", []) if r.get("diameter_px") is not None]
         sizes_m = [r["diameter_m"] for r in document.get("rocks", []) if r.get("diameter_m") is not None]
         diameters += sizes_px

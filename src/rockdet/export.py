@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rockdet.atomic import atomic_path
 from rockdet.errors import RockdetError
 from rockdet.inference import training_image_size
 from rockdet.models import load_checkpoint_model
@@ -92,8 +93,6 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
     metadata = {**export_metadata(hparams, export_format), "head": (head or InferenceHead()).apply(model)}
     image = parity_image(metadata["input_size"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    from rockdet.atomic import atomic_path
-
     with atomic_path(out) as temp:
         if export_format == "onnx":
             _export_onnx(model, image, temp, metadata)

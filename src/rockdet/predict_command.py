@@ -48,7 +48,7 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
         outcomes, is_main = run_prediction(model, todo, run) if todo else ([], True)
         if not is_main:
             return None
-        summary, rows = _summary(images, outcomes + skipped, started, run)
+        summary, rows, documents = _summary(images, outcomes + skipped, started, run)
         summary["redone_made_otherwise"] = redone
         if any(row.get("diameter_m") is not None for row in rows):
             from rockdet.sfd_report import write_batch_sfd
@@ -59,7 +59,7 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
         write_json_atomic(layout.batch_file(SUMMARY_FILE), summary)
         from rockdet.batch_report import write_report
 
-        summary["report"] = str(write_report(layout.root))
+        summary["report"] = str(write_report(layout.root, documents))
         return summary
 
 
@@ -153,8 +153,9 @@ def _camera(job: PredictJob):
 
 
 def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, run: PredictRun
-             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The batch summary, and every finished image's rocks (also written to rocks.csv)."""
+             ) -> tuple[dict[str, Any], list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+    """The batch summary, every finished image's rocks (also written to rocks.csv), and the
+    catalogs they came from (key, JSON)."""
     layout = run.layout
     by_status = {status: [o for o in outcomes if o.status == status] for status in ("done", "skipped", "failed")}
     rows, unreadable, documents = [], [], []
@@ -186,4 +187,4 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
         "notes": {o.image: o.notes for o in by_status["done"] if o.notes},
         "seconds": round(seconds, 2), "images_per_second": round(done / seconds, 3) if seconds else None,
         **run.context, "formats": list(run.job.formats), "versions": environment(),
-    }, rows
+    }, rows, documents

@@ -100,7 +100,7 @@ def geometry_from_pds3(label: Mapping) -> LabelGeometry | None:
     model = build_model(group.get("MODEL_TYPE", "missing"), components)
     frame = str(group.get("REFERENCE_COORD_SYSTEM_NAME", "")).strip('"')
     rotation = offset = None
-    for key, value in _items(label):
+    for key, value in label.items():
         if key.endswith("_COORDINATE_SYSTEM") and isinstance(value, Mapping) and \
                 str(value.get("COORDINATE_SYSTEM_NAME", "")).strip('"') == frame and \
                 "SITE" in str(value.get("REFERENCE_COORD_SYSTEM_NAME", "")):
@@ -142,13 +142,6 @@ def geometry_from_pds4(xml_text: str) -> LabelGeometry | None:
             offset = np.asarray(offset_vector)
         break
     return LabelGeometry(model, frame, Z_DOWN, rotation, offset)
-
-
-def _items(label: Mapping):
-    try:
-        return list(label.items())
-    except AttributeError:
-        return []
 
 
 def _local(tag: str) -> str:

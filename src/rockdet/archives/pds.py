@@ -82,7 +82,7 @@ def read_pds_image(path: Path) -> PdsImage:
 def _read_pds3(path: Path, label: Path, product, caught) -> PdsImage:
     meta = product.metadata
     image_meta = meta.get("IMAGE")
-    if not isinstance(image_meta, dict) and not hasattr(image_meta, "get"):
+    if not hasattr(image_meta, "get"):
         raise ImageReadError(f"{path}: the label describes no IMAGE object")
     _check_pds3_span(path, label, meta, image_meta)
     values = _load(path, product, "IMAGE", caught)
