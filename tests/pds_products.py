@@ -49,23 +49,32 @@ def rover_group(offset, quaternion, frame: str = "ROVER_NAV_FRAME") -> str:
 
 def write_pds3(path: Path, values: np.ndarray, groups: str = "", sample_type: str = "MSB_INTEGER",
                record_bytes: int = 512, pointer_shift: int = 0, keep_bytes: int | None = None,
-               extra_image_keys: str = "") -> Path:
-    """An attached-label PDS3 product of 16-bit samples ([H, W] or band-sequential [B, H, W])."""
+               extra_image_keys: str = "", mask: str = "2#0000111111111111#", band_storage: str = "BAND_SEQUENTIAL",
+               edits: dict[str, str] | None = None, pointer: str | None = None) -> Path:
+    """An attached-label PDS3 product of 16-bit samples ([H, W] or band-sequential [B, H, W]),
+    stored as ``band_storage`` says. ``edits`` replace label lines by their key (``{"LINES": '"abc"'}``);
+    ``pointer`` replaces the ^IMAGE value."""
     bands, height, width = (1, *values.shape) if values.ndim == 2 else values.shape
-    dtype = ">u2" if sample_type.startswith("MSB") else "<u2"
-    data = np.ascontiguousarray(values.astype(dtype)).tobytes()
+    signed = "UNSIGNED" not in sample_type and mask == "2#1111111111111111#"
+    dtype = (">" if sample_type.startswith("MSB") else "<") + ("i2" if signed else "u2")
+    stored = values if values.ndim == 2 else {
+        "BAND_SEQUENTIAL": values, "LINE_INTERLEAVED": np.moveaxis(values, 0, 1),
+        "SAMPLE_INTERLEAVED": np.moveaxis(values, 0, 2)}[band_storage]
+    data = np.ascontiguousarray(stored.astype(dtype)).tobytes()
 
     def label(label_records: int) -> str:  # PDS3 labels end their lines with CR LF
-        return "\r\n".join([
+        lines = [
             "PDS_VERSION_ID = PDS3", "RECORD_TYPE = FIXED_LENGTH", f"RECORD_BYTES = {record_bytes}",
             f"FILE_RECORDS = {label_records + math.ceil(len(data) / record_bytes)}",
-            f"LABEL_RECORDS = {label_records}", f"^IMAGE = {label_records + 1 + pointer_shift}",
+            f"LABEL_RECORDS = {label_records}", f"^IMAGE = {pointer or label_records + 1 + pointer_shift}",
             'INSTRUMENT_ID = "NAV_LEFT_B"', groups,
             "OBJECT = IMAGE", "  INTERCHANGE_FORMAT = BINARY", f"  LINES = {height}", f"  LINE_SAMPLES = {width}",
             f"  SAMPLE_TYPE = {sample_type}", "  SAMPLE_BITS = 16", f"  BANDS = {bands}",
-            "  BAND_STORAGE_TYPE = BAND_SEQUENTIAL", "  INVALID_CONSTANT = 0.0", "  MISSING_CONSTANT = 0.0",
-            "  SAMPLE_BIT_MASK = 2#0000111111111111#", extra_image_keys, "END_OBJECT = IMAGE", "END", ""]
-                           ).replace("\n", "\r\n").replace("\r\r", "\r")
+            f"  BAND_STORAGE_TYPE = {band_storage}", "  INVALID_CONSTANT = 0.0", "  MISSING_CONSTANT = 0.0",
+            f"  SAMPLE_BIT_MASK = {mask}", extra_image_keys, "END_OBJECT = IMAGE", "END", ""]
+        for key, value in (edits or {}).items():
+            lines = [f"  {key} = {value}" if line.strip().split(" = ")[0] == key else line for line in lines]
+        return "\r\n".join(lines).replace("\n", "\r\n").replace("\r\r", "\r")
 
     records = 1
     while len(label(records).encode()) > records * record_bytes:
@@ -74,6 +83,22 @@ def write_pds3(path: Path, values: np.ndarray, groups: str = "", sample_type: st
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content[:keep_bytes] if keep_bytes is not None else content)
     return path
+
+
+def write_detached_label(data_file: Path, label_path: Path, groups: str = "", shape: tuple[int, int] = (48, 64),
+                         pointer: str | None = None) -> Path:
+    """A detached PDS3 label (as MSL PDS-archive folders have) for the 16-bit image of a product
+    ``write_pds3`` made, pointing into it past its attached label."""
+    head = data_file.read_bytes()[:4096].decode("latin-1")
+    records = int(head.split("LABEL_RECORDS = ")[1].split()[0])
+    pointer = pointer or '("{}", {})'.format(data_file.name, records + 1)
+    label_path.write_text("\r\n".join([
+        "PDS_VERSION_ID = PDS3", "RECORD_TYPE = FIXED_LENGTH", "RECORD_BYTES = 512",
+        f"^IMAGE = {pointer}", 'INSTRUMENT_HOST_ID = "MSL"', groups,
+        "OBJECT = IMAGE", f"  LINES = {shape[0]}", f"  LINE_SAMPLES = {shape[1]}", "  SAMPLE_TYPE = MSB_INTEGER",
+        "  SAMPLE_BITS = 16", "  BANDS = 1", "  BAND_STORAGE_TYPE = BAND_SEQUENTIAL", "  MISSING_CONSTANT = 0.0",
+        "END_OBJECT = IMAGE", "END", ""]))
+    return label_path
 
 
 def cahv_xml(components: list, frame: str = "ROVER_NAV_FRAME") -> str:
@@ -125,9 +150,13 @@ def write_pds4(label_path: Path, values: np.ndarray, geometry_xml: str = "", kee
 
 
 def terrain_values(width: int, height: int, rocks: list[tuple[int, int, int, int]], background: int = 3000,
-                   rock: int = 300) -> np.ndarray:
-    """12-bit values: a bright ground with dark rectangular rocks (x0, y0, x1, y1)."""
+                   rock: int = 300, texture: int = 600) -> np.ndarray:
+    """12-bit values: a bright ground with dark rectangular rocks (x0, y0, x1, y1).
+
+    Rocks are textured (every other pixel ``texture`` brighter): stretched to 8 bit they are
+    dark grey rather than featureless black, as real rocks are."""
     values = np.full((height, width), background, dtype=np.uint16)
+    checker = (np.add.outer(np.arange(height), np.arange(width)) % 2).astype(np.uint16)
     for x0, y0, x1, y1 in rocks:
-        values[y0:y1, x0:x1] = rock
+        values[y0:y1, x0:x1] = rock + texture * checker[y0:y1, x0:x1]
     return values

@@ -70,13 +70,21 @@ def test_round_trip_with_the_models_of_the_shared_labels():
 
     kinds = set()
     for label in labels:
-        geometry = geometry_from_pds3(pdr.read(str(label), label_fn=str(label)).metadata)
+        metadata = pdr.read(str(label), label_fn=str(label)).metadata
+        geometry = geometry_from_pds3(metadata)  # GEOMETRIC_CAMERA_MODEL and the Mastcam's ..._PARMS
         kinds.add(geometry.model.kind)
         assert geometry.frame == "ROVER_NAV_FRAME" and geometry.site_rotation is not None
-        points = ground_points(geometry.model)
-        pixels, imaged = geometry.model.project(points)
-        np.testing.assert_allclose(ground_hits(geometry.model, pixels[imaged]), points[imaged], atol=1e-6)
-    assert kinds == {"CAHV", "CAHVORE"}
+        assert geometry.known_ground_z == 0.0
+        # Ground points the camera sees: rays of its lower image half, met with z = 0.
+        side = max(int(metadata["IMAGE"]["LINES"]), int(metadata["IMAGE"]["LINE_SAMPLES"]))
+        grid = np.stack(np.meshgrid(np.linspace(1, side - 1, 9), np.linspace(side / 2, side - 1, 9)), -1).reshape(-1, 2)
+        points = ground_hits(geometry.model, grid)
+        ahead = np.isfinite(points).all(axis=1) & (np.linalg.norm(points - geometry.model.c, axis=1) < 30)
+        pixels, imaged = geometry.model.project(points[ahead])
+        assert imaged.all() and ahead.sum() > 20
+        np.testing.assert_allclose(pixels, grid[ahead], atol=1e-6)
+        np.testing.assert_allclose(ground_hits(geometry.model, pixels), points[ahead], atol=1e-6)
+    assert kinds == {"CAHV", "CAHVOR", "CAHVORE"}
 
 
 def test_cahv_projection_matches_its_defining_formula():

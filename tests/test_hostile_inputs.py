@@ -20,6 +20,59 @@ and no file runs code. Cases tried (each a test below that fails without its fix
 - --workers -1, --devices 0, sfd --area-m2 nan: one usage error;
 - sfd over invalid JSON, a JSON list, and non-numeric or negative diameters: counted and named;
 - training on a split without a single rock: refused naming the split.
+
+Issue 19 (data-file paths, resume, predict outputs); BAD: wrong before its fix, OK: pinned.
+Resume and tampered catalogs:
+- a detached-label PDS3 product whose label alone changes (camera 1 m higher), then whose pixel
+  file alone changes: redone both times, kept when nothing changed (BAD: "0 done, 1 skipped");
+- --camera FILE whose exclusion mask alone changes: redone (BAD); a mask that is gone: refused
+  before any work (BAD: every image failed at write time);
+- a catalog tampered to ``rocks: [1, 2]`` (BAD: TypeError), a JSON list or string (OK, now
+  counted), rocks missing keys, ``x_min: "big"``, a NaN score, a wrong rock_count,
+  ``complete: "yes"``, another catalog_version (BAD: kept, copied into rocks.csv): each redone
+  and counted in summary.json's ``redone_unusable_catalog``;
+- ``--format csv,json,coco``: a rerun skips finished images (BAD: it redid every image);
+- a killed run's temporary files: removed by the next run, finished catalogs kept (BAD: left
+  behind for ever; the resume itself was OK).
+Outputs never overwrite inputs, impossible outputs refused before work:
+- --out a folder never used by rockdet holding the user's own ``sfd.png`` image, or own
+  ``rocks.csv``: refused, nothing touched (BAD: overwritten);
+- an ``overlays`` folder symlinked out of --out, ``catalogs`` a file, ``summary.json`` a folder:
+  refused before any work (BAD: every image failed; a traceback after the whole batch);
+- --out a symlink to an input image: "--out is a file" (OK, clearer line);
+- ``--out ""``: a usage error (BAD: the working directory);
+- ``summary.json`` a symlink to a precious file: the link is replaced, the file kept (OK).
+Inputs:
+- a file named ``[x].png`` (BAD: not found) or ``what?.png`` beside ``whatX.png`` (BAD: both
+  catalogued): a path that exists is itself, not a pattern;
+- a pattern matching no file among other inputs: named like a missing input (BAD: silently
+  nothing);
+- 200 patterns of one file: one catalog (OK);
+- a list file with a comment, blank lines, CRLF, spaces, a folder (BAD: "image file not found")
+  and a missing file (OK: recorded as failed); an empty list (OK: "no images found"); a binary
+  list (BAD: UnicodeDecodeError);
+- names with a newline, ``#``, ``?``, ``&amp;`` and non-ASCII: catalogued, rocks.csv reads back (OK);
+- a zero-byte image (OK: recorded as failed), a folder named ``x.png`` (OK: skipped), a FIFO in a
+  folder (OK: skipped, no hang) and given by name (BAD: "input not found"; now "not a regular file");
+- an earlier run's output folder inside the input folder: its overlays, thumbnails and plots are
+  not images of the batch, by folder or by ``**`` pattern (BAD: 5 images for 1);
+- the user's own ``thumbnails/b.jpg`` in an input folder used as --out: read (BAD: left out).
+Annotation files (tests/test_hostile_readers.py):
+- a COCO ``file_name`` of ``/etc/passwd``, ``../x.png``, an absolute path or ``a/../../x.png``
+  leaving the image folder: refused naming the file and ``images[i]`` (BAD: read);
+- absolute Linux or Windows file names of the labeller's machine: found by base name inside (OK);
+- images beside the annotation folder: read with ``images:`` or ``allow_paths_outside: true``;
+- a symlink inside the image folder to a store elsewhere: followed, the user's set-up (OK);
+- a YOLO split entry ``/etc``, list lines outside the data YAML's ``path:`` root (absolute or
+  ``..``): refused naming the list file and line (BAD: read); ``path: /abs`` with absolute
+  entries under it (OK); Roboflow's ``../valid/images`` (BAD: "does not exist"), opt-in (new);
+- YOLO class ``nan`` (BAD: ValueError), ``0.5`` (BAD: read as class 0), 4 values (OK), class 7 of
+  1 (OK), NaN coordinates (OK: dropped and counted), quoted ids ``'0'`` (OK);
+- an empty data YAML (OK), ``names: {a: rock}`` (BAD: ValueError), ``val:`` empty (BAD:
+  TypeError), ``val: [images, 3]`` (BAD), ``path: [a, b]`` (BAD), a binary label file or data YAML
+  (BAD: UnicodeDecodeError): one line each;
+- a mask folder that is the image folder (BAD: each image read as its own mask), a mask folder
+  inside the image folder (BAD: masks taken as images), a folder named ``x.png`` (OK: skipped).
 """
 
 from __future__ import annotations
@@ -275,3 +328,261 @@ def test_training_on_a_split_without_rocks_is_refused(tmp_path, capsys):
     code = main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), f"data.train.annotations={empty}",
                  f"data.val.annotations={empty}", f"run.dir={tmp_path / 'run'}"])
     assert code == 2 and "empty.json: the training split has no rock" in capsys.readouterr().err
+
+
+# --- issue 19: resume keyed on every file of a product, tampered catalogs, outputs vs inputs ---
+
+
+def write_detached_pds3(folder, stem, values, groups=""):
+    """A PDS3 product whose label (.LBL) is a file of its own beside the pixels (.IMG)."""
+    height, width = values.shape
+    data = folder / f"{stem}.IMG"
+    folder.mkdir(parents=True, exist_ok=True)
+    data.write_bytes(np.ascontiguousarray(values.astype(">u2")).tobytes())
+    (folder / f"{stem}.LBL").write_text("\r\n".join([
+        "PDS_VERSION_ID = PDS3", "RECORD_TYPE = FIXED_LENGTH", f"RECORD_BYTES = {2 * width}",
+        f"FILE_RECORDS = {height}", f'^IMAGE = ("{data.name}", 1)', groups,
+        "OBJECT = IMAGE", "  INTERCHANGE_FORMAT = BINARY", f"  LINES = {height}", f"  LINE_SAMPLES = {width}",
+        "  SAMPLE_TYPE = MSB_UNSIGNED_INTEGER", "  SAMPLE_BITS = 16", "  BANDS = 1", "END_OBJECT = IMAGE", "END", ""]))
+    return data
+
+
+def navcam_frame(rocks):
+    """12-bit values the oracle sees rocks in after the stretch: a black strip of no features sets
+    the low percentile, so rocks (700) come out dark but not featureless."""
+    from pds_products import terrain_values
+
+    values = terrain_values(64, 64, rocks, rock=700)
+    values[0] = 300
+    return values
+
+
+def summary_of(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_resume_redoes_a_detached_label_product_when_only_its_label_or_only_its_pixels_change(tmp_path, oracle):
+    pytest.importorskip("pdr")
+    from pds_products import camera_group, navcam_for
+
+    c, a, h, v = navcam_for(64)
+    folder, out = tmp_path / "sol609", tmp_path / "out"
+    write_detached_pds3(folder, "NLB", navcam_frame([(20, 40, 30, 50)]), camera_group("CAHV", [c, a, h, v]))
+    assert predict(out, folder) == 0 and summary_of(out)["done"] == 1
+    assert predict(out, folder) == 0 and summary_of(out)["skipped"] == 1  # nothing changed: kept
+    label = folder / "NLB.LBL"
+    higher = (c[0], c[1], c[2] - 1.0)  # the camera 1 m higher (z is down): same pixels, other sizes
+    label.write_text(label.read_text().replace(camera_group("CAHV", [c, a, h, v]), camera_group("CAHV", [higher, a, h, v])))
+    assert predict(out, folder) == 0
+    assert (summary_of(out)["done"], summary_of(out)["skipped"], summary_of(out)["redone_made_otherwise"]) == (1, 0, 1)
+    catalog = json.loads((out / "catalogs" / "NLB.IMG.json").read_text())
+    assert catalog["product_files"][str(label.resolve())] == file_sha(label)
+    write_detached_pds3(folder, "NLB", navcam_frame([(20, 40, 30, 50), (40, 20, 50, 30)]),
+                        camera_group("CAHV", [higher, a, h, v]))  # only the pixel file differs
+    assert (folder / "NLB.LBL").read_text() == label.read_text()
+    assert predict(out, folder) == 0
+    assert (summary_of(out)["done"], summary_of(out)["rocks_total"]) == (1, 2)
+
+
+def file_sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_resume_redoes_images_when_the_camera_yaml_or_only_its_exclusion_mask_changes(tmp_path, oracle, capsys):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    mask = tmp_path / "cam" / "hardware.png"
+    save(np.zeros((40, 40), np.uint8), mask)
+    camera = tmp_path / "cam" / "nadir.yaml"
+    camera.write_text("model: nadir\nimage_width: 40\nimage_height: 40\ngsd_m: 0.05\nexclusion_mask: hardware.png\n")
+    out, args = tmp_path / "out", ["--camera", str(camera)]
+    assert predict(out, tmp_path / "in", extra=args) == 0 and summary_of(out)["done"] == 1
+    area = json.loads((out / "catalogs" / "a.png.json").read_text())["ground_area_m2"]
+    hidden = np.zeros((40, 40), np.uint8)
+    hidden[20:] = 255  # the rover's deck now hides the lower half
+    save(hidden, mask)
+    assert predict(out, tmp_path / "in", extra=args) == 0 and summary_of(out)["done"] == 1
+    assert json.loads((out / "catalogs" / "a.png.json").read_text())["ground_area_m2"] == pytest.approx(area / 2)
+    assert predict(out, tmp_path / "in", extra=args) == 0 and summary_of(out)["skipped"] == 1
+    mask.unlink()  # a camera whose mask is gone is refused before any work, not image by image
+    assert predict(out, tmp_path / "in", extra=args) == 2
+    assert "nadir.yaml: exclusion_mask" in capsys.readouterr().err and summary_of(out)["skipped"] == 1
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda doc: {**doc, "rocks": [1, 2], "rock_count": 2},
+    lambda doc: [doc],
+    lambda doc: "a string",
+    lambda doc: {**doc, "rocks": [{"rock_id": 1}]},
+    lambda doc: {**doc, "rocks": [{**doc["rocks"][0], "x_min": "big"}]},
+    lambda doc: {**doc, "rocks": [{**doc["rocks"][0], "score": float("nan")}]},
+    lambda doc: {**doc, "rock_count": 5},
+    lambda doc: {**doc, "complete": "yes"},
+    lambda doc: {**doc, "catalog_version": 99},
+], ids=["rocks-ints", "a-list", "a-string", "missing-keys", "text-number", "nan", "count", "complete-yes", "version"])
+def test_a_tampered_catalog_is_redone_and_counted_never_a_traceback(tmp_path, oracle, tamper):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "b.png")
+    out = tmp_path / "out"
+    assert predict(out, tmp_path / "in", extra=["--format", "csv,json,coco"]) == 0
+    catalog = out / "catalogs" / "a.png.json"
+    catalog.write_text(json.dumps(tamper(json.loads(catalog.read_text()))))
+    assert predict(out, tmp_path / "in", extra=["--format", "csv,json,coco"]) == 0
+    summary = summary_of(out)
+    assert (summary["done"], summary["skipped"], summary["redone_unusable_catalog"]) == (1, 1, 1)
+    assert summary["rocks_total"] == 2 and json.loads(catalog.read_text())["rocks"][0]["rock_id"] == 1
+
+
+def test_inputs_named_like_batch_files_in_an_out_folder_never_used_are_refused_not_overwritten(tmp_path, oracle,
+                                                                                                capsys):
+    folder = tmp_path / "survey"
+    save(draw_rocks(40, 40, ROCK), folder / "a.png")
+    save(draw_rocks(40, 40, ROCK), folder / "sfd.png")  # the user's own frame, not rockdet's plot
+    before = (folder / "sfd.png").read_bytes()
+    assert predict(folder, folder, extra=["--camera", str(_nadir(tmp_path))]) == 2
+    assert "survey: --out holds sfd.png, which no rockdet run wrote" in capsys.readouterr().err
+    assert (folder / "sfd.png").read_bytes() == before and not (folder / "catalogs").exists()
+    counts = tmp_path / "counts"
+    save(draw_rocks(40, 40, ROCK), counts / "a.png")
+    (counts / "rocks.csv").write_text("my hand counts\n")  # not an input, but the user's
+    assert predict(counts, counts) == 2 and (counts / "rocks.csv").read_text() == "my hand counts\n"
+
+
+def test_outputs_that_would_land_on_or_through_inputs_are_refused_before_any_work(tmp_path, oracle, capsys):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "overlays").symlink_to(tmp_path / "in")  # overlays "beside the images"
+    assert predict(out, tmp_path / "in", extra=["--overlay"]) == 2
+    assert "resolves outside --out" in capsys.readouterr().err and oracle.calls == []
+    (out / "overlays").unlink()
+    (out / "catalogs").write_text("a file where the catalogs go")
+    assert predict(out, tmp_path / "in") == 2
+    assert "out/catalogs: not a folder" in capsys.readouterr().err and oracle.calls == []
+    (out / "catalogs").unlink()
+    (out / "summary.json").mkdir()  # before: a traceback after the whole batch
+    assert predict(out, tmp_path / "in") == 2
+    assert "summary.json: a folder where predict writes the batch summary" in capsys.readouterr().err
+    assert oracle.calls == []
+    link = tmp_path / "out_link"
+    link.symlink_to(tmp_path / "in" / "a.png")
+    assert predict(link, tmp_path / "in") == 2
+    assert "a.png: --out is a file, not a folder" in capsys.readouterr().err
+
+
+def test_an_empty_out_is_a_usage_error_not_the_working_directory(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--checkpoint", "m.ckpt", "--out", "", "x.png"])
+    assert stopped.value.code == 2 and "--out: give a folder" in capsys.readouterr().err
+
+
+def test_a_summary_symlinked_to_a_precious_file_replaces_the_link_not_the_file(tmp_path, oracle):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    assert predict(out, tmp_path / "in") == 0
+    precious = tmp_path / "precious.json"
+    precious.write_text("{}")
+    (out / "summary.json").unlink()
+    (out / "summary.json").symlink_to(precious)
+    assert predict(out, tmp_path / "in") == 0
+    assert precious.read_text() == "{}" and not (out / "summary.json").is_symlink()
+
+
+def test_file_names_with_glob_characters_are_themselves(tmp_path, oracle):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "[x].png")
+    save(draw_rocks(40, 40, ROCK), tmp_path / "what?.png")
+    save(draw_rocks(40, 40, ROCK), tmp_path / "whatX.png")  # also matched by 'what?.png' as a pattern
+    out = tmp_path / "out"
+    assert predict(out, tmp_path / "[x].png", tmp_path / "what?.png") == 0
+    assert sorted(p.name for p in (out / "catalogs").glob("*.json")) == ["[x].png.json", "what?.png.json"]
+
+
+def test_a_pattern_matching_no_file_is_named_like_a_missing_input(tmp_path, oracle, capsys):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    assert predict(tmp_path / "out", tmp_path / "in", f"{tmp_path}/in/*.PNG") == 2
+    error = capsys.readouterr().err
+    assert "*.PNG: the pattern matches no file" in error and "the other 1 input(s) hold 1 file(s)" in error
+
+
+def test_two_hundred_patterns_of_one_file_give_one_catalog(tmp_path, oracle):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    assert predict(tmp_path / "out", *[f"{tmp_path}/in/{'*' * (1 + n % 3)}.png" for n in range(200)]) == 0
+    assert summary_of(tmp_path / "out")["images"] == 1
+
+
+def test_list_files_with_odd_entries(tmp_path, oracle, capsys):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "sol1" / "a.png")
+    save(draw_rocks(40, 40, ROCK), tmp_path / "sol2" / "b.png")
+    listing = tmp_path / "frames.txt"
+    listing.write_bytes(b"# frames of the traverse\r\n\r\n  sol1/a.png  \r\nsol2\r\nsol3/gone.png\r\n")
+    out = tmp_path / "out"
+    assert predict(out, listing) == 0  # a listed folder stands for its images; a gone file is recorded
+    summary = summary_of(out)
+    assert (summary["done"], summary["failed"]) == (2, 1) and summary["failures"][0]["image"] == "gone.png"
+    listing.write_text("")
+    assert predict(out, listing) == 2 and "no images found" in capsys.readouterr().err
+    listing.write_bytes(b"\xff\xfe\x00binary")
+    assert predict(out, listing) == 2
+    assert "frames.txt: not a list of paths (not UTF-8" in capsys.readouterr().err
+
+
+def test_odd_file_names_get_catalogs_that_read_back(tmp_path, oracle):
+    names = ["line\nbreak.png", "frame#12.png", "what?.png", "Mörtel — 火星.png", "x&amp;y.png"]
+    for name in names:
+        save(draw_rocks(40, 40, ROCK), tmp_path / "in" / name)
+    out = tmp_path / "out"
+    assert predict(out, tmp_path / "in") == 0
+    assert summary_of(out)["done"] == len(names)
+    from rockdet.catalog import read_catalog_csv
+
+    assert sorted(row["image"] for row in read_catalog_csv(out / "rocks.csv")) == sorted(names)
+
+
+def test_zero_byte_images_folders_named_like_images_and_fifos(tmp_path, oracle, capsys):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "empty.png").write_bytes(b"")
+    (tmp_path / "in" / "folder.png").mkdir()
+    os.mkfifo(tmp_path / "in" / "pipe.png")  # reading it would wait forever
+    out = tmp_path / "out"
+    assert predict(out, tmp_path / "in") == 0
+    summary = summary_of(out)
+    assert (summary["images"], summary["done"], summary["failed"]) == (2, 1, 1)
+    assert summary["failures"][0]["image"] == "empty.png"
+    assert predict(out, tmp_path / "in" / "pipe.png") == 2
+    assert "pipe.png: not a regular file" in capsys.readouterr().err
+
+
+def test_an_earlier_output_folder_inside_the_inputs_is_not_taken_as_images(tmp_path, oracle):
+    data = tmp_path / "data"
+    save(draw_rocks(40, 40, ROCK), data / "a.png")
+    assert predict(data / "run1", data, extra=["--overlay", "--camera", str(_nadir(tmp_path))]) == 0
+    assert (data / "run1" / "overlays" / "a.png.png").is_file() and (data / "run1" / "sfd.png").is_file()
+    assert predict(tmp_path / "run2", data) == 0
+    assert summary_of(tmp_path / "run2")["images"] == 1  # not its overlays, thumbnails or plots
+    assert predict(tmp_path / "run3", f"{data}/**/*.png") == 0
+    assert summary_of(tmp_path / "run3")["images"] == 1
+
+
+def test_a_users_own_thumbnails_folder_in_an_input_folder_used_as_out_is_read(tmp_path, oracle):
+    folder = tmp_path / "survey"
+    save(draw_rocks(40, 40, ROCK), folder / "a.png")
+    save(draw_rocks(40, 40, ROCK), folder / "thumbnails" / "b.jpg")  # the user's, not rockdet's
+    for _ in range(2):
+        assert predict(folder, folder) == 0
+        assert summary_of(folder)["images"] == 2
+    assert (folder / "thumbnails" / "b.jpg").is_file() and (folder / "thumbnails" / "a.png.jpg").is_file()
+
+
+def test_a_killed_runs_temporary_files_are_removed_and_its_finished_catalogs_kept(tmp_path, oracle):
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "a.png")
+    save(draw_rocks(40, 40, ROCK), tmp_path / "in" / "b.png")
+    out = tmp_path / "out"
+    assert predict(out, tmp_path / "in") == 0
+    (out / "catalogs" / "b.png.json").unlink()  # killed while writing b: its JSON never renamed
+    leftovers = [out / "catalogs" / ".b.png.json.k3x9_q2a.tmp", out / ".summary.json.abcdefgh.tmp"]
+    for path in leftovers:
+        path.write_text('{"half": ')
+    assert predict(out, tmp_path / "in") == 0
+    assert (summary_of(out)["done"], summary_of(out)["skipped"]) == (1, 1)
+    assert not any(path.exists() for path in leftovers)

@@ -110,7 +110,7 @@ def make_bad_inputs(folder):
     Image.fromarray(draw_rocks(80, 70, [(5, 5, 15, 15)])[:, :, 0]).save(folder / "gray.png")
     Image.fromarray(np.dstack([draw_rocks(80, 70, [(5, 5, 15, 15)]), np.full((70, 80), 255, np.uint8)])).save(folder / "rgba.png")
     sixteen = np.full((70, 80), 50000, np.uint16)
-    sixteen[5:15, 5:15] = 1000
+    sixteen[5:15, 5:15] = 1000  # stretched to black, but a small region: a rock, not sky
     Image.fromarray(sixteen).save(folder / "deep16.png")
     Image.fromarray(sixteen).save(folder / "deep16.tif")
     rotated = Image.fromarray(draw_rocks(80, 70, [(5, 5, 15, 15)]))
@@ -193,14 +193,17 @@ def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, 
     real_write = batch.write_catalog
     written = []
 
+    class Killed(BaseException):
+        """What a kill looks like to Python (as KeyboardInterrupt): no image's own failure."""
+
     def write_then_die(catalog, paths, formats):
         if len(written) == 2:
-            raise RuntimeError("killed")  # the job dies here, mid-batch
+            raise Killed("killed")  # the job dies here, mid-batch
         written.append(paths)
         return real_write(catalog, paths, formats)
 
     monkeypatch.setattr(batch, "write_catalog", write_then_die)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(Killed, match="killed"):
         main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs), "--tile", "64"])
     assert len(list(out.rglob("*.json"))) == 2
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]

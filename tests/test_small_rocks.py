@@ -179,7 +179,7 @@ def test_pseudo_labels_add_only_confident_unlabelled_rocks(tmp_path):
     assert [a["id"] for a in document["annotations"]] == [3, 4, 5]  # originals kept, crater too
     new = document["annotations"][-1]
     assert new["bbox"] == [30, 20, 10, 14] and new["pseudo_label"] and new["score"] == 0.9
-    boxes = load_split(SplitConfig(annotations=out), ["rock"]).records[0].boxes  # paths still resolve
+    boxes = load_split(SplitConfig(annotations=out, images=tmp_path / "images"), ["rock"]).records[0].boxes
     assert sorted(boxes.tolist()) == [[4, 4, 14, 14], [30, 20, 40, 34]]
     assert write_pseudo_labels(DarkBlobDetector(), coco, tmp_path / "b.json", ["rock"],
                                min_score=0.95).added_rocks == 0  # the oracle's 0.9 is not enough

@@ -167,13 +167,15 @@ def test_pseudo_label_command_writes_a_training_file_the_next_run_reads(trained_
     out = tmp_path / "pseudo" / "train.json"
     assert main(["pseudo-label", "--checkpoint", checkpoint, "--data", str(synthetic_data["train"]),
                  "--out", str(out), "--min-score", "0.0"]) == 0
-    assert "pseudo-labelled rocks added" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "pseudo-labelled rocks added" in printed
     original = json.loads(synthetic_data["train"].read_text())["annotations"]
     document = json.loads(out.read_text())
     added = document["annotations"][len(original):]
     assert document["annotations"][:len(original)] == original and added
     assert all(a["pseudo_label"] and a["score"] >= 0.0 for a in added)
-    assert load_split(SplitConfig(annotations=out), ["rock"]).report.rocks == \
+    assert f"data.train.images={synthetic_data['train'].parent}" in printed
+    assert load_split(SplitConfig(annotations=out, images=synthetic_data["train"].parent), ["rock"]).report.rocks == \
         sum(1 for a in original if a["category_id"] == 1) + len(added)
     assert main(["pseudo-label", "--checkpoint", checkpoint, "--data", str(synthetic_data["train"]),
                  "--out", str(out), "--min-score", "2"]) == 2

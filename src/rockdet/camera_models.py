@@ -14,7 +14,7 @@ of the first pixel is 0.5. The CAHV family puts that centre at 0; the conversion
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,6 +26,14 @@ NEWTON_ITERATIONS = 100
 NEWTON_TOLERANCE = 1e-12
 #: |L| below this is treated as the fish-eye limit L = 0 (as JPL's cmod does).
 LINEARITY_EPSILON = 1e-15
+#: |A| may differ from 1 by rounding in the label, not more.
+A_NORM_TOLERANCE = 1e-3
+#: Focal lengths in pixels a camera model may have: a 64-pixel fish-eye thumbnail has ~30, the
+#: narrowest rover camera (ChemCam RMI, ~20 µrad per pixel) ~50,000; 1e6 is 1 µrad per pixel.
+MIN_FOCAL_PX = 1.0
+MAX_FOCAL_PX = 1e6
+#: Sine of the least angle between the image axes H and V span (about 30 degrees).
+MIN_AXIS_SINE = 0.5
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,47 @@ class CahvoreModel:
         if self.kind == "CAHVORE":
             values |= {"E": self.e.tolist(), "linearity": self.linearity}
         return values
+
+
+def reoriented(model: CahvoreModel, width: int, height: int, flip_lines: bool, flip_samples: bool,
+               swap_axes: bool) -> CahvoreModel:
+    """The model of the same camera for its image turned to display order: rows and/or columns
+    of a ``width`` x ``height`` image reversed, then (``swap_axes``) lines and samples exchanged.
+    Pixels enter the CAHV family only through H and V (x = d.H / d.A), so only they change."""
+    h, v = model.h, model.v
+    if flip_samples:
+        h = (width - 1) * model.a - h
+    if flip_lines:
+        v = (height - 1) * model.a - v
+    if swap_axes:
+        h, v = v, h
+    return replace(model, h=h, v=v)
+
+
+def check_model(model: CahvoreModel) -> None:
+    """Refuse, with a ValueError naming the problem, a model no camera could have.
+
+    A is a unit vector; H and V each give a focal length |A x H|, |A x V| in pixels between
+    MIN_FOCAL_PX and MAX_FOCAL_PX (so neither is zero, nor parallel to A); H and V are not
+    parallel to each other (the image axes they span cross at a sensible angle); R and E are
+    finite. A model that passes gives finite rays for every pixel."""
+    a_norm = float(np.linalg.norm(model.a))
+    if abs(a_norm - 1.0) > A_NORM_TOLERANCE:
+        raise ValueError(f"A is not a unit vector (|A| = {a_norm:.6g})")
+    a = model.a / a_norm
+    for name, vector in (("H", model.h), ("V", model.v)):
+        focal = float(np.linalg.norm(np.cross(a, vector)))
+        if not MIN_FOCAL_PX <= focal <= MAX_FOCAL_PX:
+            raise ValueError(f"{name} gives a focal length |A x {name}| of {focal:.3g} pixels; a camera has "
+                             f"{MIN_FOCAL_PX:g} to {MAX_FOCAL_PX:.0e} ({name} zero, parallel to A or absurdly scaled)")
+    h_axis = np.cross(a, model.h)
+    v_axis = np.cross(a, model.v)
+    crossing = float(np.linalg.norm(np.cross(h_axis, v_axis)) / (np.linalg.norm(h_axis) * np.linalg.norm(v_axis)))
+    if crossing < MIN_AXIS_SINE:
+        raise ValueError("H and V are (nearly) parallel: the model's image axes do not span a plane")
+    if not (np.isfinite(model.r).all() and np.isfinite(model.e).all() and np.isfinite(model.linearity)):
+        raise ValueError("R, E or the linearity is not finite")
+
 
 
 def _vec(values) -> np.ndarray:

@@ -116,6 +116,10 @@ class ImageCatalog:
     with_masks: bool = False
     with_geometry: bool = False
     context: dict[str, Any] = field(default_factory=dict)  # checkpoint, thresholds, tiling, camera
+    #: SHA-256 of every file the input is made of (a PDS product's data and detached label), by
+    #: resolved path: a resumed run redoes the image when any of them changed. None: hashed
+    #: when the catalog is written (inputs.product_sha256).
+    product_files: dict[str, str | None] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         return [rock.row(self.with_masks, self.with_geometry) for rock in self.rocks]
@@ -135,35 +139,75 @@ def write_catalog(catalog: ImageCatalog, paths: CatalogPaths, formats: tuple[str
         written.append(write_rows_csv(paths("csv"), catalog.columns(), catalog.rows()))
     if "parquet" in formats:
         written.append(write_rows_parquet(paths("parquet"), catalog.columns(), catalog.rows()))
+    product_files = catalog.product_files
+    if product_files is None:
+        from rockdet.inputs import product_sha256
+
+        product_files = product_sha256(Path(catalog.image), catalog.sha256)
     document = {"catalog_version": CATALOG_VERSION, "complete": True, "image": catalog.image,
                 "width": catalog.width, "height": catalog.height, "sha256": catalog.sha256,
-                **catalog.context, "columns": catalog.columns(), "rock_count": len(catalog.rocks),
+                **catalog.context, "product_files": product_files, "columns": catalog.columns(), "rock_count": len(catalog.rocks),
                 "formats": list(formats), "rocks": catalog.rows()}
     write_json_atomic(paths("json"), document)
     return [*written, paths("json")]
 
 
-def read_catalog_json(path: Path) -> dict[str, Any]:
-    """A catalog JSON as written by write_catalog, or one RockdetError line saying why not."""
+def read_catalog_json(path: Path, strict: bool = False) -> dict[str, Any]:
+    """A catalog JSON as written by write_catalog, or one RockdetError line saying why not.
+    ``strict``: every rock a row of the catalog's columns with values of their types, as
+    write_catalog writes them (what a resumed run keeps and rocks.csv copies)."""
     try:
         document = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RockdetError(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
     if not isinstance(document, dict) or not isinstance(document.get("rocks", []), list):
         raise RockdetError(f"{path}: not a rockdet catalog (expected an object with a 'rocks' list)")
+    problem = catalog_problem(document) if strict else None
+    if problem:
+        raise RockdetError(f"{path}: not a rockdet catalog ({problem})")
     return document
 
 
-def read_complete_catalog(paths: CatalogPaths, formats: tuple[str, ...]) -> dict[str, Any] | None:
-    """An earlier run's catalog JSON when that run finished this image (the JSON says so and
-    every file exists); None otherwise."""
+def catalog_problem(document: dict[str, Any]) -> str | None:
+    """Why a catalog JSON is not one write_catalog wrote (tampered, alien, another version), or None."""
+    if document.get("catalog_version") != CATALOG_VERSION:
+        return f"catalog_version {document.get('catalog_version')!r}, this rockdet writes {CATALOG_VERSION}"
+    columns, rocks = document.get("columns"), document.get("rocks")
+    if not isinstance(columns, list) or not set(BASE_COLUMNS) <= set(columns) or \
+            not all(isinstance(column, str) for column in columns):
+        return "its 'columns' are not a catalog's"
+    if not isinstance(rocks, list) or document.get("rock_count") != len(rocks):
+        return f"rock_count {document.get('rock_count')!r} but {len(rocks) if isinstance(rocks, list) else 'no'} rocks"
+    for index, rock in enumerate(rocks):
+        if not isinstance(rock, dict):
+            return f"rocks[{index}] is {json.dumps(rock)[:40]}, not a row"
+        for column in columns:
+            value = rock.get(column, _MISSING)
+            if value is None or (type(value) is str if column in _TEXT_COLUMNS else
+                                 type(value) in (int, float) and math.isfinite(value)):
+                continue
+            return f"rocks[{index}] has no {column}" if value is _MISSING else \
+                f"rocks[{index}].{column} is {json.dumps(value)[:40]}"
+    return None
+
+
+_MISSING = object()
+
+
+def earlier_catalog(paths: CatalogPaths, formats: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
+    """An earlier run's catalog of one image: (its JSON, None) when that run finished the image
+    (the JSON says so, is a catalog as rockdet writes them, and every file exists); (None, why
+    not) when there is a JSON it cannot keep; (None, None) when there is none."""
+    if not paths("json").exists():
+        return None, None
     try:
-        document = read_catalog_json(paths("json"))
-    except RockdetError:
-        return None
-    if not document.get("complete"):
-        return None
-    return document if all(paths(fmt).is_file() for fmt in formats) else None
+        document = read_catalog_json(paths("json"), strict=True)
+    except RockdetError as exc:
+        return None, str(exc)
+    if document.get("complete") is not True:
+        return None, f"{paths('json')}: not marked complete"
+    missing = [fmt for fmt in formats if fmt in FORMATS and not paths(fmt).is_file()]  # not batch formats
+    return (None, f"{paths('json')}: its {', '.join(missing)} file is missing") if missing else (document, None)
 
 
 def write_rows_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:

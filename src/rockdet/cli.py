@@ -35,6 +35,25 @@ def _load_data(options, path: Path):
     return load_split(split, options.rock_classes)
 
 
+def _load_evaluation_data(options):
+    """The labelled split and its dense rock masks: ``--masks`` beside a COCO file (or a mask
+    folder found beside it) are masks to judge by; beside an image folder they are the labels."""
+    from rockdet.data.dense_masks import RockMasks, masks_beside
+    from rockdet.data.formats import split_from_path
+    from rockdet.data.sources import load_source
+
+    data = Path(options.data)
+    if data.suffix.lower() == ".json":
+        split = split_from_path(data, options.split, None, options.mask_mode, options.images)
+        split = split.model_copy(update={"image_list": options.image_list})
+        folder = options.masks or masks_beside(data)
+    else:
+        split = split_from_path(data, options.split, options.masks, options.mask_mode, options.images)
+        split = split.model_copy(update={"image_list": options.image_list})
+        folder = options.masks if options.mask_mode == "binary" else None
+    return load_source(split, options.rock_classes), (RockMasks(folder) if folder else None)
+
+
 def _train(options) -> int:
     from rockdet.config import load_config
     from rockdet.training import train
@@ -54,25 +73,34 @@ def _train(options) -> int:
 def _evaluate(options) -> int:
     from rockdet.atomic import write_json_atomic
     from rockdet.data.dataset import RockDataset
-    from rockdet.evaluation import evaluate_model, format_metrics_table
-    from rockdet.inference import training_image_size
+    from rockdet.evaluation import evaluate_model, format_metrics_table, format_quality
+    from rockdet.inference import stored_threshold, training_image_size
     from rockdet.models import load_checkpoint_model
+    from rockdet.output_guard import check_output_file, refuse_inputs_as_outputs
     from rockdet.plots import plot_pr_curve
 
+    if options.out:  # the metrics never land on the annotations or the checkpoint
+        refuse_inputs_as_outputs([options.out, options.out.with_name(options.out.stem + "_pr.png")],
+                                 [options.data, options.checkpoint, options.image_list])
+        check_output_file(options.out)
     model, hparams = load_checkpoint_model(options.checkpoint, trust=options.trust_checkpoint)
-    annotations = _load_data(options, options.data)
-    evaluation = dict(hparams.get("evaluation", {}))
-    if options.score_threshold is not None:
-        evaluation["score_threshold"] = options.score_threshold
+    annotations, rock_masks = _load_evaluation_data(options)
+    evaluation = {key: hparams.get("evaluation", {})[key] for key in ("score_threshold", "iou_threshold")
+                  if key in hparams.get("evaluation", {})}
+    evaluation["score_threshold"] = options.score_threshold if options.score_threshold is not None \
+        else stored_threshold(hparams)
     dataset = RockDataset(annotations.records)
     result = evaluate_model(model, dataset, options.batch_size, options.device, **evaluation,
                             max_detections=hparams["model"]["detections_per_image"],
-                            input_size=training_image_size(hparams))
+                            input_size=training_image_size(hparams), rock_masks=rock_masks)
     print(format_metrics_table(result.scalars))
+    print(format_quality(result.quality, evaluation.get("score_threshold")))
     if options.out:
         write_json_atomic(options.out, {"checkpoint": str(options.checkpoint), "data": str(options.data),
                                         "images": len(dataset), "rocks": annotations.report.rocks,
                                         "evaluation": evaluation, "metrics": result.scalars,
+                                        "quality": result.quality,
+                                        "masks": None if rock_masks is None else str(rock_masks.folder),
                                         "pr_curve": {"recall": result.pr_recall,
                                                      "precision": result.pr_precision}})
         curve = plot_pr_curve(result.pr_recall, result.pr_precision,
@@ -89,6 +117,12 @@ def _pseudo_label(options) -> int:
 
     if not 0.0 <= options.min_score <= 1.0:
         raise RockdetError(f"--min-score must lie in 0..1, got {options.min_score}")
+    from rockdet.output_guard import check_output_file, refuse_inputs_as_outputs
+
+    refuse_inputs_as_outputs([options.out], [options.data, options.checkpoint])
+    if not options.data.is_file():
+        raise RockdetError(f"--data {options.data}: COCO file not found")
+    check_output_file(options.out)
     model, hparams = load_checkpoint_model(options.checkpoint, trust=options.trust_checkpoint)
     if has_masks(hparams["model"]["arch"]):
         raise RockdetError(f"{options.checkpoint}: pseudo-labels are boxes, and "
@@ -98,7 +132,8 @@ def _pseudo_label(options) -> int:
                                  options.batch_size, options.device)
     print(f"{result.out_path}: {result.added_rocks} pseudo-labelled rocks added to "
           f"{result.labelled_rocks} labelled ones in {result.images} images; train on it with "
-          f"data.train.annotations={result.out_path} model.weights={options.checkpoint}")
+          f"data.train.annotations={result.out_path} data.train.images={Path(options.data).parent} "
+          f"model.weights={options.checkpoint}")
     return 0
 
 
@@ -113,7 +148,9 @@ def _predict(options) -> int:
     settings = PredictSettings(score_threshold=options.score_threshold, tile=options.tile,
                                overlap=options.overlap, batch_size=options.batch_size or _tile_batch(accelerator),
                                merge_threshold=options.merge_threshold, merge_metric=options.merge_metric,
-                               merge_method=options.merge_method, full_image_pass=options.full_image_pass)
+                               merge_method=options.merge_method, full_image_pass=options.full_image_pass,
+                               **({"nested_threshold": None} if options.keep_nested else {}),
+                               **({"sky_fraction": None} if options.keep_on_black else {}))
     job = PredictJob(options.checkpoint, options.out, tuple(options.inputs), settings,
                      tuple(f.strip() for f in options.format.split(",") if f.strip()),
                      options.overwrite, devices, accelerator, options.workers, options.camera,
@@ -166,17 +203,25 @@ def _data_report(options) -> int:
 
 
 def _sfd(options) -> int:
-    from rockdet.sfd import load_sizes, sfd_statistics
-    from rockdet.sfd_report import write_sfd
+    from rockdet.output_guard import check_output_files_in, check_output_folder, refuse_inputs_as_outputs
+    from rockdet.sfd import MAX_DIAMETER_M, load_sizes, sfd_statistics
+    from rockdet.sfd_report import SFD_JSON, SFD_PNG, write_sfd
 
+    outputs = [options.out / SFD_JSON, options.out / SFD_PNG]
+    refuse_inputs_as_outputs(outputs, [options.catalogs, options.catalogs.with_suffix(".json")])
+    check_output_folder(options.out)
+    check_output_files_in(options.out, [SFD_JSON, SFD_PNG], "--out")
     sizes = load_sizes(options.catalogs, options.area_m2)
     result = sfd_statistics(sizes.diameters, sizes.area_m2, options.min_diameter_m, options.bootstrap,
                             options.seed)
-    write_sfd(result, options.out)
+    write_sfd(result, options.out, sizes.left_out())
     for problem in sizes.unreadable:
         print(f"  left out: {problem}")
     if sizes.invalid_diameters:
         print(f"  left out {sizes.invalid_diameters} diameters that are not a finite number above 0")
+    if sizes.absurd_diameters:
+        print(f"  left out {sizes.absurd_diameters} diameters above {MAX_DIAMETER_M:g} m: no rock a rover "
+              f"or descent camera sizes is that large (a camera-model or file error)")
     print(f"{result.rocks} rocks with a metric size on {result.area_m2:.2f} m^2; "
           f"completeness cut-off {result.completeness_m or float('nan'):.3g} m ({result.rocks_used} rocks used)")
     if result.status == "ok":
@@ -184,8 +229,8 @@ def _sfd(options) -> int:
         print(f"power law N(>=D) = {result.power_law_coefficient:.4g} D^-{result.power_law_exponent:.3f}"
               f"  95% CI of exponent {result.power_law_exponent_ci95}")
     else:
-        print(f"no fit: {result.message}")
-    print(f"written: {options.out / 'sfd.json'}, {options.out / 'sfd.png'}")
+        print(f"no fit ({result.status}): {result.message}")
+    print(f"written: {options.out / SFD_JSON}, {options.out / SFD_PNG}")
     return 0
 
 

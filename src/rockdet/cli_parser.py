@@ -37,6 +37,13 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _folder(text: str) -> Path:
+    """argparse type: a folder name; an empty one would silently mean the working directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a folder (an empty name would mean the working directory)")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rockdet", description=DESCRIPTION)
     loudness = parser.add_mutually_exclusive_group()
@@ -58,12 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=_count(1), default=4)
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--score-threshold", type=float, help="operating point (default: as trained)")
+    evaluate.add_argument("--image-list", type=Path, help="text file of image names: judge only these "
+                          "(e.g. configs/splits/marsdata_val.txt)")
     _add_trust_argument(evaluate)
 
     predict = commands.add_parser("predict", help="rock catalogs for a batch of images")
     predict.add_argument("--checkpoint", type=Path, required=True, help="a rockdet .ckpt, or a file of "
                          "`rockdet export` (.onnx runs in ONNX Runtime, .torchscript in TorchScript)")
-    predict.add_argument("--out", type=Path, required=True, help="output folder (mirrors the inputs)")
+    predict.add_argument("--out", type=_folder, required=True, help="output folder (mirrors the inputs)")
     predict.add_argument("inputs", nargs="+", metavar="INPUT",
                          help="image files, folders (recursive), globs, or .txt files listing paths")
     predict.add_argument("--score-threshold", type=float, help="default: the checkpoint's eval threshold")
@@ -73,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--merge-threshold", type=float, default=0.5)
     predict.add_argument("--merge-metric", choices=("ios", "iou"), default="ios")
     predict.add_argument("--merge-method", choices=("nmm", "nms"), default="nmm")
+    predict.add_argument("--keep-nested", action="store_true", help="keep a detection lying mostly inside "
+                         "another (default: the higher-scoring of the two stays; one rock, one row)")
+    predict.add_argument("--keep-on-black", action="store_true", help="keep detections on featureless "
+                         "black (default: dropped; sky and no-data borders hold no rocks)")
     predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
                          "once (rocks larger than a tile)")
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "

@@ -7,11 +7,13 @@ directory, as a shell user expects. A file may ``extends:`` a base file.
 
 from __future__ import annotations
 
-import inspect
+import re
+import typing
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from rockdet.data.settings import DataConfig, SplitConfig
 from rockdet.data.transforms import PRESETS
@@ -22,6 +24,8 @@ from rockdet.typed_yaml import (
     KeyProblem,
     Settings,
     as_plain_data,
+    check_finite,
+    first_problem,
     merge_mappings,
     read_yaml_mapping,
     set_values,
@@ -53,6 +57,12 @@ class ModelConfig(Settings):
     #: Weight of background samples in the RPN and box-head classification losses (two-stage
     #: archs); below 1 an unlabelled rock taught as background pulls less. 1 = torchvision's loss.
     background_loss_weight: float = Field(1.0, gt=0.0, le=1.0)
+
+    @field_validator("options")
+    @classmethod
+    def _finite_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        check_finite(options)
+        return options
 
     @field_validator("arch")
     @classmethod
@@ -106,9 +116,22 @@ class EarlyStoppingConfig(Settings):
 
 
 class EvalConfig(Settings):
-    #: Score above which a detection counts for precision/recall at the operating point.
-    score_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    #: The operating point: the score above which a detection is a rock in a catalog; ``auto``
+    #: chooses it on the validation split at the end of training (rockdet.operating_point).
+    score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = 0.5
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    #: ``auto`` on sparse labels only: the highest threshold that still finds this share of the
+    #: labelled rocks (dense sources, ``dense: true``, choose by the best F1 instead).
+    auto_recall_target: float = Field(0.6, gt=0.0, le=1.0)
+
+    @property
+    def provisional_threshold(self) -> float:
+        """The threshold validation reports during training, before ``auto`` has chosen."""
+        return AUTO_PROVISIONAL_THRESHOLD if self.score_threshold == AUTO else float(self.score_threshold)
+
+
+#: What validation reports at while ``score_threshold: auto`` has not chosen yet.
+AUTO_PROVISIONAL_THRESHOLD = 0.5
 
 
 class RunConfig(Settings):
@@ -136,13 +159,19 @@ class TrainConfig(Settings):
     @field_validator("trainer")
     @classmethod
     def _trainer_arguments(cls, trainer: dict[str, Any]) -> dict[str, Any]:
-        import pytorch_lightning
-
-        parameters = set(inspect.signature(pytorch_lightning.Trainer.__init__).parameters) - {"self"}
+        arguments = trainer_arguments_model()
         for key in trainer:
-            if key not in parameters:
-                raise ValueError(f"unknown key 'trainer.{key}'{did_you_mean(key, parameters)} "
+            if key not in arguments.model_fields:
+                raise ValueError(f"unknown key 'trainer.{key}'{did_you_mean(key, arguments.model_fields)} "
                                  f"(trainer takes pytorch_lightning.Trainer's arguments)")
+        for reserved in ("callbacks", "logger", "default_root_dir"):
+            if reserved in trainer:
+                raise KeyProblem(reserved, "is set by rockdet; remove it from the config")
+        try:  # types now, so a wrong one fails before the run folder is made, not mid-run
+            arguments.model_validate(trainer)
+        except ValidationError as exc:
+            raise first_problem(exc, arguments) from None
+        _check_trainer_names(trainer)
         return trainer
 
     @model_validator(mode="after")
@@ -156,8 +185,60 @@ class TrainConfig(Settings):
         return self
 
 
+#: Bounds Lightning checks only once training runs (-1: no limit).
+_TRAINER_BOUNDS = {"max_epochs": -1, "min_epochs": 0, "max_steps": -1, "min_steps": 0, "num_nodes": 1,
+                   "accumulate_grad_batches": 1, "check_val_every_n_epoch": 1, "log_every_n_steps": 0,
+                   "reload_dataloaders_every_n_epochs": 0}
+
+
+@cache
+def trainer_arguments_model() -> type[Settings]:
+    """pytorch_lightning.Trainer's keyword arguments as a strict model, from its type hints (plus
+    the bounds Lightning checks late); an argument whose hint pydantic cannot check takes anything."""
+    import pytorch_lightning
+
+    hints = typing.get_type_hints(pytorch_lightning.Trainer.__init__)
+    fields: dict[str, Any] = {}
+    for name, hint in hints.items():
+        if name == "return":
+            continue
+        if name in _TRAINER_BOUNDS:
+            least = Annotated[int, Field(ge=_TRAINER_BOUNDS[name])]
+            hint = least | None if type(None) in typing.get_args(hint) else least
+        fields[name] = (hint, None)
+    config = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=True, extra="forbid")
+    try:
+        return create_model("trainer", __config__=config, **fields)
+    except Exception:  # a Lightning whose hints pydantic cannot read: check names only
+        return create_model("trainer", __config__=ConfigDict(extra="forbid"),
+                            **{name: (Any, None) for name in fields})
+
+
+#: trainer.devices as text: "auto", "-1" (all) or GPU ids such as "0,1".
+_DEVICES_TEXT = re.compile(r"\s*(auto|-1|\d+(\s*,\s*\d+)*\s*,?)\s*")
+
+
+def _check_trainer_names(trainer: dict[str, Any]) -> None:
+    """The names Lightning takes for accelerator, strategy and devices (its own registries), which
+    it checks only when the trainer is built, after the run folder is made."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    known = {"accelerator": {"auto", "gpu", *AcceleratorRegistry.available_accelerators()},
+             "strategy": {"auto", *StrategyRegistry.available_strategies()}}
+    for key, names in known.items():
+        if isinstance(trainer.get(key), str) and trainer[key] not in names:
+            raise KeyProblem(key, f"'{trainer[key]}' is not one of {sorted(names)}"
+                             f"{did_you_mean(trainer[key], names)}")
+    devices = trainer.get("devices")
+    if isinstance(devices, str) and not _DEVICES_TEXT.fullmatch(devices):
+        raise KeyProblem("devices", f"expected a count, a list of GPU ids, 'auto' or ids like '0,1', got {devices!r}")
+
+
 #: Top-level key naming the config a file builds on (a path relative to the file).
 EXTENDS = "extends"
+#: Longest chain of ``extends:`` files: a real hierarchy is two or three deep.
+MAX_EXTENDS_DEPTH = 16
 
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> TrainConfig:
@@ -180,12 +261,19 @@ def read_config_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     base_name = raw.pop(EXTENDS, None)
     if base_name is None:
         return raw
-    if not isinstance(base_name, str):
+    if not isinstance(base_name, str) or not base_name.strip():
         raise ConfigError(f"{path}: {EXTENDS}: expected a file name, got {base_name!r}")
     base_path = (path.parent / base_name).resolve()
-    if base_path in chain or base_path == path.resolve():
-        raise ConfigError(f"{path}: {EXTENDS}: {base_name} extends this file again (a circle)")
-    base_raw = read_config_tree(base_path, chain + (path.resolve(),))
+    trail = chain + (path.resolve(),)
+    if base_path in trail:
+        circle = " -> ".join(p.name for p in trail[trail.index(base_path):] + (base_path,))
+        raise ConfigError(f"{path}: {EXTENDS}: {base_name} extends this file again (a circle: {circle})")
+    if len(trail) >= MAX_EXTENDS_DEPTH:
+        raise ConfigError(f"{path}: {EXTENDS}: a chain of more than {MAX_EXTENDS_DEPTH} files, starting at "
+                          f"{trail[0]}; flatten it (real hierarchies are two or three deep)")
+    if base_path.is_dir():
+        raise ConfigError(f"{path}: {EXTENDS}: {base_name} is a folder, not a config file")
+    base_raw = read_config_tree(base_path, trail)
     base = validate_mapping(TrainConfig, base_raw, source=base_path, base_dir=base_path.parent)
     return merge_mappings(as_plain_data(base, only_set=True), raw)
 

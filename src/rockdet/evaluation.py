@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -12,7 +12,9 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
+from rockdet.catalog_quality import judge_image, summarise
 from rockdet.data.dataset import RockDataset, collate_detection
+from rockdet.data.dense_masks import RockMasks
 from rockdet.inference import detect_as_predict_does
 
 #: The COCO summary numbers we report, under torchmetrics' names.
@@ -27,6 +29,8 @@ class EvalResult:
     #: Precision at COCO's 101 recall points, IoU 0.5, all sizes (for the PR curve).
     pr_recall: list[float]
     pr_precision: list[float]
+    #: Catalog quality at the operating point: totals, by size, by image (catalog_quality.summarise).
+    quality: dict = field(default_factory=dict)
 
 
 class OperatingPoint(Metric):
@@ -118,23 +122,53 @@ def evaluate_model(model: nn.Module, dataset: RockDataset, batch_size: int = 4,
                    device: str | torch.device = "cpu", score_threshold: float = 0.5,
                    iou_threshold: float = 0.5, num_workers: int = 0,
                    max_detections: int = COCO_MAX_DETECTIONS,
-                   input_size: int | None = None) -> EvalResult:
+                   input_size: int | None = None, rock_masks: RockMasks | None = None) -> EvalResult:
     """Run ``model`` over a labelled dataset and compute the metrics (``max_detections``: see
     DetectionMetrics). With ``input_size`` (the training image size) images are tiled and
-    merged exactly as `rockdet predict` does; without it each image is one forward pass."""
+    merged exactly as `rockdet predict` does; without it each image is one forward pass.
+    ``quality`` judges the detections at ``score_threshold`` (catalog_quality), against dense
+    ``rock_masks`` too when given."""
     model = model.to(device).eval()
     metrics = DetectionMetrics(score_threshold, iou_threshold, max_detections)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection,
                         num_workers=num_workers)
+    judged, records = [], iter(dataset.records)
     for images, targets in tqdm(loader, desc="evaluate", unit="batch"):
         if input_size:
             preds = detect_as_predict_does(model, images, input_size, max_detections, device)
         else:
             preds = model([image.to(device) for image in images])
-        metrics.update([{k: v.cpu() for k, v in p.items()} for p in preds], targets)
-    return metrics.compute()
+        preds = [{k: v.cpu() for k, v in p.items()} for p in preds]
+        metrics.update(preds, targets)
+        for pred, target, record in zip(preds, targets, records):
+            judged.append(judge_at(pred, target, record, score_threshold, rock_masks))
+    result = metrics.compute()
+    result.quality = summarise(judged)
+    return result
+
+
+def judge_at(pred: dict, target: dict, record, score_threshold: float, rock_masks: RockMasks | None):
+    """One image's detections at the operating point, judged against its labels (and mask)."""
+    keep = pred["scores"] >= score_threshold
+    order = pred["scores"][keep].argsort(descending=True)
+    boxes = pred["boxes"][keep][order].numpy()
+    mask = rock_masks(record.path, record.width, record.height) if rock_masks is not None else None
+    return judge_image(record.path.name, boxes, target["boxes"].numpy(), record.crowd_boxes, mask)
 
 
 def format_metrics_table(scalars: dict[str, float]) -> str:
     width = max(len(k) for k in scalars)
     return "\n".join(f"{key:<{width}}  {value:7.4f}" for key, value in scalars.items())
+
+
+def format_quality(quality: dict, score_threshold: float | None) -> str:
+    """The catalog-quality totals and the size breakdown as text for the terminal."""
+    totals = quality.get("totals", {})
+    lines = [f"at the operating point (score >= {score_threshold}):"]
+    lines += [f"  {key:<20}  {value:7.4f}" if isinstance(value, float) else f"  {key:<20}  {value:>7}"
+              for key, value in totals.items()]
+    lines.append("  size px      rocks  recall@0.5  detections  precision@0.5")
+    for row in quality.get("by_size", []):
+        lines.append(f"  {row['size_px']:<11} {row['rocks']:>6}  {row['recall_50']:10.3f}  {row['detections']:>10}"
+                     f"  {row['precision_50']:13.3f}")
+    return "\n".join(lines)

@@ -26,11 +26,12 @@ from torch import nn
 
 from rockdet.atomic import atomic_path
 from rockdet.errors import RockdetError
-from rockdet.inference import training_image_size
+from rockdet.inference import stored_threshold, training_image_size
 from rockdet.models import load_checkpoint_model
 from rockdet.models.archs import has_masks
 from rockdet.models.inference_head import InferenceHead
 from rockdet.models.sparse_labels import disable_sparse_label_training
+from rockdet.output_guard import check_output_file, refuse_inputs_as_outputs
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def export_metadata(hparams: dict, export_format: str) -> dict[str, Any]:
 
     return {"format": export_format, "rockdet_version": __version__, "arch": hparams["model"]["arch"],
             "input_size": training_image_size(hparams),
-            "score_threshold": float(hparams["evaluation"]["score_threshold"]),
+            "score_threshold": stored_threshold(hparams),
             "class_names": list(hparams.get("rock_classes") or ["rock"]),
             "model": {k: v for k, v in hparams["model"].items() if k not in ("weights", "weights_backbone")},
             "evaluation": hparams["evaluation"], **({"onnx_opset": ONNX_OPSET} if export_format == "onnx" else {})}
@@ -88,6 +89,7 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
     """Write ``out`` and return its metadata and the parity check's result (raises if it fails)."""
     if export_format not in FORMATS:
         raise ExportError(f"--format {export_format}: choose one of {list(FORMATS)}")
+    check_export_path(Path(checkpoint), Path(out), export_format)
     model, hparams = load_checkpoint_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
     metadata = {**export_metadata(hparams, export_format), "head": (head or InferenceHead()).apply(model)}
@@ -106,6 +108,20 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
         if not parity.passed:
             raise ExportError(f"{out}: parity check failed: {parity.describe()}; the file was not written")
     return metadata, parity
+
+
+def check_export_path(checkpoint: Path, out: Path, export_format: str) -> None:
+    """Refuse, before any work, an ``--out`` that is the checkpoint, that cannot be written, or
+    whose suffix is not the format's: predict picks the runtime by suffix, so an ONNX file named
+    .ckpt could not be run, and would pass for the checkpoint it may have replaced."""
+    from rockdet.runtimes import ONNX_SUFFIXES, TORCHSCRIPT_SUFFIXES
+
+    refuse_inputs_as_outputs([out], [checkpoint])
+    suffixes = ONNX_SUFFIXES if export_format == "onnx" else TORCHSCRIPT_SUFFIXES
+    if out.suffix.lower() not in suffixes:
+        raise ExportError(f"--out {out}: a {export_format} file is named *{' or *'.join(suffixes)}, which "
+                          f"predict needs to run it; try --out {out.with_suffix(suffixes[0]).name}")
+    check_output_file(out)
 
 
 def parity_image(side: int) -> torch.Tensor:

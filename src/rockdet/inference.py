@@ -6,6 +6,7 @@ the training images), batched across images, and merged so a rock cut by a tile 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Literal
@@ -15,11 +16,18 @@ import torch
 from torch import nn
 
 from rockdet.catalog import Rock
-from rockdet.data.records import ROCK_LABEL
-from rockdet.slicing import Window, merge_detections, shift_boxes, tile_windows
+from rockdet.data.records import HARDWARE_LABEL, ROCK_LABEL
+from rockdet.featureless import drop_featureless
+from rockdet.slicing import CUT_TOLERANCE_PX, Window, merge_detections, shift_boxes, tile_windows
+
+log = logging.getLogger(__name__)
 
 #: Mask probability above which a pixel belongs to the rock (torchvision's convention).
 MASK_THRESHOLD = 0.5
+#: A rock detection lying this much inside a confident hardware detection is part of the hardware.
+HARDWARE_INSIDE = 0.5
+#: A hardware detection removes rocks only when it scores at least this.
+HARDWARE_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,14 @@ class PredictSettings:
     merge_method: Literal["nms", "nmm"] = "nmm"
     #: Also run the whole (downscaled) image once, for rocks larger than a tile.
     full_image_pass: bool = False
+    #: One rock, one row: of two detections one of which lies at least this much inside the
+    #: other (intersection over the smaller box), only the higher-scoring stays, whichever is
+    #: larger (a part of a rock, or a box around a rock and its surroundings). None keeps both.
+    nested_threshold: float | None = 0.8
+    #: Featureless black (sky, no-data borders) holds no rocks: a detection whose box has at
+    #: least ``sky_fraction`` of its pixels darker than ``sky_level`` (of 255) is dropped.
+    sky_level: int = 12
+    sky_fraction: float | None = 0.9
 
 
 @dataclass
@@ -44,12 +60,29 @@ class TileDetections:
     boxes: torch.Tensor  # [N, 4]
     scores: torch.Tensor  # [N]
     masks: list[tuple[np.ndarray, int, int]] | None  # per box: (bool crop, x0, y0) in the image
+    #: The tile's window in the image (None: unknown, no box taken as cut by a tile border).
+    window: Window | None = None
 
 
 def training_image_size(hparams: dict) -> int:
     """Side of the images a checkpoint was trained on (crops included): the tile size that
     keeps rocks at the scale the model learned."""
     return int(hparams.get("input_size") or hparams["model"]["min_size"])
+
+
+#: The operating point of a checkpoint whose ``score_threshold: auto`` was never chosen (a run
+#: stopped before the end of training): the value validation reported at.
+UNCHOSEN_THRESHOLD = 0.5
+
+
+def stored_threshold(hparams: dict) -> float:
+    """A checkpoint's operating point; an unchosen ``auto`` falls back, with a warning."""
+    value = hparams.get("evaluation", {}).get("score_threshold", UNCHOSEN_THRESHOLD)
+    if value == "auto":
+        log.warning("the checkpoint's score_threshold: auto was never chosen (training did not finish); "
+                    "using %s", UNCHOSEN_THRESHOLD)
+        return UNCHOSEN_THRESHOLD
+    return float(value)
 
 
 def plan_windows(height: int, width: int, settings: PredictSettings, input_size: int) -> list[Window]:
@@ -81,9 +114,9 @@ def cut_tile(pixels: np.ndarray, window: Window, pad_to: int | None) -> torch.Te
 
 def to_image_coordinates(prediction: dict[str, torch.Tensor], window: Window,
                          score_threshold: float) -> TileDetections:
-    """Keep confident detections, drop any in the padding, shift to image coordinates."""
+    """Keep confident rocks, drop any in the padding or on hardware, shift to image coordinates."""
     x0, y0, x1, y1 = window
-    keep = prediction["scores"] >= score_threshold
+    keep = (prediction["scores"] >= score_threshold) & ~on_hardware(prediction, score_threshold)
     boxes = prediction["boxes"][keep].detach().float().cpu()
     if len(boxes):
         centre_x, centre_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
@@ -104,7 +137,52 @@ def to_image_coordinates(prediction: dict[str, torch.Tensor], window: Window,
             crop = (probability[by0:by1, bx0:bx1] > MASK_THRESHOLD).numpy()
             masks.append((crop, bx0 + x0, by0 + y0))
     return TileDetections(shift_boxes(boxes, (x0, y0)), prediction["scores"][keep_idx].detach().float().cpu(),
-                          masks)
+                          masks, window)
+
+
+def on_hardware(prediction: dict[str, torch.Tensor], score_threshold: float) -> torch.Tensor:
+    """Per detection: not a rock. A model trained with ``data.hardware_classes`` calls lander and
+    rover hardware by its own label; those boxes, and rocks lying mostly inside one, are left out."""
+    labels = prediction.get("labels")
+    if labels is None or not len(labels):
+        return torch.zeros(len(prediction["scores"]), dtype=torch.bool)
+    scores = prediction["scores"].detach().cpu()
+    hardware = labels.cpu() == HARDWARE_LABEL
+    # Its own confidence, not the catalog's threshold: at threshold 0 (validation ranks every
+    # box) each rock's weak hardware twin would otherwise take the rock with it.
+    confident = hardware & (scores >= max(score_threshold, HARDWARE_CONFIDENCE))
+    if not confident.any():
+        return hardware.to(prediction["scores"].device)
+    boxes = prediction["boxes"].detach().float().cpu()
+    overlap = box_inside(boxes, boxes[confident])
+    outscored = scores[:, None] < scores[confident][None, :]  # a rock scoring above the hardware stays
+    inside = ((overlap >= HARDWARE_INSIDE) & outscored).any(dim=1)
+    return (hardware | inside).to(prediction["scores"].device)
+
+
+def box_inside(boxes: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """[N, M]: the share of each box's area that lies inside each region."""
+    lt = torch.max(boxes[:, None, :2], regions[None, :, :2])
+    rb = torch.min(boxes[:, None, 2:], regions[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=2)
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-9)
+    return inter / area[:, None]
+
+
+def cut_sides(parts: list[TileDetections]) -> np.ndarray | None:
+    """Per box, bool [N, 4]: its left, top, right or bottom side lies on a tile border inside
+    the image (the rock may go on in the neighbouring tile)."""
+    if any(p.window is None for p in parts):
+        return None
+    width, height = max(p.window[2] for p in parts), max(p.window[3] for p in parts)
+    sides = []
+    for part in parts:
+        x0, y0, x1, y1 = part.window
+        edges = np.array([x0, y0, x1, y1], dtype=np.float64)
+        inner = np.array([x0 > 0, y0 > 0, x1 < width, y1 < height])
+        boxes = part.boxes.numpy().astype(np.float64).reshape(-1, 4)
+        sides.append((np.abs(boxes - edges) <= CUT_TOLERANCE_PX) & inner)
+    return np.concatenate(sides) if sides else np.zeros((0, 4), dtype=bool)
 
 
 def merge_tiles(parts: list[TileDetections], settings: PredictSettings) -> list[Rock]:
@@ -115,10 +193,15 @@ def merge_tiles(parts: list[TileDetections], settings: PredictSettings) -> list[
     all_masks = [m for p in parts for m in (p.masks or [])]
     if len(parts) > 1:
         boxes, scores, groups = merge_detections(boxes, scores, settings.merge_threshold,
-                                                 settings.merge_metric, settings.merge_method)
+                                                 settings.merge_metric, settings.merge_method, cut_sides(parts))
     else:
         order = scores.argsort(descending=True)
         boxes, scores, groups = boxes[order], scores[order], [[int(i)] for i in order]
+    if settings.nested_threshold is not None and len(boxes) > 1:
+        # Inside a tile as well as across: torchvision's per-tile NMS (IoU) keeps a box nested
+        # in a larger one, since their IoU is small.
+        boxes, scores, nested = merge_detections(boxes, scores, settings.nested_threshold, "ios", "nms")
+        groups = [[member for index in group for member in groups[index]] for group in nested]
     rocks = []
     for rock_id, (box, score, group) in enumerate(zip(boxes.tolist(), scores.tolist(), groups), start=1):
         rock = Rock(rock_id, float(score), *(float(v) for v in box))
@@ -206,7 +289,9 @@ def predict_images(model: nn.Module, images: Iterable[np.ndarray], settings: Pre
     """Rocks for each image, in order; tiles of consecutive images share forward passes."""
     parts: dict[int, list[TileDetections]] = {}
     for batch in tile_batches(enumerate(images), settings, input_size):
-        for (index, window), prediction in zip(batch.owners, run_model(model, batch.tiles, device)):
+        predictions = drop_featureless(run_model(model, batch.tiles, device), batch.tiles,
+                                       [window for _, window in batch.owners], settings.sky_level, settings.sky_fraction)
+        for (index, window), prediction in zip(batch.owners, predictions):
             parts.setdefault(index, []).append(to_image_coordinates(prediction, window, settings.score_threshold))
         for index, _ in batch.finished:
             yield merge_tiles(parts.pop(index), settings)

@@ -7,12 +7,13 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from rockdet.data.images import IMAGE_SUFFIXES
 from rockdet.errors import RockdetError
-from rockdet.outputs import safe_key
+from rockdet.outputs import LOCK_FILE, OutputLayout, safe_key
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,20 @@ def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda p
     rockdet's own earlier outputs."""
     found: list[tuple[Path, Path]] = []  # (path, relative)
     missing: list[str] = []
+    earlier = partial(_earlier_output, locks={})
     for text in inputs:
         path = Path(text).expanduser()
-        if glob.has_magic(text):
+        if glob.has_magic(text) and not path.exists():  # a file named 'what?.png' is itself
             root = _glob_root(text)
-            found += [(Path(p), _relative(Path(p), root)) for p in sorted(glob.glob(text, recursive=True))
-                      if Path(p).is_file()]
+            matched = [(Path(p), _relative(Path(p), root)) for p in sorted(glob.glob(text, recursive=True))
+                       if Path(p).is_file() and not earlier(Path(p), root)]
+            found += matched
+            if not matched:
+                missing.append(f"{text}: the pattern matches no file")
         elif path.is_dir():
             found += [(p, _relative(p, path)) for p in sorted(path.rglob("*"))
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+                      and not earlier(p, path)]
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
             found += _read_list(path)
         elif path.is_file():
@@ -90,7 +96,22 @@ def _relative(path: Path, root: Path) -> Path:
     return normal.relative_to(normal_root) if normal.is_relative_to(normal_root) else Path(path.name)
 
 
+def _earlier_output(path: Path, root: Path, locks: dict[Path, bool]) -> bool:
+    """A file an earlier predict run wrote into a folder under ``root`` (its overlays, plots and
+    thumbnails are images, but not inputs). ``locks``: which folders hold a run's lock file."""
+    for folder in path.parents:
+        if folder not in locks:
+            locks[folder] = (folder / LOCK_FILE).is_file()
+        if locks[folder] and OutputLayout.at(folder).is_own_output(path):
+            return True
+        if folder == root or not folder.is_relative_to(root):
+            return False
+    return False
+
+
 def _why_missing(path: Path) -> str:
+    if path.exists():
+        return "not a regular file (a FIFO, socket or device is never read)"
     if path.is_symlink():
         try:
             path.resolve(strict=True)
@@ -111,10 +132,37 @@ def _glob_root(pattern: str) -> Path:
 
 
 def _read_list(list_file: Path) -> list[tuple[Path, Path]]:
-    lines = [line.strip() for line in list_file.read_text().splitlines()]
-    paths = [Path(line) if Path(line).is_absolute() else list_file.parent / line
-             for line in lines if line and not line.startswith("#")]
-    return [(p, Path(p.name)) for p in paths]
+    """The files a list names, one a line (``#`` starts a comment line), relative to the list's
+    folder; a listed folder stands for its images. A listed file that is missing is recorded as
+    failed when its turn comes, as any unreadable image is."""
+    try:
+        lines = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as exc:
+        raise RockdetError(f"{list_file}: not a list of paths (not UTF-8 text at byte {exc.start})") from None
+    except OSError as exc:
+        raise RockdetError(f"{list_file}: cannot be read ({exc.strerror or exc})") from None
+    found = []
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        path = Path(line).expanduser()
+        path = path if path.is_absolute() else list_file.parent / path
+        if path.is_dir():
+            found += [(p, _relative(p, path.parent)) for p in sorted(path.rglob("*"))
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+        else:
+            found.append((path, Path(path.name)))
+    return found
+
+
+def product_sha256(path: Path, known: str | None = None) -> dict[str, str | None]:
+    """SHA-256 of every file the input at ``path`` is made of (``archives.pds.product_files``:
+    a PDS product's data file and its detached label; any other image is its one file), keyed
+    by resolved path. ``known``: the hash of ``path`` itself, when it was already computed."""
+    from rockdet.archives.pds import product_files
+
+    own = Path(path).resolve()
+    return {str(file): known if known and file == own else file_sha256(file) for file in product_files(Path(path))}
 
 
 def file_sha256(path: Path) -> str | None:

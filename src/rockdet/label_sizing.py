@@ -8,6 +8,10 @@ ray meets the ground plane z = ground_z of the label's frame (z down):
   of sight, at the contact point (a rock's base line across the view spans the box's width);
 - height: the point on the vertical above the contact point that images at the box's top row.
 Positions are given in the label's frame and, when the label gives the rover pose, in SITE_FRAME.
+The ground plane is the frame's own (archives.rover_ground: z = 0 in MSL's ROVER_NAV_FRAME,
+z = 0.294 m in MER's ROVER_FRAME) unless ``--ground-z`` gives its height. A rock is ``ok`` only
+when its range and diameter come out finite and positive; an image whose camera is not above
+its ground plane is not sized at all.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any, Callable
 import numpy as np
 
 from rockdet.archives.label_geometry import LabelGeometry
+from rockdet.archives.pds3 import first_line
+from rockdet.archives.rover_ground import GroundPlane
 from rockdet.catalog import Rock
 from rockdet.sizing import ABOVE_HORIZON, BEYOND_MAX_RANGE, imaged_ground_area
 
@@ -26,6 +32,8 @@ from rockdet.sizing import ABOVE_HORIZON, BEYOND_MAX_RANGE, imaged_ground_area
 LABEL_MAX_RANGE_M = 50.0
 #: size_flag when an image has no camera model rockdet can use.
 NO_CAMERA_MODEL = "no_camera_model"
+#: size_flag when the geometry gives a rock no finite, positive range or diameter.
+UNMEASURABLE = "unmeasurable"
 #: Newton solve for a rock's height from its box top: iterations, finite-difference step, and the
 #: least image rows per metre of height below which the height is not measured.
 HEIGHT_NEWTON_ITERATIONS = 20
@@ -41,18 +49,23 @@ class GroundView:
     Offers the interface of geometry.Camera that sizing.imaged_ground_area uses, with ground
     coordinates relative to the point below the camera."""
 
-    def __init__(self, geometry: LabelGeometry, ground_z: float, width: int, height: int,
+    def __init__(self, geometry: LabelGeometry, ground: float | GroundPlane, width: int, height: int,
                  max_range_m: float = LABEL_MAX_RANGE_M):
-        self.geometry, self.ground_z = geometry, float(ground_z)
-        self.up = geometry.up / np.linalg.norm(geometry.up)
+        plane = ground if isinstance(ground, GroundPlane) else \
+            GroundPlane(np.array([0.0, 0.0, float(ground)]), geometry.up, "--ground-z")
+        self.geometry, self.plane = geometry, plane
+        self.up = plane.up / np.linalg.norm(plane.up)
+        self._ground_point = np.asarray(plane.point, dtype=float)
         centre = geometry.model.c
-        self.foot = centre - self.up * (self.up @ centre - self.up @ self._ground_point)
+        #: Height of the camera above the ground plane (m).
+        self.camera_height = float(self.up @ centre - self.up @ self._ground_point)
+        self.foot = centre - self.up * self.camera_height
+        # Axes in the plane (the frame's x and y when it is level), for areas on a tilted plane.
+        along = np.array([1.0, 0.0, 0.0]) if abs(self.up[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        along = along - (along @ self.up) * self.up
+        self._plane_axes = np.stack([along / np.linalg.norm(along), np.cross(along / np.linalg.norm(along), self.up)])
         self.config = SimpleNamespace(model="perspective", image_width=width, image_height=height,
                                       min_range_m=0.0, max_range_m=max_range_m)
-
-    @property
-    def _ground_point(self) -> np.ndarray:
-        return np.array([0.0, 0.0, self.ground_z])
 
     def intersect(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ground points [N, 3] of the pixels' rays, their distance from the ray origin, and
@@ -67,7 +80,7 @@ class GroundView:
     def pixels_to_ground(self, u, v):
         u, v = np.asarray(u, float), np.asarray(v, float)
         points, distance, hits = self.intersect(np.stack([u.ravel(), v.ravel()], axis=1))
-        relative = points - self.foot
+        relative = (points - self.foot) @ self._plane_axes.T  # coordinates in the ground plane
         shape = u.shape
         return relative[:, 0].reshape(shape), relative[:, 1].reshape(shape), distance.reshape(shape), \
             hits.reshape(shape)
@@ -95,11 +108,16 @@ def size_rocks_on_ground(view: GroundView, rocks: list[Rock]) -> None:
         if ranges[i] > view.config.max_range_m:
             rock.size_flag = BEYOND_MAX_RANGE
             continue
+        diameter = rock.width_px / columns_per_metre[i] if columns_per_metre[i] > 0 else np.nan
+        if not (np.isfinite(ranges[i]) and ranges[i] > 0 and np.isfinite(diameter) and diameter > 0
+                and np.isfinite(ground[i]).all()):
+            rock.size_flag = UNMEASURABLE
+            continue
         rock.range_m = float(ranges[i])
         rock.ground_x_m, rock.ground_y_m = float(ground[i, 0]), float(ground[i, 1])
-        rock.diameter_m = float(rock.width_px / columns_per_metre[i]) if columns_per_metre[i] > 0 else None
+        rock.diameter_m = float(diameter)
         rock.height_m = None if not np.isfinite(heights[i]) or heights[i] <= 0 else float(heights[i])
-        if site is not None:
+        if site is not None and np.isfinite(site[i]).all():
             rock.site_x_m, rock.site_y_m, rock.site_z_m = (float(v) for v in site[i])
         rock.size_flag = "ok"
 
@@ -135,25 +153,39 @@ def label_sizer(ground_z: float | None, max_range_m: float = LABEL_MAX_RANGE_M) 
     """For the batch writer: size an image's rocks with its own label model.
 
     Returns what the catalog JSON records, or None for an image without any camera model
-    (its catalog then has no metric columns, as without --camera)."""
+    (its catalog then has no metric columns, as without --camera). Whatever goes wrong while
+    sizing one image leaves its rocks unsized with the reason; it never fails the image."""
 
     def size(rocks: list[Rock], image: Any) -> dict | None:
         geometry, problem = image.geometry, image.geometry_problem
-        if geometry is not None:
-            height = ground_z if ground_z is not None else geometry.known_ground_z
-            if height is None:
-                geometry, problem = None, (f"camera model is in {geometry.frame}, whose origin is not "
-                                           f"on the ground; give the ground height with --ground-z")
         if geometry is None:
-            if problem is None:
-                return None
-            for rock in rocks:
-                rock.size_flag = NO_CAMERA_MODEL
-            return {"ground_area_m2": None, "geometry_note": problem}
-        view = GroundView(geometry, height, image.width, image.height, max_range_m)
-        size_rocks_on_ground(view, rocks)
-        invalid = None if image.valid is None else (~image.valid).astype(np.uint8)
-        return {"ground_area_m2": imaged_ground_area(view, invalid), "camera_model": geometry.describe(),
-                "ground_z_m": height, "frame": geometry.frame}
+            return None if problem is None else _unsized(rocks, problem)
+        plane = GroundPlane.level(ground_z, f"z = {ground_z:g} m in {geometry.frame} (--ground-z)") \
+            if ground_z is not None else geometry.ground_plane
+        if plane is None:
+            return _unsized(rocks, f"camera model is in {geometry.frame}, whose origin is not on the ground "
+                                   f"and whose ground height no document gives; give it with --ground-z")
+        try:
+            view = GroundView(geometry, plane, image.width, image.height, max_range_m)
+            if not (np.isfinite(view.camera_height) and view.camera_height > 0):
+                return _unsized(rocks, f"the camera is not above the ground plane ({plane.source}): "
+                                       f"its height over it is {view.camera_height:.3g} m")
+            size_rocks_on_ground(view, rocks)
+            invalid = None if image.valid is None else (~image.valid).astype(np.uint8)
+            area = imaged_ground_area(view, invalid)
+        except Exception as exc:  # a model that passed its checks and still breaks: this image only
+            return _unsized(rocks, f"sizing failed ({type(exc).__name__}: {first_line(exc)})")
+        notes = [f"ground: {plane.source}; camera {view.camera_height:.3f} m above it", *geometry.notes]
+        return {"ground_area_m2": area if area is not None and np.isfinite(area) else None,
+                "camera_model": geometry.describe(), "ground_z_m": plane.level_z, "ground_plane": plane.describe(),
+                "frame": geometry.frame, "geometry_note": "; ".join(notes)}
 
     return size
+
+
+def _unsized(rocks: list[Rock], reason: str) -> dict:
+    for rock in rocks:
+        rock.size_flag = NO_CAMERA_MODEL
+        rock.range_m = rock.diameter_m = rock.height_m = rock.ground_x_m = rock.ground_y_m = None
+        rock.site_x_m = rock.site_y_m = rock.site_z_m = None
+    return {"ground_area_m2": None, "geometry_note": reason}

@@ -15,15 +15,20 @@ in suffix or after a dot never share a catalog.
 from __future__ import annotations
 
 import fcntl
+import json
+import logging
 import os
+import re
 import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from rockdet.errors import RockdetError
+
+log = logging.getLogger(__name__)
 
 CATALOG_DIR = "catalogs"
 OVERLAY_DIR = "overlays"
@@ -41,6 +46,8 @@ SITE_MAP_FILE = "site_map.png"
 COCO_FILE = "predictions.coco.json"
 LOCK_FILE = ".rockdet.lock"
 BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, *REPORT_FILES, LOCK_FILE)
+#: What the per-image folders hold: "<input name with its suffix>.<one of these>".
+OWN_SUFFIXES = {CATALOG_DIR: (".csv", ".json", ".parquet"), OVERLAY_DIR: (".png",), THUMBNAIL_DIR: (".jpg",)}
 
 
 def safe_key(relative: PurePosixPath | Path | str) -> str:
@@ -74,17 +81,93 @@ class OutputLayout:
         return self.root / name
 
     def is_own_output(self, path: Path) -> bool:
-        """True for anything a predict run writes here, so it is never taken as an input."""
+        """True for anything a predict run writes here, so it is never taken as an input: the
+        batch files of a folder an earlier run wrote, and per-image files named as rockdet
+        names them (``overlays/a.png.png``, not a user's own ``thumbnails/a.jpg``)."""
         resolved = Path(path).resolve()
         if resolved.parent == self.root and resolved.name in BATCH_FILES:
+            return self.holds_a_run()
+        for folder, suffixes in OWN_SUFFIXES.items():
+            if resolved.is_relative_to(self.root / folder):
+                return resolved.suffix.lower() in suffixes and Path(resolved.stem).suffix != ""
+        return False
+
+    def holds_a_run(self) -> bool:
+        """Whether rockdet has written here before: the lock every run leaves, or its summary."""
+        if (self.root / LOCK_FILE).is_file():
             return True
-        return any(resolved.is_relative_to(self.root / folder) for folder in (CATALOG_DIR, OVERLAY_DIR, THUMBNAIL_DIR))
+        try:
+            summary = json.loads((self.root / SUMMARY_FILE).read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(summary, dict) and isinstance(summary.get("versions"), dict) \
+            and "rockdet" in summary["versions"]
 
     def _inside(self, path: Path) -> Path:
         # Resolution follows symlinks a user (or an attacker) may have placed under --out.
         if not path.resolve().is_relative_to(self.root):
             raise RockdetError(f"{path}: resolves outside --out {self.root}; refusing to write there")
         return path
+
+
+#: What each batch file is, for the line that refuses to overwrite an input with it.
+_BATCH_WHAT = {SUMMARY_FILE: "the batch summary", ROCKS_FILE: "the batch's rocks", SITE_MAP_FILE: "the site map",
+               COCO_FILE: "the COCO pre-annotations", LOCK_FILE: "the lock", **dict.fromkeys(SFD_FILES, "the SFD fit"),
+               **dict.fromkeys(REPORT_FILES, "the report")}
+
+
+def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Iterable[str], overlay: bool,
+                       reads: Iterable[Path]) -> None:
+    """Refuse, with one line and before any work, a run whose outputs would replace a file it
+    reads (an image, a label, the checkpoint, the camera), a file in ``--out`` that rockdet did
+    not write, or a folder where a file goes."""
+    root = layout.root
+    if root.exists() and not root.is_dir():
+        raise RockdetError(f"{root}: --out is a file, not a folder; predict writes a folder of catalogs")
+    for folder in OWN_SUFFIXES:
+        if (root / folder).exists() and not (root / folder).is_dir():
+            raise RockdetError(f"{root / folder}: not a folder, but predict writes its {folder} there; "
+                               f"move it or choose another --out")
+    for name in BATCH_FILES:
+        if (root / name).is_dir():
+            raise RockdetError(f"{root / name}: a folder where predict writes {_BATCH_WHAT[name]}; "
+                               f"move it or choose another --out")
+    if not layout.holds_a_run():
+        foreign = [name for name in BATCH_FILES if (root / name).exists()]
+        if foreign:
+            raise RockdetError(f"{root}: --out holds {', '.join(foreign)}, which no rockdet run wrote (none ran "
+                               f"here); predict would overwrite them: choose another --out")
+    written = {(root / name).resolve(): _BATCH_WHAT[name] for name in BATCH_FILES}
+    for key in keys:
+        written.update({layout.catalog_file(key, fmt).resolve(): "a catalog" for fmt in formats
+                        if f".{fmt}" in OWN_SUFFIXES[CATALOG_DIR]})
+        written[layout.thumbnail_file(key).resolve()] = "a report thumbnail"
+        if overlay:
+            written[layout.overlay_file(key).resolve()] = "an overlay"
+    for path in reads:
+        what = written.get(Path(path).resolve())
+        if what:
+            raise RockdetError(f"{path}: an input of this run, which predict would overwrite with {what}; "
+                               f"move it or choose another --out")
+
+
+#: atomic.atomic_path's temporary files: ".<name>.<8 random characters>.tmp" beside <name>.
+_TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_leftover_temp_files(layout: OutputLayout) -> int:
+    """Remove the temporary files a killed run left beside its outputs (hold_output_lock calls
+    it once it holds the lock, so no other run is writing them). Returns how many there were."""
+    leftovers = [path for path in layout.root.glob(".*.tmp") if _TEMP_FILE.match(path.name)
+                 and _TEMP_FILE.match(path.name)["name"] in BATCH_FILES]
+    for folder in OWN_SUFFIXES:
+        if (layout.root / folder).is_dir():
+            leftovers += [path for path in (layout.root / folder).rglob(".*.tmp") if _TEMP_FILE.match(path.name)]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        log.info("removed %d temporary file(s) an interrupted run left in %s", len(leftovers), layout.root)
+    return len(leftovers)
 
 
 #: Set in the environment of the process holding an output folder's lock, so the processes it
@@ -119,6 +202,7 @@ def hold_output_lock(layout: OutputLayout, wait: bool = False) -> Iterator[None]
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
+        remove_leftover_temp_files(layout)  # only the holder: the processes it starts share its outputs
         os.environ[LOCK_HOLDER_ENV] = str(layout.root)
         try:
             yield

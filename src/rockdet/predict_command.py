@@ -8,20 +8,28 @@ import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, NamedTuple
 
 import torch
 
 from rockdet.atomic import write_json_atomic
-from rockdet.catalog import catalog_columns, read_catalog_json, read_complete_catalog, write_rows_csv
+from rockdet.catalog import catalog_columns, earlier_catalog, read_catalog_json, write_rows_csv
 from rockdet.coco_export import write_predictions_coco
 from rockdet.errors import RockdetError
-from rockdet.inference import training_image_size
-from rockdet.inputs import InputImage, collect_inputs, file_sha256
+from rockdet.inference import stored_threshold, training_image_size
+from rockdet.inputs import InputImage, collect_inputs, file_sha256, product_sha256
 from rockdet.models import load_checkpoint_model, to_inference_form
 from rockdet.models.archs import has_masks
 from rockdet.models.inference_head import InferenceHead
-from rockdet.outputs import COCO_FILE, ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout, hold_output_lock
+from rockdet.outputs import (
+    COCO_FILE,
+    ROCKS_FILE,
+    SITE_MAP_FILE,
+    SUMMARY_FILE,
+    OutputLayout,
+    hold_output_lock,
+    refuse_overwriting,
+)
 from rockdet.predict_job import CAMERA_AUTO, CAMERA_NONE, PredictJob, PredictRun
 from rockdet.predict_run import Outcome, environment, run_prediction
 from rockdet.runtimes import exported_format, load_exported
@@ -38,9 +46,12 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
     started = time.monotonic()
     layout = OutputLayout.at(job.out)
     images = collect_inputs(list(job.inputs), exclude=layout.is_own_output)
+    camera = _camera(job)
+    refuse_overwriting(layout, (image.key for image in images), job.formats, job.overlay,
+                       _files_read(job, images, camera.files))
     with hold_output_lock(layout, job.wait_for_lock):
-        run, model = _resolve(job, layout)
-        todo, skipped, redone = _plan(images, run)
+        run, model = _resolve(job, layout, camera)
+        todo, skipped, redone, unusable = _plan(images, run)
         log.info("%d images: %d to do, %d already complete", len(images), len(todo), len(skipped))
         if redone:
             log.warning("%d catalogs in %s were made from another image, checkpoint or settings "
@@ -49,7 +60,7 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
         if not is_main:
             return None
         summary, rows, documents = _summary(images, outcomes + skipped, started, run)
-        summary["redone_made_otherwise"] = redone
+        summary["redone_made_otherwise"], summary["redone_unusable_catalog"] = redone, unusable
         if any(row.get("diameter_m") is not None for row in rows):
             from rockdet.sfd_report import write_batch_sfd
             from rockdet.site_map import write_site_map
@@ -63,25 +74,37 @@ def predict_command(job: PredictJob) -> dict[str, Any] | None:
         return summary
 
 
-def _resolve(job: PredictJob, layout: OutputLayout) -> tuple[PredictRun, torch.nn.Module]:
+def _files_read(job: PredictJob, images: list[InputImage], camera_files: list[Path]) -> Iterator[Path]:
+    """Every file the run reads: what its outputs must never replace."""
+    from rockdet.archives.pds import product_files
+
+    yield job.checkpoint
+    yield from camera_files
+    for image in images:
+        yield from product_files(image.path)
+
+
+def _resolve(job: PredictJob, layout: OutputLayout, camera: CameraChoice) -> tuple[PredictRun, torch.nn.Module]:
     """Load the checkpoint and settle everything the run and the writer share."""
     model, hparams, model_form = load_detector(job.checkpoint, job.trust_checkpoint, job.as_trained, job.runtime)
     head = _head(model, job)
     input_size = training_image_size(hparams)
     settings = job.settings
     if settings.score_threshold is None:
-        settings = replace(settings, score_threshold=float(hparams["evaluation"]["score_threshold"]))
-    sizer, camera_record = _camera(job)
+        settings = replace(settings, score_threshold=stored_threshold(hparams))
     context = {"checkpoint": str(job.checkpoint), "checkpoint_sha256": file_sha256(job.checkpoint),
                "arch": hparams["model"]["arch"], "model_form": model_form,
                "score_threshold": settings.score_threshold,
                "tiling": {"tile": settings.tile or input_size, "overlap": settings.overlap,
                           "auto": settings.tile is None, "merge": f"{settings.merge_method}/"
                           f"{settings.merge_metric}>{settings.merge_threshold}",
-                          "full_image_pass": settings.full_image_pass},
-               "camera": camera_record, "head": head}
+                          "full_image_pass": settings.full_image_pass,
+                          "nested": settings.nested_threshold,
+                          "featureless_black": None if settings.sky_fraction is None else
+                          f"{settings.sky_fraction} below {settings.sky_level}"},
+               "camera": camera.record, "head": head}
     return PredictRun(job, layout, settings, input_size, has_masks(hparams["model"]["arch"]), context,
-                      sizer), model
+                      camera.sizer), model
 
 
 def load_detector(path: Path, trust: bool, as_trained: bool, runtime: str = "onnxruntime"
@@ -110,23 +133,34 @@ def _head(model: torch.nn.Module, job: PredictJob) -> dict:
 
 def _plan(images: list[InputImage], run: PredictRun):
     """(images to do, skipped outcomes, how many finished catalogs are redone because they
-    were made from another image, or with another checkpoint or settings)."""
+    were made from another image, or with another checkpoint or settings, how many because
+    their catalog cannot be kept: tampered, alien or missing a file)."""
     wanted = _made_with(run.context)
-    todo, skipped, redone = [], [], 0
+    todo, skipped, redone, unusable = [], [], 0, 0
     for job in images:
-        earlier = None if run.job.overwrite else read_complete_catalog(
+        earlier, problem = (None, None) if run.job.overwrite else earlier_catalog(
             partial(run.layout.catalog_file, job.key), run.job.formats)
         if earlier is not None and _made_with(earlier) == wanted and _same_input(earlier, job.path):
             skipped.append(Outcome(job.key, "skipped", "catalog already complete (use --overwrite to redo)"))
             continue
+        if problem:
+            log.warning("%s: redoing it (%s)", job.key, problem)
         redone += earlier is not None
+        unusable += problem is not None
         todo.append(job)
-    return todo, skipped, redone
+    return todo, skipped, redone, unusable
 
 
 def _same_input(catalog: dict[str, Any], path: Path) -> bool:
-    """The catalog was made from this very file: same resolved path and same bytes."""
-    return catalog.get("source") == str(path.resolve()) and catalog.get("sha256") == file_sha256(path)
+    """The catalog was made from this very input: same resolved path, same bytes, and the same
+    bytes of every other file the product is made of (a detached label)."""
+    sha256 = file_sha256(path)
+    if catalog.get("source") != str(path.resolve()) or catalog.get("sha256") != sha256:
+        return False
+    files = product_sha256(path, sha256)
+    if catalog.get("product_files") is None:  # written before catalogs recorded them
+        return len(files) == 1
+    return catalog["product_files"] == files
 
 
 def _made_with(record: dict[str, Any]) -> dict[str, Any]:
@@ -136,20 +170,36 @@ def _made_with(record: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(made_with))  # as it reads back from a catalog
 
 
-def _camera(job: PredictJob):
-    """The sizer and what catalogs record of the camera, for --camera auto, none or FILE."""
+class CameraChoice(NamedTuple):
+    """How a run sizes rocks: the sizer, what catalogs record of the camera, and its files."""
+
+    sizer: Callable | None
+    record: dict[str, Any] | None
+    files: list[Path]
+
+
+def _camera(job: PredictJob) -> CameraChoice:
+    """The camera for --camera auto, none or FILE. A FILE's record holds the SHA-256 of the YAML
+    and of its exclusion mask, so a resumed run redoes images sized with another."""
     if job.camera == CAMERA_NONE:
-        return None, None
+        return CameraChoice(None, None, [])
     if job.camera == CAMERA_AUTO:
         from rockdet.label_sizing import LABEL_MAX_RANGE_M, label_sizer
 
-        return label_sizer(job.ground_z), {"mode": CAMERA_AUTO, "ground_z_m": job.ground_z,
-                                           "max_range_m": LABEL_MAX_RANGE_M}
+        return CameraChoice(label_sizer(job.ground_z), {"mode": CAMERA_AUTO, "ground_z_m": job.ground_z,
+                                                         "max_range_m": LABEL_MAX_RANGE_M}, [])
     from rockdet.geometry import load_camera
     from rockdet.sizing import rock_sizer
 
-    model = load_camera(job.camera)
-    return rock_sizer(model), {"file": str(job.camera), **model.describe()}
+    path = Path(job.camera)
+    model = load_camera(path)
+    record = {"file": str(path), "sha256": file_sha256(path), **model.describe()}
+    mask = model.config.exclusion_mask
+    if mask is not None:
+        if not Path(mask).is_file():
+            raise RockdetError(f"{path}: exclusion_mask {mask} not found")
+        record["exclusion_mask_sha256"] = file_sha256(Path(mask))
+    return CameraChoice(rock_sizer(model), record, [path] + ([Path(mask)] if mask is not None else []))
 
 
 def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, run: PredictRun
@@ -163,7 +213,7 @@ def _summary(jobs: list[InputImage], outcomes: list[Outcome], started: float, ru
         if any(o.image == job.key for o in by_status["failed"]):
             continue
         try:
-            document = read_catalog_json(layout.catalog_file(job.key, "json"))
+            document = read_catalog_json(layout.catalog_file(job.key, "json"), strict=True)
             documents.append((job.key, document))
             rows += [{"image": job.key, **row} for row in document.get("rocks", [])]
         except RockdetError as exc:

@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 
 from rockdet.catalog import ImageCatalog, write_catalog
 from rockdet.console import progress_interval
-from rockdet.data.images import read_image
+from rockdet.data.images import failure_reason, read_image
 from rockdet.data.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.errors import RockdetError
+from rockdet.featureless import drop_featureless
 from rockdet.inference import (
     PredictSettings,
     TileBatch,
@@ -58,6 +59,8 @@ class ImageMeta:
     #: The image shrunk for the report's thumbnail, and the scale applied (None: no thumbnail).
     thumbnail: np.ndarray | None = None
     thumbnail_scale: float = 1.0
+    #: Why reading the image failed after its first tiles were cut (windowed frames), else None.
+    failure: str | None = None
 
 
 @dataclass
@@ -101,10 +104,10 @@ class TileStream(IterableDataset):
                 continue
             try:
                 image = read_image(job.path)
-            except RockdetError as exc:
-                failed.append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
+                small, scale = shrink_for_thumbnail(image.pixels)
+            except Exception as exc:  # one image, one outcome: whatever it raises is its reason
+                failed.append(Outcome(job.key, "failed", failure_reason(exc)))
                 continue
-            small, scale = shrink_for_thumbnail(image.pixels)
             yield ImageMeta(job, image.width, image.height, image.sha256, image.notes, image.valid,
                             image.geometry, image.geometry_problem, thumbnail=small,
                             thumbnail_scale=scale), image.pixels
@@ -115,13 +118,33 @@ def _windowed(job: InputImage, failed: list[Outcome]) -> Iterator[tuple[ImageMet
     the yield, so the file is closed as soon as the image's last tile is out."""
     try:
         frame = WindowedTiff(job.path)
-    except RockdetError as exc:
-        failed.append(Outcome(job.key, "failed", str(exc).split(": ", 1)[-1]))
+        meta = ImageMeta(job, frame.width, frame.height, file_sha256(job.path) or "", frame.notes, windowed=True)
+    except Exception as exc:  # one image, one outcome
+        failed.append(Outcome(job.key, "failed", failure_reason(exc)))
         return
     try:
-        yield ImageMeta(job, frame.width, frame.height, file_sha256(job.path) or "", frame.notes, windowed=True), frame
+        yield meta, GuardedWindows(frame, meta)
     finally:
         frame.close()
+
+
+class GuardedWindows:
+    """A windowed frame whose read errors fail its own image (``meta.failure``), not the stream:
+    the tiles still to cut come back blank and its catalog is never written."""
+
+    def __init__(self, frame: WindowedTiff, meta: ImageMeta):
+        self.frame, self.meta, self.shape = frame, meta, frame.shape
+
+    def __getitem__(self, key) -> np.ndarray:
+        if self.meta.failure is None:
+            try:
+                return self.frame[key]
+            except Exception as exc:
+                self.meta.failure = failure_reason(exc)
+        rows, columns = key
+        y0, y1, _ = rows.indices(self.shape[0])
+        x0, x1, _ = columns.indices(self.shape[1])
+        return np.zeros((max(0, y1 - y0), max(0, x1 - x0), 3), dtype=np.uint8)
 
 
 def _shard(rank: int, world_size: int, worker: int, workers: int) -> tuple[int, int]:
@@ -157,7 +180,9 @@ class PredictModule(pl.LightningModule):
     def predict_step(self, batch: TileBatch, batch_idx: int) -> list[dict[str, torch.Tensor]]:
         if not batch.tiles:
             return []
-        return run_model(self.model, batch.tiles, self.device)
+        settings = self.run.settings
+        return drop_featureless(run_model(self.model, batch.tiles, self.device), batch.tiles,
+                                [window for _, window in batch.owners], settings.sky_level, settings.sky_fraction)
 
 
 class CatalogWriter(BasePredictionWriter):
@@ -190,11 +215,19 @@ class CatalogWriter(BasePredictionWriter):
             self.parts.setdefault(meta.job.key, []).append(
                 to_image_coordinates(output, window, self.run.settings.score_threshold))
         for meta, tiles in batch.finished:
+            if meta.failure is not None:  # its pixels stopped coming mid-image
+                self.parts.pop(meta.job.key, None)
+                log.warning("%s: %s", meta.job.key, meta.failure)
+                self.outcomes.append(Outcome(meta.job.key, "failed", meta.failure))
+                continue
             try:
                 self._finish(meta, tiles)
-            except (OSError, RockdetError) as exc:  # e.g. disk full: record it, go on
-                log.warning("%s: %s", meta.job.key, exc)
-                self.outcomes.append(Outcome(meta.job.key, "failed", f"writing outputs failed: {exc}"))
+            except Exception as exc:  # sizing, catalog, overlay: this image fails, the batch goes on
+                self.parts.pop(meta.job.key, None)
+                reason = f"writing outputs failed: {exc}" if isinstance(exc, (OSError, RockdetError)) \
+                    else failure_reason(exc)
+                log.warning("%s: %s", meta.job.key, reason)
+                self.outcomes.append(Outcome(meta.job.key, "failed", reason))
         if self.progress is not None:
             self.progress.set_postfix(rocks=sum(o.rocks for o in self.outcomes),
                                       failed=sum(o.status == "failed" for o in self.outcomes), refresh=False)

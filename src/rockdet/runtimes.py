@@ -81,13 +81,18 @@ class OpenVinoDetector(nn.Module):
 class TorchScriptDetector(nn.Module):
     """A scripted torchvision detector; scripted detection models return (losses, detections)."""
 
-    def __init__(self, module: torch.jit.ScriptModule, metadata: dict[str, Any]):
+    def __init__(self, module: torch.jit.ScriptModule, metadata: dict[str, Any], path: Path | None = None):
         super().__init__()
-        self.module, self.metadata = module, metadata
+        self.module, self.metadata, self.path = module, metadata, path
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         output = self.module(images)
-        return output[1] if isinstance(output, tuple) else output
+        output = output[1] if isinstance(output, tuple) else output
+        if not isinstance(output, list) or not all(isinstance(d, dict) and {"boxes", "scores", "labels"} <= set(d)
+                                                   for d in output):
+            raise CheckpointError(f"{self.path or 'TorchScript model'}: returns "
+                                  f"{type(output).__name__}, not a detector's boxes, scores and labels per image")
+        return output
 
     def describe(self) -> str:
         return "TorchScript"
@@ -101,6 +106,9 @@ def load_exported(path: Path | str, export_format: str | None = None, threads: i
     export_format = export_format or exported_format(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: model file not found")
+    if runtime == "openvino" and export_format != "onnx":
+        raise CheckpointError(f"{path}: --runtime openvino runs exported .onnx files, and this is "
+                              f"{export_format or 'not an exported model'}; export it with --format onnx")
     if export_format == "onnx" and runtime == "openvino":
         detector = _load_openvino(path, threads)
     elif export_format == "onnx":
@@ -111,7 +119,7 @@ def load_exported(path: Path | str, export_format: str | None = None, threads: i
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as exc:
             raise CheckpointError(f"{path}: not a readable TorchScript file ({str(exc).splitlines()[0][:150]})") from None
-        detector = TorchScriptDetector(module.eval(), _metadata(path, extra["rockdet.json"]))
+        detector = TorchScriptDetector(module.eval(), _metadata(path, extra["rockdet.json"]), path)
     else:
         raise CheckpointError(f"{path}: unknown model file type; give a .ckpt, .onnx or .torchscript file")
     return detector.eval(), _hparams(detector.metadata)
@@ -132,7 +140,10 @@ def _load_onnx(path: Path, threads: int | None) -> OnnxDetector:
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:150]})") from None
     raw = session.get_modelmeta().custom_metadata_map.get("rockdet", "")
-    return OnnxDetector(session, _metadata(path, raw))
+    metadata = _metadata(path, raw)
+    _check_graph(path, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()],
+                 metadata)
+    return OnnxDetector(session, metadata)
 
 
 def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
@@ -154,17 +165,51 @@ def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as exc:
         raise CheckpointError(f"{path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:150]})") from None
+    _check_graph(path, [i.get_any_name() for i in compiled.inputs],
+                 [o.get_any_name() for o in compiled.outputs], metadata)
     return OpenVinoDetector(compiled, metadata)
+
+
+#: What rockdet's metadata must hold, each with the check its value must pass and what it means.
+METADATA_FIELDS = {
+    "model": (lambda v: isinstance(v, dict) and isinstance(v.get("arch"), str), "a mapping with the arch"),
+    "input_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "evaluation": (lambda v: isinstance(v, dict) and _is_score(v.get("score_threshold")),
+                   "a mapping with a score_threshold in 0..1"),
+    "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
+}
+
+
+def _is_score(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def _metadata(path: Path, raw: str | bytes) -> dict[str, Any]:
     try:
         metadata = json.loads(raw or "null")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         metadata = None
     if not isinstance(metadata, dict) or "model" not in metadata:
         raise CheckpointError(f"{path}: carries no rockdet metadata; export it with `rockdet export`")
+    missing = [key for key in METADATA_FIELDS if key not in metadata]
+    if missing:
+        raise CheckpointError(f"{path}: its rockdet metadata lacks {missing}; re-export it with `rockdet export`")
+    for key, (valid, meaning) in METADATA_FIELDS.items():
+        if not valid(metadata[key]):
+            raise CheckpointError(f"{path}: rockdet metadata '{key}' must be {meaning}, got "
+                                  f"{str(metadata[key])[:80]!r}; re-export it with `rockdet export`")
     return metadata
+
+
+def _check_graph(path: Path, inputs: list[str], outputs: list[str], metadata: dict[str, Any]) -> None:
+    """The graph is a rockdet export: one image in, boxes, scores and labels out (by name: the
+    detector reads its outputs by name), whatever metadata was copied into it."""
+    # models.archs.has_masks, without importing the model builders into an ONNX-only install
+    needed = ["boxes", "scores", "labels"] + (["masks"] if metadata["model"]["arch"].startswith("maskrcnn") else [])
+    missing = [name for name in needed if name not in outputs]
+    if len(inputs) != 1 or missing:
+        raise CheckpointError(f"{path}: not a rockdet detector graph (inputs {inputs}, outputs {outputs}; "
+                              f"expected one image input and outputs {needed}); export it with `rockdet export`")
 
 
 def _hparams(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,16 @@ REFERENCE_K = (0.01, 0.05, 0.10, 0.20)
 MIN_ROCKS_FOR_FIT = 5
 BINS_PER_DECADE = 8
 K_BOUNDS = (1e-4, 0.99)
+#: A fitted k this close to a search bound (relative, in log k) is the bound, not a fit.
+AT_BOUND_TOLERANCE = 1e-3
+#: Largest diameter taken as a rock (m). Rover and descent cameras size rocks of centimetres to
+#: a few metres, and the largest blocks mapped on the Moon or Mars are some tens of metres;
+#: beyond 100 m a "diameter" is a camera-model or file error. It also keeps the model's
+#: exp(-q(k) D) above float underflow (it reaches 0 near D = 400 m), so every fit stays finite.
+MAX_DIAMETER_M = 100.0
+#: Largest imaged ground area (m²): more than the whole surface of the Earth (5.1e14 m²) is a
+#: corrupted footprint, and N(>=D) = count / area would underflow.
+MAX_AREA_M2 = 1e15
 
 
 def golombek_rapp_q(k: float) -> float:
@@ -43,7 +53,7 @@ def golombek_rapp_fraction(diameters: np.ndarray, k: float) -> np.ndarray:
 class SfdResult:
     rocks: int
     area_m2: float
-    status: str  # ok | insufficient_data
+    status: str  # ok | at_bound (k at a search bound: no fit) | insufficient_data
     message: str = ""
     completeness_m: float | None = None
     diameter_range_m: list[float] | None = None
@@ -94,10 +104,18 @@ def fit_power_law(diameters: np.ndarray, area_m2: float) -> tuple[float, float]:
 
 def sfd_statistics(diameters_m, area_m2: float, min_diameter_m: float | None = None,
                    bootstrap: int = 500, seed: int = 0) -> SfdResult:
-    """Counts, cumulative curves and fits with bootstrap 95 % intervals; never raises on few rocks."""
-    d = np.asarray([x for x in diameters_m if x is not None and np.isfinite(x) and x > 0], float)
-    if not area_m2 or area_m2 <= 0:
-        raise RockdetError("SFD needs the imaged ground area in m² (a camera, or --area-m2)")
+    """Counts, cumulative curves and fits with bootstrap 95 % intervals; never raises on few rocks.
+    Diameters must be finite, above 0 and at most ``MAX_DIAMETER_M`` (None is no size)."""
+    d = np.asarray([x for x in diameters_m if x is not None], float)
+    bad = d[~(np.isfinite(d) & (d > 0) & (d <= MAX_DIAMETER_M))]
+    if len(bad):
+        raise RockdetError(f"{len(bad)} diameter(s) (e.g. {bad[0]:.3g}) are not a rock size in "
+                           f"(0, {MAX_DIAMETER_M:g}] m; leave them out")
+    if area_m2 is None or not math.isfinite(area_m2) or area_m2 <= 0:
+        raise RockdetError(f"SFD needs the imaged ground area in m² (a camera, or --area-m2), got {area_m2}")
+    if area_m2 > MAX_AREA_M2:
+        raise RockdetError(f"imaged ground area {area_m2:.3g} m² is larger than any planetary scene "
+                           f"({MAX_AREA_M2:g} m², more than the Earth's surface): a corrupted footprint?")
     result = SfdResult(rocks=len(d), area_m2=float(area_m2), status="insufficient_data")
     if len(d) == 0:
         result.message = "no rocks with a metric size"
@@ -125,7 +143,13 @@ def sfd_statistics(diameters_m, area_m2: float, min_diameter_m: float | None = N
     if ks:
         result.k_ci95 = np.percentile(ks, [2.5, 97.5]).tolist()
         result.power_law_exponent_ci95 = np.percentile(exponents, [2.5, 97.5]).tolist()
-    result.status = "ok"
+    bound = next((b for b in K_BOUNDS if abs(math.log(result.k / b)) < AT_BOUND_TOLERANCE), None)
+    if bound is not None:
+        result.status = "at_bound"
+        result.message = (f"the Golombek-Rapp fit ran into the search bound k = {bound:g} "
+                          f"(searched {K_BOUNDS[0]:g}..{K_BOUNDS[1]:g}): these rocks do not follow the model")
+    else:
+        result.status = "ok"
     return result
 
 
@@ -139,6 +163,13 @@ class MetricSizes:
     unreadable: list[str] = field(default_factory=list)
     #: Diameters that were not a finite number above zero.
     invalid_diameters: int = 0
+    #: Diameters above MAX_DIAMETER_M (file or camera-model errors), left out.
+    absurd_diameters: int = 0
+
+    def left_out(self) -> dict:
+        """What sfd.json records as left out of the statistics."""
+        return {"unreadable_catalogs": self.unreadable, "invalid_diameters": self.invalid_diameters,
+                f"diameters_above_{MAX_DIAMETER_M:g}_m": self.absurd_diameters}
 
 
 def load_sizes(path: Path, area_m2: float | None = None) -> MetricSizes:
@@ -155,13 +186,17 @@ def load_sizes(path: Path, area_m2: float | None = None) -> MetricSizes:
         rows = read_catalog_csv(path)
         sidecar = path.with_suffix(".json")
         sidecar_area = read_catalog_json(sidecar).get("ground_area_m2") if sidecar.is_file() else None
-    if rows and "diameter_m" not in rows[0]:
+    if rows and (not isinstance(rows[0], dict) or "diameter_m" not in rows[0]):
         raise RockdetError(f"{path}: no diameter_m column; is this a rockdet catalog?")
     area = area_m2 or sidecar_area
     if not area:
         raise RockdetError(f"{path}: imaged ground area unknown; give --area-m2")
-    diameters, invalid = _valid_diameters(rows)
-    return MetricSizes(diameters, float(area), invalid_diameters=invalid)
+    area = _area(area)
+    if area is None:
+        raise RockdetError(f"{path}: ground_area_m2 is not a finite area above 0; give --area-m2")
+    sizes = MetricSizes([], area)
+    _add_diameters(sizes, rows)
+    return sizes
 
 
 def _load_folder(path: Path, area_m2: float | None) -> MetricSizes:
@@ -178,12 +213,18 @@ def _load_folder(path: Path, area_m2: float | None) -> MetricSizes:
         if not document.get("complete"):
             sizes.unreadable.append(f"{document_path}: not a complete rockdet catalog")
             continue
-        diameters, invalid = _valid_diameters(document.get("rocks", []))
-        sizes.diameters += diameters
-        sizes.invalid_diameters += invalid
-        sizes.area_m2 += _number(document.get("ground_area_m2")) or 0.0
+        raw_area = document.get("ground_area_m2")
+        area = 0.0 if raw_area is None else _area(raw_area)
+        if area is None:  # its rocks stand on ground of unknown size: leave the image out
+            sizes.unreadable.append(f"{document_path}: ground_area_m2 {raw_area!r} is not a finite area >= 0")
+            continue
+        _add_diameters(sizes, document.get("rocks", []))
+        sizes.area_m2 += area
     for problem in sizes.unreadable:
         log.warning("left out of the SFD: %s", problem)
+    if not math.isfinite(sizes.area_m2):
+        raise RockdetError(f"{path}: the catalogs' ground areas sum to {sizes.area_m2} m²; "
+                           f"a footprint is corrupted")
     if area_m2 is None and sizes.area_m2 <= 0:
         raise RockdetError(f"{path}: no catalog with a ground area; run predict with --camera "
                            "or give --area-m2")
@@ -191,12 +232,22 @@ def _load_folder(path: Path, area_m2: float | None) -> MetricSizes:
     return sizes
 
 
-def _valid_diameters(rows: list) -> tuple[list[float], int]:
-    """Finite diameters above zero, and how many others there were (empty cells are no size)."""
+def _area(value) -> float | None:
+    """A catalog's ground area if it is a finite number >= 0 (None otherwise)."""
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _add_diameters(sizes: MetricSizes, rows: list) -> None:
+    """Add the rows' finite diameters in (0, MAX_DIAMETER_M], counting the others by reason
+    (empty cells are no size, not a problem)."""
     values = [row.get("diameter_m") if isinstance(row, dict) else "row" for row in rows]
     numbers = [_number(v) for v in values if v not in (None, "")]
-    valid = [v for v in numbers if v is not None and v > 0]
-    return valid, len(numbers) - len(valid)
+    valid = [v for v in numbers if v is not None and 0 < v <= MAX_DIAMETER_M]
+    absurd = sum(1 for v in numbers if v is not None and v > MAX_DIAMETER_M)
+    sizes.diameters += valid
+    sizes.absurd_diameters += absurd
+    sizes.invalid_diameters += len(numbers) - len(valid) - absurd
 
 
 def _number(value) -> float | None:

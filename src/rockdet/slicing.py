@@ -52,12 +52,17 @@ def box_ios(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
 
 def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, threshold: float = 0.5,
                      metric: Literal["ios", "iou"] = "ios",
-                     method: Literal["nms", "nmm"] = "nmm") -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+                     method: Literal["nms", "nmm"] = "nmm",
+                     cut_sides: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
     """Greedy merge of duplicate detections from overlapping tiles.
 
     Highest score first (ties: the larger box, i.e. the whole rock before its slivers); every
     remaining box overlapping it by more than ``threshold`` (IoS or IoU) joins its group. ``nms``
     keeps the top box of each group; ``nmm`` (non-maximum merging) replaces it by the union box.
+    With ``cut_sides`` (bool [N, 4]: left, top, right, bottom lie on an inner tile border) the
+    union takes only members that are the same rock cut by a border: one of the pair is cut on a
+    side that the other reaches across. Other members are dropped, not unioned, so a small rock
+    never grows into a tile-sized box that happens to contain it.
     One pass: repeating until nothing merges chained neighbouring rocks into growing unions and
     cost recall (docs/BENCHMARKS.md). Returns boxes, scores (the group's best) and, per kept
     detection, the input indices merged into it (for stitching masks).
@@ -68,7 +73,8 @@ def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, threshold: float
         keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), threshold)
         return boxes[keep], scores[keep], [[int(i)] for i in keep]
     kept_boxes, kept_scores, kept_groups = _greedy_pass(
-        boxes.detach().cpu().numpy().astype(np.float64), scores.detach().cpu().numpy(), threshold, metric, method)
+        boxes.detach().cpu().numpy().astype(np.float64), scores.detach().cpu().numpy(), threshold, metric, method,
+        cut_sides)
     return (torch.as_tensor(kept_boxes, dtype=boxes.dtype), torch.as_tensor(kept_scores, dtype=scores.dtype),
             kept_groups)
 
@@ -102,10 +108,29 @@ def _overlaps(boxes: np.ndarray, threshold: float, metric: str) -> list[np.ndarr
     return np.split(cols, np.searchsorted(rows, np.arange(1, count)))
 
 
-def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, threshold: float, metric: str, method: str):
+#: A box side within this many pixels of a tile border is taken as cut by it.
+CUT_TOLERANCE_PX = 1.0
+
+
+def _same_rock_cut(keeper: np.ndarray, member: np.ndarray, keeper_cut: np.ndarray, member_cut: np.ndarray) -> bool:
+    """One box is cut on a side (left, top, right, bottom) that the other reaches across."""
+    return bool((member_cut & _reaches_beyond(keeper, member)).any() or
+                (keeper_cut & _reaches_beyond(member, keeper)).any())
+
+
+def _reaches_beyond(box: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Per side (left, top, right, bottom): ``box`` extends past ``other`` there."""
+    tolerance = CUT_TOLERANCE_PX
+    return np.array([box[0] < other[0] - tolerance, box[1] < other[1] - tolerance,
+                     box[2] > other[2] + tolerance, box[3] > other[3] + tolerance])
+
+
+def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, threshold: float, metric: str, method: str,
+                 cut_sides: np.ndarray | None = None):
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     order = np.lexsort((-areas, -scores))  # by score, ties by size
     boxes, scores = boxes[order], scores[order]
+    cut = None if cut_sides is None else np.asarray(cut_sides, dtype=bool)[order]
     neighbours = _overlaps(boxes, threshold, metric)
     free = np.ones(len(boxes), dtype=bool)
     kept_boxes, kept_scores, kept_groups = [], [], []
@@ -117,7 +142,11 @@ def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, threshold: float, metric
         if method == "nms":
             kept_boxes.append(boxes[i])
         else:
-            group = boxes[members]
+            if cut is not None:
+                members_to_join = [m for m in members if m == i or _same_rock_cut(boxes[i], boxes[m], cut[i], cut[m])]
+            else:
+                members_to_join = members
+            group = boxes[members_to_join]
             kept_boxes.append(np.concatenate([group[:, :2].min(axis=0), group[:, 2:].max(axis=0)]))
         kept_scores.append(scores[i])
         kept_groups.append([int(order[m]) for m in members])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from rockdet.config import AUTO, AUTO_PROVISIONAL_THRESHOLD
 from rockdet.errors import ConfigError
 from rockdet.evaluation import DetectionMetrics
 from rockdet.inference import detect_as_predict_does, training_image_size
@@ -24,7 +25,9 @@ class RockDetectionTask(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = build_detector(**model)
-        self.val_metrics = DetectionMetrics(**evaluation,
+        threshold = evaluation.get("score_threshold", AUTO_PROVISIONAL_THRESHOLD)
+        self.val_metrics = DetectionMetrics(AUTO_PROVISIONAL_THRESHOLD if threshold == AUTO else float(threshold),
+                                            evaluation.get("iou_threshold", 0.5),
                                             max_detections=model["detections_per_image"])
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,11 @@ from rockdet.config import AUTO, ModelConfig, TrainConfig
 from rockdet.console import lightning_progress_refresh
 from rockdet.data.datamodule import RockDataModule
 from rockdet.data.records import AnnotatedImage
+from rockdet.data.settings import source_list
+from rockdet.data.sources import source_name
 from rockdet.errors import ConfigError
 from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_input
-from rockdet.models.builder import default_anchor_sizes
+from rockdet.models.builder import NUM_CLASSES, default_anchor_sizes
 from rockdet.plots import plot_training_curves
 from rockdet.task import MONITOR, RockDetectionTask
 from rockdet.typed_yaml import as_plain_data
@@ -50,7 +52,9 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
         log.info("model.anchor_sizes: auto -> %s", config.model.anchor_sizes)
     # Saved once resolved, so the run folder says which anchors were really used.
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(as_plain_data(config), sort_keys=False))
-    task = RockDetectionTask(model=as_plain_data(config.model), optimizer=as_plain_data(config.optimizer),
+    # Hardware is a class of its own beside background and rock (data.hardware_classes).
+    model = {**as_plain_data(config.model), "num_classes": NUM_CLASSES + bool(config.data.hardware_classes)}
+    task = RockDetectionTask(model=model, optimizer=as_plain_data(config.optimizer),
                              scheduler=as_plain_data(config.scheduler), evaluation=as_plain_data(config.eval),
                              rock_classes=list(config.data.rock_classes),
                              input_size=config.data.crop_size or datamodule.typical_image_side())
@@ -83,14 +87,36 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
         if rows:
             plot_training_curves(rows, run_dir / "training_curves.png")
         score = best.best_model_score
+        choices = choose_operating_points(config, datamodule, [best.best_model_path, last.best_model_path])
         write_json_atomic(run_dir / "summary.json", {
             "best_checkpoint": best.best_model_path or None, "monitor": MONITOR,
             "best_score": None if score is None else float(score),
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-            "seconds": round(time.monotonic() - started, 1)})
+            "seconds": round(time.monotonic() - started, 1),
+            **({"operating_points": choices} if choices else {})})
     return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
                        Path(last.best_model_path) if last.best_model_path else None,
                        None if best.best_model_score is None else float(best.best_model_score))
+
+
+def choose_operating_points(config: TrainConfig, datamodule: RockDataModule, checkpoints: list[str]) -> dict:
+    """``eval.score_threshold: auto``: each checkpoint's operating point, chosen on the
+    validation sources and stored in the file (see rockdet.operating_point)."""
+    if config.eval.score_threshold != AUTO:
+        return {}
+    from rockdet.operating_point import choose_for_checkpoint
+
+    parts = getattr(datamodule.val_set, "parts", [datamodule.val_set])
+    validation = [(source_name(source), source.dense, part) for source, part in zip(source_list(config.data.val), parts)
+                  if hasattr(part, "records")]
+    choices = {}
+    for path in dict.fromkeys(p for p in checkpoints if p):
+        choice = choose_for_checkpoint(Path(path), validation, config.eval.auto_recall_target,
+                                       config.eval.iou_threshold, config.eval.provisional_threshold)
+        choices[Path(path).name] = asdict(choice)
+        print(f"operating point of {Path(path).name}: {choice.score_threshold:.4f} ({choice.rule}; precision "
+              f"{choice.precision:.3f}, recall {choice.recall:.3f}){' - ' + choice.note if choice.note else ''}")
+    return choices
 
 
 #: Optional loggers: (pytorch_lightning class, module it needs, extra that installs it).

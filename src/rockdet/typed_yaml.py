@@ -9,6 +9,7 @@ against the same models. pydantic's errors are turned into one line a user can a
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -63,8 +64,41 @@ def read_yaml_mapping(path: Path | str, what: str) -> dict:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: "
                           f"{str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    check_expansion(raw, path)
     return raw
+
+
+#: Values a config may hold once YAML aliases are expanded: real configs hold a few hundred; an
+#: alias "bomb" (each level repeating the one before) expands into billions.
+MAX_CONFIG_VALUES = 100_000
+
+
+def check_expansion(raw: Any, source: Path | str) -> None:
+    """Refuse YAML whose aliases make it refer to itself, or expand past MAX_CONFIG_VALUES
+    (counted once per shared node, so the count itself stays cheap)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(value: Any) -> int:
+        if not isinstance(value, (dict, list)):
+            return 1
+        if id(value) in sizes:
+            return sizes[id(value)]
+        if id(value) in open_nodes:
+            raise ConfigError(f"{source}: a YAML alias refers to the value that contains it; "
+                              f"a config cannot contain itself")
+        open_nodes.add(id(value))
+        children = list(value.values()) if isinstance(value, dict) else value
+        total = 1 + sum(size(child) for child in children)
+        open_nodes.discard(id(value))
+        if total > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{source}: expands to more than {MAX_CONFIG_VALUES:,} values through "
+                              f"YAML aliases (&name / *name); a config is far smaller")
+        sizes[id(value)] = total
+        return total
+
+    size(raw)
 
 
 def merge_mappings(base: dict, top: dict) -> dict:
@@ -98,6 +132,7 @@ def set_values(cls: type[Settings], raw: dict, overrides: list[str]) -> dict:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
+        check_expansion(value, f"override '{dotted}'")
         for key in reversed(keys):
             value = {key: value}
         merged = merge_mappings(merged, value)
@@ -110,6 +145,24 @@ def as_plain_data(settings: Settings, only_set: bool = False) -> dict:
     if only_set:
         return settings.model_dump(exclude_unset=True)
     return settings.model_dump(mode="json")
+
+
+def check_finite(value: Any, key: str = "") -> None:
+    """Refuse infinity and NaN anywhere in a free mapping's values (typed fields refuse them
+    through ``allow_inf_nan``; a mapping of Any would let ``.inf`` through, to be saved as null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise KeyProblem(key, f"{value} is not a finite number")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        check_finite(item, f"{key}[{name}]" if isinstance(name, int) else f"{key}.{name}" if key else str(name))
+
+
+def first_problem(exc: ValidationError, cls: type[Settings]) -> KeyProblem:
+    """pydantic's first problem as (key, detail), for checks of a free mapping's values."""
+    loc = exc.errors()[0]["loc"]
+    text = describe_validation_error(exc, cls, "")[2:]
+    detail = text.split(": ", 1)[1] if text.startswith(str(loc[0])) and ": " in text else text
+    return KeyProblem(str(loc[0]), detail)  # the key alone, without pydantic's union tags
 
 
 def describe_validation_error(exc: ValidationError, cls: type[Settings], source: Path | str) -> str:
@@ -163,8 +216,17 @@ def _expected(error: dict) -> str:
 
 
 def _key_path(loc: tuple) -> list:
-    """pydantic's location without the tags it adds for union members (``list[int]`` ...)."""
-    return [part for part in loc if isinstance(part, int) or str(part).isidentifier()]
+    """pydantic's location without the tags it adds for union members (``list[int]``, or the
+    model's class name for ``SplitConfig | list[SplitConfig]``)."""
+    models = _model_names(Settings)
+    return [part for part in loc if isinstance(part, int) or (str(part).isidentifier() and part not in models)]
+
+
+def _model_names(cls: type) -> set[str]:
+    names = set()
+    for sub in cls.__subclasses__():
+        names |= {sub.__name__} | _model_names(sub)
+    return names
 
 
 def _dotted(parts: list) -> str:

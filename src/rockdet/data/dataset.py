@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rockdet.archives.pds3 import first_line
 from rockdet.data.images import read_image
-from rockdet.data.records import IGNORE_BOXES_KEY, IGNORE_LABEL, ROCK_LABEL, AnnotatedImage
+from rockdet.data.records import IGNORE_BOXES_KEY, IGNORE_LABEL, AnnotatedImage
 from rockdet.errors import DataError, ImageReadError
 
 
@@ -30,17 +31,20 @@ class RockDataset(Dataset):
             pixels = read_image(record.path).pixels
         except ImageReadError as exc:
             raise DataError(str(exc)) from None
+        except Exception as exc:  # one broken image is one line naming it, not a worker traceback
+            raise DataError(f"{record.path}: cannot decode ({type(exc).__name__}: {first_line(exc)})") from None
         if pixels.shape[:2] != (record.height, record.width):
             raise DataError(f"{record.path}: image is {pixels.shape[1]}x{pixels.shape[0]} but the "
                             f"annotations say {record.width}x{record.height}")
         boxes = record.boxes.astype(np.float32)
+        labels = record.labels
         ignore = record.ignore_boxes.astype(np.float32)
         masks = record.instance_masks() if self.with_masks else None
         if self.transform is not None:
-            pixels, boxes, masks, ignore = self._augment(pixels, boxes, masks, ignore)
+            pixels, boxes, labels, masks, ignore = self._augment(pixels, boxes, labels, masks, ignore)
         target = {
             "boxes": torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.full((len(boxes),), ROCK_LABEL, dtype=torch.int64),
+            "labels": torch.as_tensor(labels, dtype=torch.int64).reshape(-1),
             IGNORE_BOXES_KEY: torch.as_tensor(ignore, dtype=torch.float32).reshape(-1, 4),
         }
         if self.with_masks:
@@ -50,16 +54,17 @@ class RockDataset(Dataset):
         image = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0)
         return image, target
 
-    def _augment(self, pixels: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None,
+    def _augment(self, pixels: np.ndarray, boxes: np.ndarray, labels: np.ndarray, masks: np.ndarray | None,
                  ignore: np.ndarray):
         # Ignore regions ride along as boxes of their own label, so flips and crops move them too.
         kwargs = {"image": pixels, "bboxes": np.concatenate([boxes, ignore]),
-                  "labels": np.r_[np.full(len(boxes), ROCK_LABEL), np.full(len(ignore), IGNORE_LABEL)],
+                  "labels": np.r_[labels, np.full(len(ignore), IGNORE_LABEL)],
                   "instance_ids": np.r_[np.arange(len(boxes)), np.full(len(ignore), -1)]}
         if masks is not None and len(masks):
             kwargs["masks"] = masks
         out = self.transform(**kwargs)
-        is_rock = np.asarray(out["labels"]) == ROCK_LABEL
+        out_labels = np.asarray(out["labels"], dtype=np.int64)
+        is_rock = out_labels != IGNORE_LABEL  # rocks and hardware: the objects the model learns
         all_boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
         kept = np.asarray(out["instance_ids"], dtype=np.int64)[is_rock]
         new_boxes = all_boxes[is_rock]
@@ -68,7 +73,7 @@ class RockDataset(Dataset):
             height, width = out["image"].shape[:2]
             new_masks = (np.asarray(out["masks"])[kept] if len(kept)
                          else np.zeros((0, height, width), dtype=np.uint8))
-        return out["image"], new_boxes, new_masks, all_boxes[~is_rock]
+        return out["image"], new_boxes, out_labels[is_rock], new_masks, all_boxes[~is_rock]
 
 
 def collate_detection(batch):

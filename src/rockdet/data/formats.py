@@ -13,12 +13,14 @@ from rockdet.errors import DataError
 
 
 def load_split(split: SplitConfig, rock_classes: list[str],
-               ignore_classes: list[str] = ()) -> AnnotationSet:
-    """Read one split in any supported format into the internal record format."""
+               ignore_classes: list[str] = (), hardware_classes: list[str] = ()) -> AnnotationSet:
+    """Read one split in any supported format into the internal record format. Hardware boxes
+    come from COCO categories; a source without such a category (or another format) has none."""
     if split.format == "coco":
         if split.annotations is None:
             raise DataError("coco split needs 'annotations' (the COCO JSON file)")
-        return read_coco(split.annotations, split.images, rock_classes, ignore_classes)
+        return read_coco(split.annotations, split.images, rock_classes, ignore_classes, hardware_classes,
+                         allow_outside=split.allow_paths_outside)
     if split.format == "synthetic":
         raise DataError("synthetic scenes are generated while training; there is no file to read")
     if ignore_classes:
@@ -27,7 +29,7 @@ def load_split(split: SplitConfig, rock_classes: list[str],
     if split.format == "yolo":
         if split.annotations is None:
             raise DataError("yolo split needs 'annotations' (the data YAML)")
-        return read_yolo(split.annotations, split.split, rock_classes)
+        return read_yolo(split.annotations, split.split, rock_classes, allow_outside=split.allow_paths_outside)
     images = split.images or split.annotations
     if images is None or split.masks is None:
         raise DataError("masks split needs 'images' and 'masks' folders")

@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from rockdet.archives.files import refuse_non_product
 from rockdet.archives.pds import DATA_SUFFIXES as PDS_DATA_SUFFIXES
 from rockdet.archives.pds import is_pds_product, read_pds_image
-from rockdet.errors import ImageReadError
+from rockdet.errors import ImageReadError, RockdetError
 
 #: Files rockdet reads as images; PDS products (.IMG, .2B, ... or their labels) included.
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
@@ -32,7 +33,7 @@ class LoadedImage:
 
     pixels: np.ndarray  # uint8 [H, W, 3]
     notes: list[str] = field(default_factory=list)
-    #: SHA-256 of the file's bytes, hashed from the same read that decoded it.
+    #: SHA-256 of the file's bytes.
     sha256: str = ""
     #: False where the product marks no data (PDS missing/invalid constants): never a rock.
     valid: np.ndarray | None = None
@@ -62,15 +63,30 @@ def prepare_decoders() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-def read_image(path: Path | str) -> LoadedImage:
-    """Read ``path`` as 8-bit RGB; grayscale, RGBA, 16-bit and EXIF-rotated images are handled."""
+def read_image(path: Path | str, stretch_8bit: bool = False) -> LoadedImage:
+    """Read ``path`` as 8-bit RGB; grayscale, RGBA, 16-bit and EXIF-rotated images are handled.
+
+    One file, one outcome: whatever goes wrong while decoding it (a library's own exception
+    included) is an ImageReadError naming the file, with the exception's type and first line.
+    8-bit PDS products keep their values unless ``stretch_8bit`` (calibrated colours stay as
+    calibrated); wider ones are stretched to 8 bit."""
     prepare_decoders()
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
-    data = path.read_bytes()
+    try:
+        return _read_image(path, stretch_8bit)
+    except RockdetError:
+        raise
+    except Exception as exc:  # a decoder's own failure: this file's reason, never the caller's crash
+        raise ImageReadError(f"{path}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from exc
+
+
+def _read_image(path: Path, stretch_8bit: bool) -> LoadedImage:
+    refuse_non_product(path)
     if is_pds_product(path):
-        return _read_pds(path, data)
+        return _read_pds(path, stretch_8bit)
+    data = path.read_bytes()
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_PIXELS:
@@ -117,7 +133,11 @@ def image_size(path: Path | str) -> tuple[int, int]:
     except Image.DecompressionBombError:
         raise ImageReadError(f"{path}: {_OVER_LIMIT}") from None
     except (OSError, UnidentifiedImageError) as exc:
+        if Path(path).is_file():
+            refuse_non_product(Path(path))  # an HTML page or LFS pointer says so
         raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
+    except Exception as exc:  # a header no decoder expected: this file's reason
+        raise ImageReadError(f"{path}: cannot read image header ({type(exc).__name__}: {_reason(exc)})") from None
 
 
 def stretch_to_uint8(values: np.ndarray, notes: list[str], valid: np.ndarray | None = None) -> np.ndarray:
@@ -152,19 +172,33 @@ def stretch_with(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return (scaled * 255.0 + 0.5).astype(np.uint8)
 
 
-def _read_pds(path: Path, data: bytes) -> LoadedImage:
+def _read_pds(path: Path, stretch_8bit: bool) -> LoadedImage:
     product = read_pds_image(path)
     notes = list(product.notes)
-    try:
+    if not product.valid.any():
+        raise ImageReadError(f"{path}: no valid pixels (every value is a missing or invalid constant)")
+    if product.values.dtype == np.uint8 and not stretch_8bit:
+        pixels = np.where(product.valid if product.values.ndim == 2 else product.valid[:, :, None], product.values, 0)
+        notes.append("8-bit values kept as the product gives them (not stretched)")
+        masked = int(product.valid.size - np.count_nonzero(product.valid))
+        if masked:
+            notes.append(f"{masked} values marked missing or invalid by the label masked to 0 (never rocks)")
+    else:
         pixels = stretch_to_uint8(product.values, notes, product.valid)
-    except ValueError:
-        raise ImageReadError(f"{path}: no valid pixels (every value is a missing or invalid constant)") from None
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     if pixels.shape[0] * pixels.shape[1] > MAX_PIXELS:
         raise ImageReadError(f"{path}: {_OVER_LIMIT}")
-    return LoadedImage(np.ascontiguousarray(pixels), notes, hashlib.sha256(data).hexdigest(),
+    return LoadedImage(np.ascontiguousarray(pixels, dtype=np.uint8), notes, _sha256(path),
                        product.valid, product.geometry, product.geometry_problem)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
@@ -200,6 +234,14 @@ def _read_with_opencv(path: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
     else:
         decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
     return decoded, notes
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for an image's failure: a rockdet error's own reason (without the path it
+    starts with), else the exception's type and first line."""
+    if isinstance(exc, RockdetError):
+        return str(exc).split(": ", 1)[-1]
+    return f"{type(exc).__name__}: {_reason(exc)}"
 
 
 def _reason(exc: BaseException) -> str:

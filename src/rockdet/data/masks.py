@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from rockdet.data.images import IMAGE_SUFFIXES, image_size
+from rockdet.data.paths import absolute
 from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, boxes_from_masks, sanitize_boxes
 from rockdet.errors import DataError, ImageReadError
 
@@ -21,9 +22,12 @@ def read_mask_folder(images_dir: Path, masks_dir: Path, mode: str = "instance") 
     for folder, what in ((images_dir, "image"), (masks_dir, "mask")):
         if not folder.is_dir():
             raise DataError(f"{folder}: {what} folder not found")
+    if absolute(masks_dir) == absolute(images_dir):
+        raise DataError(f"{masks_dir}: the mask folder is the image folder; each image would be "
+                        f"read as its own mask: give the masks a folder of their own")
     report = LoadReport(source=masks_dir)
     records = []
-    for image_path in sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+    for image_path in _images(images_dir, masks_dir):
         mask_path = masks_dir / image_path.relative_to(images_dir).with_suffix(".png")
         if not mask_path.is_file():
             raise DataError(f"{mask_path}: mask file not found for image {image_path.name}")
@@ -44,6 +48,14 @@ def read_mask_folder(images_dir: Path, masks_dir: Path, mode: str = "instance") 
     if not records:
         raise DataError(f"{images_dir}: no images found")
     return AnnotationSet(records, report)
+
+
+def _images(images_dir: Path, masks_dir: Path) -> list[Path]:
+    """Image files under ``images_dir``; a mask folder inside it (dataset/ and dataset/masks/)
+    holds masks, not images."""
+    masks = absolute(masks_dir)
+    return sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not absolute(p).is_relative_to(masks))
 
 
 def read_instance_masks(mask_path: Path, mode: str) -> np.ndarray:

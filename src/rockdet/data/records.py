@@ -10,6 +10,9 @@ from typing import Callable
 import numpy as np
 
 ROCK_LABEL = 1  # label 0 is background in torchvision detectors
+#: Lander and rover hardware (e.g. the Chang'e ``artifact`` labels), learnt as a class of its
+#: own so the detector has something better to call it than a rock; never in a rock catalog.
+HARDWARE_LABEL = 2
 #: Label carried through augmentation by ignore regions (never reaches the model as a class).
 IGNORE_LABEL = -1
 #: Target key of the ignore regions, float32 [M, 4] xyxy, beside "boxes" and "labels".
@@ -32,10 +35,22 @@ class AnnotatedImage:
     mask_loader: Callable[[], np.ndarray] | None = None
     #: Regions (float32 [M, 4] xyxy) where unlabelled rocks are likely: never taught as background.
     ignore_boxes: np.ndarray = field(default_factory=no_boxes)
+    #: COCO ``iscrowd`` rock regions (float32 [K, 4] xyxy): one box over many rocks. Training
+    #: ignores them (they are among ``ignore_boxes`` too); evaluation neither rewards nor
+    #: punishes a detection on one, as COCO does.
+    crowd_boxes: np.ndarray = field(default_factory=no_boxes)
+    #: int64 [N] class of each box (ROCK_LABEL or HARDWARE_LABEL); None: every box is a rock.
+    box_labels: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
+        if self.box_labels is not None:
+            return np.asarray(self.box_labels, dtype=np.int64)
         return np.full(len(self.boxes), ROCK_LABEL, dtype=np.int64)
+
+    @property
+    def rock_count(self) -> int:
+        return int((self.labels == ROCK_LABEL).sum())
 
     def instance_masks(self) -> np.ndarray | None:
         return None if self.mask_loader is None else self.mask_loader()
@@ -54,14 +69,17 @@ class LoadReport:
     ignored_categories: Counter = field(default_factory=Counter)
     #: Boxes of data.ignore_classes kept as ignore regions.
     ignore_regions: int = 0
+    #: Boxes of data.hardware_classes (lander and rover hardware), learnt as their own class.
+    hardware: int = 0
     problems: list[str] = field(default_factory=list)
     #: Image files listed more than once (one line each, naming the file): training refuses them.
     duplicate_images: list[str] = field(default_factory=list)
 
     def add(self, record: AnnotatedImage) -> None:
         self.images += 1
-        self.rocks += len(record.boxes)
-        self.empty_images += int(len(record.boxes) == 0)
+        self.rocks += record.rock_count
+        self.hardware += len(record.boxes) - record.rock_count
+        self.empty_images += int(record.rock_count == 0)
         self.ignore_regions += len(record.ignore_boxes)
 
 

@@ -1,9 +1,15 @@
-"""`rockdet data-report`: what is in an annotation set, and what is wrong with it."""
+"""`rockdet data-report`: what is in an annotation set, and what is wrong with it.
+
+Every record's image is opened (rasters: the header; PDS products: decoded, as training will),
+one record at a time: an image that cannot be read, or whose size differs from its annotations,
+is one problem line naming it, and the report goes on.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from rockdet.data.images import failure_reason, image_size
 from rockdet.data.records import AnnotationSet
 
 #: Histogram bin edges for rock size, sqrt(box area) in pixels.
@@ -26,11 +32,33 @@ def rock_sizes_px(annotations: AnnotationSet) -> np.ndarray:
     return np.sqrt((stacked[:, 2] - stacked[:, 0]) * (stacked[:, 3] - stacked[:, 1]))
 
 
+def check_images(annotations: AnnotationSet) -> tuple[int, list[str]]:
+    """(images that open, one problem per image that does not or whose size disagrees)."""
+    readable, problems, seen = 0, [], set()
+    for record in annotations.records:
+        if record.path in seen:
+            continue
+        seen.add(record.path)
+        try:
+            width, height = image_size(record.path)
+        except Exception as exc:  # each record on its own: one broken image is one line
+            problems.append(f"{record.path}: cannot be read ({failure_reason(exc)})")
+            continue
+        readable += 1
+        if (width, height) != (record.width, record.height):
+            problems.append(f"{record.path}: image is {width}x{height} but the annotations say "
+                            f"{record.width}x{record.height}")
+    return readable, problems
+
+
 def format_report(annotations: AnnotationSet, max_problems: int = 20) -> str:
     report = annotations.report
     sizes = rock_sizes_px(annotations)
+    readable, image_problems = check_images(annotations)
+    distinct = len({record.path for record in annotations.records})
     lines = [f"source: {report.source}",
              f"images: {report.images} ({report.empty_images} without rocks)",
+             f"images readable: {readable} of {distinct}",
              f"rocks: {report.rocks}"]
     if len(sizes):
         lines.append(f"rock size sqrt(box area) px: median {np.median(sizes):.1f}, "
@@ -45,9 +73,10 @@ def format_report(annotations: AnnotationSet, max_problems: int = 20) -> str:
     lines.append(f"boxes clipped to the image: {report.clipped_boxes}")
     dropped = ", ".join(f"{reason}: {n}" for reason, n in report.dropped.items()) or "none"
     lines.append(f"boxes dropped: {dropped}")
-    if report.problems:
-        lines.append(f"problems ({len(report.problems)}):")
-        lines += [f"  {p}" for p in report.problems[:max_problems]]
-        if len(report.problems) > max_problems:
-            lines.append(f"  ... and {len(report.problems) - max_problems} more")
+    problems = report.problems + image_problems
+    if problems:
+        lines.append(f"problems ({len(problems)}):")
+        lines += [f"  {p}" for p in problems[:max_problems]]
+        if len(problems) > max_problems:
+            lines.append(f"  ... and {len(problems) - max_problems} more")
     return "\n".join(lines)

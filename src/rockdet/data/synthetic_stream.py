@@ -18,7 +18,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from rockdet.data.records import IGNORE_BOXES_KEY, ROCK_LABEL
 from rockdet.data.synthetic import SceneSpec, generate_scene
@@ -65,11 +65,29 @@ class SyntheticTerrainStream(IterableDataset):
         current = self.passes if self.vary else 0
         self.passes += 1  # persistent workers keep their copy, so each epoch is a new pass
         for index in range(first, self.scenes_per_pass, step):
-            pixels, boxes = render_terrain_scene(np.random.default_rng([self.seed, current, index]),
-                                                 self.size)
-            yield (torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0),
-                   {"boxes": torch.from_numpy(boxes), IGNORE_BOXES_KEY: torch.zeros((0, 4)),
-                    "labels": torch.full((len(boxes),), ROCK_LABEL, dtype=torch.int64)})
+            yield scene_sample(self.seed, current, index, self.size)
+
+
+class SyntheticScenes(Dataset):
+    """One fixed pass of generated scenes, indexable: synthetic terrain as one training source
+    beside files (a mixed split samples by index, so the scenes repeat each epoch)."""
+
+    def __init__(self, scenes: int, size: int, seed: int = 0):
+        self.scenes, self.size, self.seed = scenes, size, seed
+
+    def __len__(self) -> int:
+        return self.scenes
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return scene_sample(self.seed, 0, index, self.size)
+
+
+def scene_sample(seed: int, current_pass: int, index: int, size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Scene ``index`` of pass ``current_pass`` in torchvision's detection target format."""
+    pixels, boxes = render_terrain_scene(np.random.default_rng([seed, current_pass, index]), size)
+    return (torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255.0),
+            {"boxes": torch.from_numpy(boxes), IGNORE_BOXES_KEY: torch.zeros((0, 4)),
+             "labels": torch.full((len(boxes),), ROCK_LABEL, dtype=torch.int64)})
 
 
 def render_terrain_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:

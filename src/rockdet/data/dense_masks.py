@@ -1,0 +1,52 @@
+"""Dense binary rock masks beside a labelled split (non-zero = rock), for mask precision and
+recall: one mask per image, named as the image or by its stem with ``.png``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rockdet.errors import DataError
+
+#: Where a split's dense masks are looked for when no folder is given: beside the annotation
+#: file, or beside the folder holding it (e.g. ``images/_annotations.coco.json`` + ``masks/``).
+MASK_FOLDER_NAME = "masks"
+
+
+def masks_beside(annotations: Path) -> Path | None:
+    """The ``masks`` folder beside a COCO file or its folder, if there is one."""
+    for folder in (annotations.parent / MASK_FOLDER_NAME, annotations.parent.parent / MASK_FOLDER_NAME):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+class RockMasks:
+    """Reads the dense mask of an image from one folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: mask folder not found")
+
+    def path_for(self, image: Path) -> Path | None:
+        for candidate in (self.folder / image.name, self.folder / f"{image.stem}.png"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def __call__(self, image: Path, width: int, height: int) -> np.ndarray | None:
+        """The image's rock pixels (bool [H, W]), or None when the folder has no mask for it."""
+        path = self.path_for(Path(image))
+        if path is None:
+            return None
+        try:
+            with Image.open(path) as mask:
+                rock = np.asarray(mask.convert("L")) > 0
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read mask ({exc})") from None
+        if rock.shape != (height, width):
+            raise DataError(f"{path}: mask is {rock.shape[1]}x{rock.shape[0]}, its image {width}x{height}")
+        return rock

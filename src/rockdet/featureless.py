@@ -1,0 +1,66 @@
+"""Detections on featureless black (sky above a mast camera's horizon, no-data borders, deep
+shadow without texture) are not rocks: the detector fires there on edges and noise.
+
+Measured per tile, where the pixels are at hand, before boxes leave the tile: the share of a
+box's pixels that are dark *and* belong to a dark region reaching well beyond the box (at least
+``REGION_OVER_BOX`` times its area) or running off the tile's edge, as sky and borders do. A dark
+rock inside the frame is a dark region about its own box's size and stays, even where a stretch
+turned it black.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+#: ITU-R BT.601 luma weights (Pillow's "L" conversion): the brightness a person judges.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: A dark region is sky or a border, not a rock, when it is this many times the box's area.
+REGION_OVER_BOX = 2.0
+
+
+def dark_fraction(tile: torch.Tensor, boxes: torch.Tensor, level: int, extent: tuple[int, int]) -> torch.Tensor:
+    """Share of each box's pixels (tile coordinates) that are darker than ``level`` of 255 and
+    lie in a dark region of at least REGION_OVER_BOX times the box's area, counted inside
+    ``extent`` (width, height): the tile's own pixels, not its zero padding."""
+    width, height = extent
+    if not len(boxes):
+        return torch.zeros(0)
+    pixels = tile[:, :height, :width].float().cpu()
+    luma = pixels[0] if pixels.shape[0] == 1 else sum(w * c for w, c in zip(LUMA_WEIGHTS, pixels[:3]))
+    dark = (luma * 255.0 < level).numpy()
+    if not dark.any():
+        return torch.zeros(len(boxes))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    touches_edge = (left == 0) | (top == 0) | (left + stats[:, cv2.CC_STAT_WIDTH] == width) | \
+        (top + stats[:, cv2.CC_STAT_HEIGHT] == height)
+    # Sky and no-data borders run off the frame: such a region counts whatever its size.
+    region_area = np.where(touches_edge, np.inf, stats[:, cv2.CC_STAT_AREA])
+    region_area[0] = 0  # the background label: not dark
+    region_area = region_area[labels]  # per pixel; 0 where not dark
+    boxes = boxes.detach().float().cpu().numpy()
+    shares = np.zeros(len(boxes), dtype=np.float32)
+    for i, (bx0, by0, bx1, by1) in enumerate(boxes):
+        x0, y0 = int(np.clip(np.floor(bx0), 0, width - 1)), int(np.clip(np.floor(by0), 0, height - 1))
+        x1, y1 = max(int(np.clip(np.ceil(bx1), 0, width)), x0 + 1), max(int(np.clip(np.ceil(by1), 0, height)), y0 + 1)
+        crop = region_area[y0:y1, x0:x1]
+        shares[i] = (crop >= REGION_OVER_BOX * crop.size).mean()
+    return torch.from_numpy(shares)
+
+
+def drop_featureless(predictions: list[dict], tiles: list[torch.Tensor], windows: list[tuple[int, int, int, int]],
+                     level: int, fraction: float | None) -> list[dict]:
+    """Each tile's prediction without the detections lying on featureless black."""
+    if fraction is None:
+        return predictions
+    kept = []
+    for prediction, tile, (x0, y0, x1, y1) in zip(predictions, tiles, windows):
+        on_black = dark_fraction(tile, prediction["boxes"], level, (x1 - x0, y1 - y0)) >= fraction
+        if on_black.any():
+            keep = ~on_black.to(prediction["boxes"].device)
+            prediction = {key: value[keep] if torch.is_tensor(value) and len(value) == len(keep) else value
+                          for key, value in prediction.items()}
+        kept.append(prediction)
+    return kept

@@ -1,0 +1,116 @@
+"""One rock, one row, and no rocks where there are none: what a catalog keeps of the detector's
+raw boxes (nested duplicates, boxes around groups, featureless black sky)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import torch
+from oracle import draw_rocks, oracle_hparams, save
+from torch import nn
+
+import rockdet.predict_command as predict_module
+from rockdet.cli import main
+from rockdet.inference import PredictSettings, predict_image
+
+
+class FixedBoxes(nn.Module):
+    """Returns the same boxes and scores for every tile (tile coordinates)."""
+
+    def __init__(self, boxes: list[tuple[float, float, float, float]], scores: list[float]):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.boxes, self.scores = torch.tensor(boxes, dtype=torch.float32), torch.tensor(scores)
+
+    def forward(self, images):
+        return [{"boxes": self.boxes.clone(), "scores": self.scores.clone(),
+                 "labels": torch.ones(len(self.boxes), dtype=torch.int64)} for _ in images]
+
+
+def boxes_of(rocks):
+    return sorted((r.x_min, r.y_min, r.x_max, r.y_max) for r in rocks)
+
+
+def test_a_box_nested_in_another_box_of_the_same_rock_gives_one_row():
+    pixels = draw_rocks(64, 64, [(10, 10, 40, 40)])
+    model = FixedBoxes([(10, 10, 40, 40), (15, 15, 30, 30), (20, 22, 38, 39)], [0.9, 0.6, 0.5])
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    assert boxes_of(rocks) == [(10, 10, 40, 40)]
+
+
+def test_two_touching_rocks_stay_two_rows():
+    pixels = draw_rocks(64, 64, [(5, 10, 25, 30), (24, 12, 44, 32)])
+    model = FixedBoxes([(5, 10, 25, 30), (24, 12, 44, 32)], [0.9, 0.8])
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    assert boxes_of(rocks) == [(5, 10, 25, 30), (24, 12, 44, 32)]
+
+
+def test_a_low_scoring_box_around_a_group_of_rocks_is_dropped_and_the_rocks_kept():
+    pixels = draw_rocks(64, 64, [(5, 5, 20, 20), (30, 30, 50, 50)])
+    model = FixedBoxes([(5, 5, 20, 20), (30, 30, 50, 50), (2, 2, 60, 60)], [0.9, 0.8, 0.3])
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    assert boxes_of(rocks) == [(5, 5, 20, 20), (30, 30, 50, 50)]
+
+
+def test_nested_boxes_are_kept_when_the_rule_is_off():
+    pixels = draw_rocks(64, 64, [(10, 10, 40, 40)])
+    model = FixedBoxes([(10, 10, 40, 40), (15, 15, 30, 30)], [0.9, 0.6])
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1, nested_threshold=None), 64)
+    assert len(rocks) == 2
+
+
+def test_nested_duplicates_are_resolved_across_tiles_too():
+    pixels = draw_rocks(130, 120, [(50, 40, 80, 70)])
+    # In each 64-px tile, a box on the rock's piece and one inside it.
+    model = FixedBoxes([(0, 0, 64, 64), (5, 5, 20, 20)], [0.2, 0.9])
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1, tile=64, overlap=0.25), 64)
+    areas = [(r.x_max - r.x_min) * (r.y_max - r.y_min) for r in rocks]
+    assert max(areas) <= 20 * 20 + 1e-6  # no tile-sized box survives around the small ones
+
+
+def test_featureless_black_sky_holds_no_rocks(tmp_path, monkeypatch):
+    pixels = draw_rocks(64, 64, [(20, 40, 30, 50)])
+    pixels[:24] = 0  # black sky above the horizon
+    save(pixels, tmp_path / "in" / "mast.png")
+    model = FixedBoxes([(5, 2, 15, 12), (20, 40, 30, 50), (30, 14, 40, 30)], [0.9, 0.8, 0.7])
+    monkeypatch.setattr(predict_module, "load_checkpoint_model", lambda path, trust=False: (model, oracle_hparams()))
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"x")
+    assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"),
+                 str(tmp_path / "in"), "--score-threshold", "0.1"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "catalogs" / "mast.png.csv")))
+    kept = sorted((float(r["x_min"]), float(r["y_min"])) for r in rows)
+    # The box wholly on black goes; the one on ground stays, and so does the one across the
+    # horizon (10 of its 16 rows are sky: 62 % black, under the 90 % rule).
+    assert kept == [(20.0, 40.0), (30.0, 14.0)]
+
+
+def test_a_small_black_rock_on_bright_ground_is_kept():
+    pixels = draw_rocks(64, 64, [])
+    pixels[20:30, 20:30] = 0  # 100 of 4096 px: its own small dark region, not sky
+    rocks = predict_image(FixedBoxes([(20, 20, 30, 30)], [0.9]), pixels, PredictSettings(score_threshold=0.1), 64)
+    assert len(rocks) == 1
+
+
+def test_dark_but_textured_ground_keeps_its_rocks():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 40, size=(64, 64, 3), dtype=np.uint8)  # dark, noisy, not featureless
+    model = FixedBoxes([(10, 10, 30, 30)], [0.9])
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    assert len(rocks) == 1
+
+
+def test_the_rules_can_be_turned_off_and_a_resume_redoes_what_they_changed(tmp_path, monkeypatch):
+    pixels = draw_rocks(64, 64, [(10, 30, 40, 60)])
+    pixels[:24] = 0
+    save(pixels, tmp_path / "in" / "scene.png")
+    model = FixedBoxes([(10, 30, 40, 60), (15, 35, 30, 50), (5, 2, 15, 12)], [0.9, 0.6, 0.8])
+    monkeypatch.setattr(predict_module, "load_checkpoint_model", lambda path, trust=False: (model, oracle_hparams()))
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"x")
+    command = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in")]
+    catalog = tmp_path / "out" / "catalogs" / "scene.png.csv"
+    assert main(command) == 0 and len(list(csv.DictReader(open(catalog)))) == 1
+    assert main([*command, "--keep-nested", "--keep-on-black"]) == 0  # other settings: redone, not skipped
+    assert len(list(csv.DictReader(open(catalog)))) == 3
