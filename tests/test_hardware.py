@@ -71,3 +71,15 @@ def test_training_with_hardware_classes_saves_a_three_class_detector(tmp_path, c
     model, _ = load_checkpoint_model(run / "checkpoints" / "last.ckpt")
     assert model.roi_heads.box_predictor.cls_score.out_features == 3
 
+
+
+def test_a_weak_hardware_twin_never_takes_a_confident_rock():
+    # torchvision scores every box for every class: a rock at 0.9 has a hardware twin at 0.06,
+    # and validation ranks every box (threshold 0).
+    pixels = draw_rocks(96, 96, [(10, 60, 22, 72)])
+    model = FixedBoxes([(10, 60, 22, 72), (10, 60, 22, 72)], [0.9, 0.06])
+    model_labels = torch.tensor([1, 2])
+    forward = model.forward
+    model.forward = lambda images: [{**out, "labels": model_labels} for out in forward(images)]
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.0), 96)
+    assert len(rocks) == 1 and rocks[0].score == pytest.approx(0.9)

@@ -22,7 +22,7 @@ from rockdet.atomic import write_json_atomic
 from rockdet.data.coco import read_coco
 from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.errors import DataError
-from rockdet.inference import on_hardware
+from rockdet.hardware import on_hardware
 from rockdet.output_guard import check_output_file
 from rockdet.slicing import box_ios
 
