@@ -98,3 +98,23 @@ def test_evaluate_never_writes_its_metrics_over_the_annotations(tmp_path, dense_
     before = dense_split.read_bytes()
     assert main(["evaluate", "--checkpoint", "m.ckpt", "--data", str(dense_split), "--out", str(dense_split)]) == 2
     assert dense_split.read_bytes() == before
+
+
+def test_coco_map_and_the_operating_point_honour_crowd_regions(tmp_path, dense_split):
+    import torch
+
+    from rockdet.evaluation import DetectionMetrics
+
+    # A confident detection on a crowd blob and a less confident one on the only rock: COCO
+    # ignores the first, so the rock comes first and AP is 1 (0.5 if the blob counted as wrong).
+    preds = [{"boxes": torch.tensor([[10.0, 45.0, 20.0, 55.0], [10.0, 10.0, 20.0, 20.0]]),
+              "scores": torch.tensor([0.9, 0.8]), "labels": torch.ones(2, dtype=torch.int64)}]
+    target = {"boxes": torch.tensor([[10.0, 10.0, 20.0, 20.0]]), "labels": torch.ones(1, dtype=torch.int64)}
+    crowded = DetectionMetrics(0.5)
+    crowded.update(preds, [{**target, "crowd_boxes": torch.tensor([[8.0, 42.0, 30.0, 58.0]])}])
+    plain = DetectionMetrics(0.5)
+    plain.update(preds, [target])
+    assert crowded.compute().scalars["map_50"] == pytest.approx(1.0)
+    assert plain.compute().scalars["map_50"] == pytest.approx(0.5, abs=0.01)
+    # evaluate: at the operating point 0.5 three detections are judged, the one on the blob is not.
+    assert evaluate(tmp_path, dense_split)["metrics"]["precision_at_score"] == pytest.approx(1 / 3)

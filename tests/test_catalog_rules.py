@@ -114,3 +114,45 @@ def test_the_rules_can_be_turned_off_and_a_resume_redoes_what_they_changed(tmp_p
     assert main(command) == 0 and len(list(csv.DictReader(open(catalog)))) == 1
     assert main([*command, "--keep-nested", "--keep-on-black"]) == 0  # other settings: redone, not skipped
     assert len(list(csv.DictReader(open(catalog)))) == 3
+
+
+def test_a_box_cut_by_a_tile_border_is_not_unioned_with_a_tile_sized_box_of_the_next_tile():
+    from rockdet.inference import TileDetections, merge_tiles
+
+    # Left tile: a small rock cut by the tile's right border, reaching out past the big box's left
+    # edge. Right tile: a higher-scoring box over most of the tile. Their vertical extents do not
+    # agree, so they are not two parts of one rock: the big box is not stretched to the left.
+    small = TileDetections(torch.tensor([[40.0, 20.0, 64.0, 30.0]]), torch.tensor([0.9]), None, (0, 0, 64, 64))
+    big = TileDetections(torch.tensor([[48.0, 0.0, 100.0, 64.0]]), torch.tensor([0.95]), None, (48, 0, 112, 64))
+    rocks = merge_tiles([small, big], PredictSettings(score_threshold=0.1))
+    assert boxes_of(rocks) == [(48.0, 0.0, 100.0, 64.0)]
+    # Two parts of one rock cut by the same border (same vertical extent) are still joined.
+    left = TileDetections(torch.tensor([[40.0, 20.0, 64.0, 40.0]]), torch.tensor([0.9]), None, (0, 0, 64, 64))
+    right = TileDetections(torch.tensor([[48.0, 20.0, 70.0, 41.0]]), torch.tensor([0.8]), None, (48, 0, 112, 64))
+    assert boxes_of(merge_tiles([left, right], PredictSettings(score_threshold=0.1))) == [(40.0, 20.0, 70.0, 41.0)]
+
+
+class FixedMasks(FixedBoxes):
+    """FixedBoxes with a mask per box: the given pixel rectangle (tile coordinates) is rock."""
+
+    def __init__(self, boxes, scores, rock_rectangles):
+        super().__init__(boxes, scores)
+        self.rock_rectangles = rock_rectangles
+
+    def forward(self, images):
+        outputs = super().forward(images)
+        for output, image in zip(outputs, images):
+            masks = torch.zeros((len(self.boxes), 1, *image.shape[1:]))
+            for i, (x0, y0, x1, y1) in enumerate(self.rock_rectangles):
+                masks[i, 0, y0:y1, x0:x1] = 1.0
+            output["masks"] = masks
+        return outputs
+
+
+def test_a_dropped_nested_box_gives_nothing_to_the_kept_rocks_mask():
+    pixels = draw_rocks(64, 64, [(10, 10, 40, 40)])
+    # The kept rock's own mask is its left half (15 x 30 px); the nested box it outranks has a
+    # mask over the right half, which is not the rock's.
+    model = FixedMasks([(10, 10, 40, 40), (24, 12, 39, 39)], [0.9, 0.6], [(10, 10, 25, 40), (25, 12, 39, 39)])
+    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    assert len(rocks) == 1 and rocks[0].mask_area_px == 15 * 30

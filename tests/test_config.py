@@ -78,6 +78,21 @@ def test_bad_override_suggests_nearest_key(tmp_path):
         load_config(path, ["optimizer.lr"])
 
 
+def test_an_override_below_a_list_of_sources_names_an_item_or_is_refused(tmp_path, monkeypatch):
+    path = write_yaml(tmp_path, "data:\n  train:\n    - {annotations: a.json}\n    - {annotations: b.json, weight: 4}\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path, ["data.train.1.weight=2", "data.train.0.annotations=other.json"])
+    assert [source.weight for source in config.data.train] == [1.0, 2.0]
+    assert [source.annotations.name for source in config.data.train] == ["other.json", "b.json"]
+    # A key straight below the list would replace both sources with one: refused, with the way out.
+    with pytest.raises(ConfigError, match=r"data.train is a list of 2; name an item by its index "
+                                          r"\(data.train.0.annotations=...\) or give the whole list"):
+        load_config(path, ["data.train.annotations=x.json"])
+    with pytest.raises(ConfigError, match="data.train is a list of 2"):
+        load_config(path, ["data.train.2.weight=1"])
+    assert len(load_config(path, ["data.train=[{annotations: c.json}]"]).data.train) == 1
+
+
 def test_cli_reports_config_error_in_one_line(tmp_path, capsys):
     path = write_yaml(tmp_path, "modle: {}\n")
     assert main(["train", "--config", str(path)]) == 2

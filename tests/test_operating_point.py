@@ -12,38 +12,79 @@ import torch
 from conftest import tiny_train_overrides
 from oracle import draw_rocks, save
 
+from rockdet.catalog_quality import RockMask
 from rockdet.cli import main
 from rockdet.config import load_config
-from rockdet.operating_point import SourceScores, choose_threshold
+from rockdet.inference import RawTiles
+from rockdet.operating_point import ValidationImage, ValidationSource, choose_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def image_with(scores: list[float], right: list[int], rocks: int, mask: np.ndarray | None = None,
+               crowd_at: tuple[int, ...] = ()) -> ValidationImage:
+    """One 2000x400 image whose detector returns one 10-px box per score, in a row: a right one
+    on a labelled rock, a wrong one on bare ground, those in ``crowd_at`` on a crowd region."""
+    boxes = [(20.0 * i, 200.0, 20.0 * i + 10, 210.0) for i in range(len(scores))]
+    truth = [box for box, ok in zip(boxes, right) if ok == 1]
+    truth += [(20.0 * (40 + i), 300.0, 20.0 * (40 + i) + 10, 310.0) for i in range(rocks - len(truth))]  # missed
+    crowd = np.array([boxes[i] for i in crowd_at], dtype=float).reshape(-1, 4)
+    raw = RawTiles([{"boxes": torch.tensor(boxes).reshape(-1, 4), "scores": torch.tensor(scores),
+                     "labels": torch.ones(len(scores), dtype=torch.int64)}], [(0, 0, 2000, 400)])
+    return ValidationImage(raw, np.array(truth, dtype=float).reshape(-1, 4), crowd,
+                           None if mask is None else RockMask(mask))
 
 
 def test_auto_picks_the_best_f1_threshold_on_dense_labels():
     # 4 rocks; by score: right, right, wrong, right, wrong, wrong.
     # Cut after the 4th detection: P 3/4, R 3/4, F1 0.75, the best (after the 2nd: 1, 0.5, 0.667).
-    source = SourceScores("mars", True, np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4]),
-                          np.array([1, 1, 0, 1, 0, 0]), rocks=4)
-    choice = choose_threshold([source], recall_target=0.6, fallback=0.5)
-    assert choice.rule.startswith("best_f1")
+    image = image_with([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0], rocks=4)
+    choice = choose_threshold([ValidationSource("mars", True, [image])], recall_target=0.6, fallback=0.5)
+    assert choice.rule.startswith("best_f1") and choice.measure == "box precision/recall"
     assert choice.score_threshold == pytest.approx(0.6)
     assert (choice.precision, choice.recall, choice.f1) == pytest.approx((0.75, 0.75, 0.75))
 
 
 def test_auto_on_sparse_labels_keeps_the_recall_target_and_dense_sources_win():
-    sparse = SourceScores("change", False, np.array([0.9, 0.5, 0.3, 0.2]), np.array([1, 0, 1, 1]), rocks=4)
+    sparse = ValidationSource("change", False, [image_with([0.9, 0.5, 0.3, 0.2], [1, 0, 1, 1], rocks=4)])
     choice = choose_threshold([sparse], recall_target=0.5, fallback=0.5)
     assert choice.rule.startswith("recall_target") and choice.score_threshold == pytest.approx(0.3)
     missed = choose_threshold([sparse], recall_target=0.99, fallback=0.5)
     assert missed.score_threshold == pytest.approx(0.2) and "not reached" in missed.note
-    dense = SourceScores("mars", True, np.array([0.7, 0.1]), np.array([1, 0]), rocks=1)
+    dense = ValidationSource("mars", True, [image_with([0.7, 0.1], [1, 0], rocks=1)])
     assert choose_threshold([sparse, dense], 0.5, 0.5).sources == ["mars"]
 
 
 def test_crowd_detections_are_neither_right_nor_wrong_for_the_choice():
-    source = SourceScores("mars", True, np.array([0.9, 0.8, 0.7]), np.array([1, -1, 1]), rocks=2)
-    choice = choose_threshold([source], 0.6, 0.5)
+    image = image_with([0.9, 0.8, 0.7], [1, 0, 1], rocks=2, crowd_at=(1,))
+    choice = choose_threshold([ValidationSource("mars", True, [image])], 0.6, 0.5)
     assert choice.precision == pytest.approx(1.0) and choice.score_threshold == pytest.approx(0.7)
+
+
+def test_with_dense_masks_the_choice_is_by_mask_precision_and_recall():
+    # Rock pixels under the first and third boxes only; the (empty) box labels would call all wrong.
+    mask = np.zeros((400, 2000), dtype=bool)
+    mask[200:210, 0:10] = mask[200:210, 40:50] = True
+    image = image_with([0.9, 0.8, 0.7, 0.2], [0, 0, 0, 0], rocks=0, mask=mask)
+    choice = choose_threshold([ValidationSource("mars", True, [image])], 0.6, 0.5)
+    assert choice.measure == "mask precision/recall"
+    # At 0.7: 2 of 3 boxes on rock and both components found (F1 0.8); at 0.9: P 1, R 0.5.
+    assert choice.score_threshold == pytest.approx(0.7)
+    assert (choice.precision, choice.recall) == pytest.approx((2 / 3, 1.0))
+
+
+def test_each_threshold_is_judged_on_the_catalog_predict_writes_there():
+    # A rock cut by the border of two overlapping tiles: a confident part in the left tile, a
+    # weak, too long part in the right one. Merged at 0.01 they are one union box that misses
+    # the rock at IoU 0.5; predict at 0.5 never sees the weak part and keeps the right box.
+    left = {"boxes": torch.tensor([[10.0, 10.0, 64.0, 40.0]]), "scores": torch.tensor([0.9]),
+            "labels": torch.ones(1, dtype=torch.int64)}
+    right = {"boxes": torch.tensor([[0.0, 10.0, 64.0, 40.0]]), "scores": torch.tensor([0.1]),
+             "labels": torch.ones(1, dtype=torch.int64)}
+    image = ValidationImage(RawTiles([left, right], [(0, 0, 64, 64), (32, 0, 96, 64)]),
+                            np.array([[10.0, 10.0, 50.0, 40.0]]))
+    assert image.counts(0.01, 0.5, by_mask=False)[:3] == (0, 1, 0)
+    assert image.counts(0.5, 0.5, by_mask=False)[:3] == (1, 1, 1)
 
 
 @pytest.mark.slow

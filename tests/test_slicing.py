@@ -61,7 +61,7 @@ def test_separate_rocks_are_not_merged():
     boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [1, 1, 9, 9]])
     kept, scores, groups = merge_detections(boxes, torch.tensor([0.5, 0.8, 0.9]), 0.5, "ios", "nms")
     assert kept.tolist() == [[1, 1, 9, 9], [20, 20, 30, 30]]
-    assert groups == [[2, 0], [1]]
+    assert groups == [[2], [1]]  # nms: a kept box is made of itself alone
     empty, _, _ = merge_detections(torch.zeros((0, 4)), torch.zeros(0))
     assert empty.shape == (0, 4)
 
@@ -82,7 +82,7 @@ def brute_force_merge(boxes, scores, threshold, method):
         group = boxes[members]
         kept.append(boxes[i] if method == "nms" else torch.cat([group[:, :2].min(0).values, group[:, 2:].max(0).values]))
         kept_scores.append(scores[i])
-        kept_groups.append(members)
+        kept_groups.append([i] if method == "nms" else members)
     return torch.stack(kept), torch.stack(kept_scores), kept_groups
 
 

@@ -83,28 +83,41 @@ def _inside_any(box: np.ndarray, regions: np.ndarray) -> float:
     return float((width * height).max() / area)
 
 
-def mask_verdicts(boxes: np.ndarray, rock: np.ndarray, min_component_px: int = MIN_COMPONENT_PX
+class RockMask:
+    """One image's dense rock mask with its components labelled once, to judge many catalogs."""
+
+    def __init__(self, rock: np.ndarray, min_component_px: int = MIN_COMPONENT_PX):
+        self.rock = np.asarray(rock, dtype=bool)
+        self.labels, count = ndimage.label(self.rock)
+        self.sizes = ndimage.sum(self.rock, self.labels, range(1, count + 1)) if count else np.zeros(0)
+        self.big = {i + 1 for i, size in enumerate(self.sizes) if size >= min_component_px}
+
+    def verdicts(self, boxes: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """(per detection: on rock pixels, mask components found, components)."""
+        rock, labels, sizes, big = self.rock, self.labels, self.sizes, self.big
+        height, width = rock.shape
+        on_rock, hit = np.zeros(len(boxes), dtype=bool), set()
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, float).reshape(-1, 4)):
+            xi0, yi0 = max(0, int(x0)), max(0, int(y0))
+            xi1, yi1 = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+            if xi1 <= xi0 or yi1 <= yi0:
+                continue
+            cx, cy = min(width - 1, int((x0 + x1) / 2)), min(height - 1, int((y0 + y1) / 2))
+            on_rock[i] = rock[yi0:yi1, xi0:xi1].mean() >= 0.5 or bool(rock[cy, cx])
+            if labels[cy, cx] in big:
+                hit.add(int(labels[cy, cx]))
+            window = labels[yi0:yi1, xi0:xi1]
+            for component in np.unique(window):
+                if component in big and (window == component).sum() >= 0.5 * sizes[component - 1]:
+                    hit.add(int(component))
+        return on_rock, len(hit), len(big)
+
+
+def mask_verdicts(boxes: np.ndarray, rock: np.ndarray | RockMask, min_component_px: int = MIN_COMPONENT_PX
                   ) -> tuple[np.ndarray, int, int]:
     """(per detection: on rock pixels, mask components found, components) for one image."""
-    labels, count = ndimage.label(rock)
-    sizes = ndimage.sum(rock, labels, range(1, count + 1)) if count else np.zeros(0)
-    big = {i + 1 for i, size in enumerate(sizes) if size >= min_component_px}
-    height, width = rock.shape
-    on_rock, hit = np.zeros(len(boxes), dtype=bool), set()
-    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, float).reshape(-1, 4)):
-        xi0, yi0 = max(0, int(x0)), max(0, int(y0))
-        xi1, yi1 = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
-        if xi1 <= xi0 or yi1 <= yi0:
-            continue
-        cx, cy = min(width - 1, int((x0 + x1) / 2)), min(height - 1, int((y0 + y1) / 2))
-        on_rock[i] = rock[yi0:yi1, xi0:xi1].mean() >= 0.5 or bool(rock[cy, cx])
-        if labels[cy, cx] in big:
-            hit.add(int(labels[cy, cx]))
-        window = labels[yi0:yi1, xi0:xi1]
-        for component in np.unique(window):
-            if component in big and (window == component).sum() >= 0.5 * sizes[component - 1]:
-                hit.add(int(component))
-    return on_rock, len(hit), len(big)
+    judge = rock if isinstance(rock, RockMask) else RockMask(rock, min_component_px)
+    return judge.verdicts(boxes)
 
 
 @dataclass
@@ -128,7 +141,7 @@ class ImageQuality:
 
 
 def judge_image(image: str, boxes: np.ndarray, truth: np.ndarray, crowd: np.ndarray,
-                rock_mask: np.ndarray | None = None) -> ImageQuality:
+                rock_mask: np.ndarray | RockMask | None = None) -> ImageQuality:
     """Judge one image's detections (score-sorted, already at the operating point)."""
     boxes, truth = np.asarray(boxes, float).reshape(-1, 4), np.asarray(truth, float).reshape(-1, 4)
     right, ignored, found_50, verdict_50 = {}, {}, None, None

@@ -9,13 +9,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
-from torchvision.ops import box_iou
 from tqdm import tqdm
 
-from rockdet.catalog_quality import judge_image, summarise
+from rockdet.catalog_quality import judge_image, match_boxes, summarise
 from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.data.dense_masks import RockMasks
-from rockdet.inference import detect_as_predict_does
+from rockdet.data.records import CROWD_BOXES_KEY, ROCK_LABEL
+from rockdet.inference import EVALUATION_SETTINGS, as_detections, detect_raw_tensors
 
 #: The COCO summary numbers we report, under torchmetrics' names.
 _MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
@@ -49,11 +49,13 @@ class OperatingPoint(Metric):
         for pred, target in zip(preds, targets):
             keep = pred["scores"] >= self.score_threshold
             boxes = pred["boxes"][keep][pred["scores"][keep].argsort(descending=True)]
-            truth = target["boxes"]
-            self.detections += len(boxes)
-            self.ground_truth += len(truth)
-            if len(boxes) and len(truth):
-                self.true_positives += count_matches(boxes, truth, self.iou_threshold)
+            crowd = target.get(CROWD_BOXES_KEY, torch.zeros((0, 4)))
+            verdict, _ = match_boxes(boxes.cpu().numpy(), target["boxes"].cpu().numpy(), crowd.cpu().numpy(),
+                                     self.iou_threshold)
+            # A detection on a crowd region is neither right nor wrong (COCO's rule).
+            self.detections += int((verdict != -1).sum())
+            self.ground_truth += len(target["boxes"])
+            self.true_positives += int((verdict == 1).sum())
 
     def compute(self) -> dict[str, torch.Tensor]:
         tp = self.true_positives.float()
@@ -63,18 +65,16 @@ class OperatingPoint(Metric):
         return {"precision_at_score": precision, "recall_at_score": recall, "f1_at_score": f1}
 
 
-def count_matches(boxes: torch.Tensor, truth: torch.Tensor, iou_threshold: float) -> int:
-    """Greedy one-to-one matching of score-sorted ``boxes`` to ``truth``."""
-    ious = box_iou(boxes, truth)
-    taken = torch.zeros(len(truth), dtype=torch.bool, device=truth.device)
-    matches = 0
-    for row in ious:
-        row = row.masked_fill(taken, -1.0)
-        best = int(row.argmax())
-        if row[best] >= iou_threshold:
-            taken[best] = True
-            matches += 1
-    return matches
+def coco_target(target: dict) -> dict:
+    """A target for COCO's evaluation: the rocks, plus crowd regions flagged ``iscrowd``, which
+    COCO neither rewards nor punishes a detection for."""
+    crowd = target.get(CROWD_BOXES_KEY)
+    boxes, labels = target["boxes"], target["labels"]
+    if crowd is None or not len(crowd):
+        return {"boxes": boxes, "labels": labels, "iscrowd": torch.zeros(len(boxes), dtype=torch.int64)}
+    return {"boxes": torch.cat([boxes, crowd.to(boxes)]),
+            "labels": torch.cat([labels, torch.full((len(crowd),), ROCK_LABEL, dtype=labels.dtype)]),
+            "iscrowd": torch.cat([torch.zeros(len(boxes), dtype=torch.int64), torch.ones(len(crowd), dtype=torch.int64)])}
 
 
 class DetectionMetrics(nn.Module):
@@ -95,8 +95,7 @@ class DetectionMetrics(nn.Module):
 
     def update(self, preds: list[dict], targets: list[dict]) -> None:
         preds = [{k: p[k].detach() for k in ("boxes", "scores", "labels")} for p in preds]
-        targets = [{k: t[k] for k in ("boxes", "labels")} for t in targets]
-        self.coco.update(preds, targets)
+        self.coco.update(preds, [coco_target(t) for t in targets])
         self.operating_point.update(preds, targets)
 
     def compute(self) -> EvalResult:
@@ -135,13 +134,17 @@ def evaluate_model(model: nn.Module, dataset: RockDataset, batch_size: int = 4,
     judged, records = [], iter(dataset.records)
     for images, targets in tqdm(loader, desc="evaluate", unit="batch"):
         if input_size:
-            preds = detect_as_predict_does(model, images, input_size, max_detections, device)
+            raws = detect_raw_tensors(model, images, input_size, device)
+            preds = [as_detections(raw.rocks(EVALUATION_SETTINGS, 0.0), max_detections) for raw in raws]
+            # The catalog at the operating point is merged from the tiles at that threshold, as
+            # predict merges it (a union across a tile border takes only boxes above it).
+            catalogs = [as_detections(raw.rocks(EVALUATION_SETTINGS, score_threshold)) for raw in raws]
         else:
-            preds = model([image.to(device) for image in images])
-        preds = [{k: v.cpu() for k, v in p.items()} for p in preds]
+            preds = [{k: v.cpu() for k, v in p.items()} for p in model([image.to(device) for image in images])]
+            catalogs = preds
         metrics.update(preds, targets)
-        for pred, target, record in zip(preds, targets, records):
-            judged.append(judge_at(pred, target, record, score_threshold, rock_masks))
+        for catalog, target, record in zip(catalogs, targets, records):
+            judged.append(judge_at(catalog, target, record, score_threshold, rock_masks))
     result = metrics.compute()
     result.quality = summarise(judged)
     return result

@@ -252,23 +252,71 @@ def tile_batches(images: Iterable[tuple[Any, np.ndarray]], settings: PredictSett
         yield batch
 
 
+@dataclass
+class RawTiles:
+    """One image's tile outputs before any threshold or merge: the detector's boxes (tile
+    coordinates) with their tile windows. Merged at a threshold they are the image's catalog, so
+    one forward pass serves every threshold (validation ranks, the operating point judges)."""
+
+    predictions: list[dict[str, torch.Tensor]]
+    windows: list[Window]
+
+    def rocks(self, settings: PredictSettings, score_threshold: float | None = None) -> list[Rock]:
+        """The rocks predict writes at ``score_threshold`` (default: the settings')."""
+        threshold = settings.score_threshold if score_threshold is None else score_threshold
+        return merge_tiles([to_image_coordinates(prediction, window, threshold)
+                            for prediction, window in zip(self.predictions, self.windows)], settings)
+
+
+def detect_raw(model: nn.Module, images: Iterable[np.ndarray], settings: PredictSettings, input_size: int,
+               device: torch.device | str = "cpu") -> Iterator[RawTiles]:
+    """Each image's tile outputs, in order; tiles of consecutive images share forward passes.
+    Featureless black is dropped per tile here, where the tile's pixels are at hand."""
+    parts: dict[int, RawTiles] = {}
+    for batch in tile_batches(enumerate(images), settings, input_size):
+        windows = [window for _, window in batch.owners]
+        predictions = drop_featureless(run_model(model, batch.tiles, device), batch.tiles, windows,
+                                       settings.sky_level, settings.sky_fraction)
+        for (index, window), prediction in zip(batch.owners, predictions):
+            raw = parts.setdefault(index, RawTiles([], []))
+            raw.predictions.append({k: v.detach().cpu() for k, v in prediction.items()})
+            raw.windows.append(window)
+        for index, _ in batch.finished:
+            yield parts.pop(index)
+
+
 def predict_images(model: nn.Module, images: Iterable[np.ndarray], settings: PredictSettings,
                    input_size: int, device: torch.device | str = "cpu") -> Iterable[list[Rock]]:
     """Rocks for each image, in order; tiles of consecutive images share forward passes."""
-    parts: dict[int, list[TileDetections]] = {}
-    for batch in tile_batches(enumerate(images), settings, input_size):
-        predictions = drop_featureless(run_model(model, batch.tiles, device), batch.tiles,
-                                       [window for _, window in batch.owners], settings.sky_level, settings.sky_fraction)
-        for (index, window), prediction in zip(batch.owners, predictions):
-            parts.setdefault(index, []).append(to_image_coordinates(prediction, window, settings.score_threshold))
-        for index, _ in batch.finished:
-            yield merge_tiles(parts.pop(index), settings)
+    for raw in detect_raw(model, images, settings, input_size, device):
+        yield raw.rocks(settings)
 
 
 def predict_image(model: nn.Module, pixels: np.ndarray, settings: PredictSettings, input_size: int,
                   device: torch.device | str = "cpu") -> list[Rock]:
     """Rocks in one 8-bit RGB image."""
     return next(iter(predict_images(model, [pixels], settings, input_size, device)))
+
+
+def as_detections(rocks: list[Rock], max_detections: int | None = None) -> dict[str, torch.Tensor]:
+    """Rocks (score-sorted) in torchvision's output format, at most ``max_detections``."""
+    rocks = rocks[:max_detections] if max_detections else rocks
+    return {"boxes": torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks],
+                                  dtype=torch.float32).reshape(-1, 4),
+            "scores": torch.tensor([r.score for r in rocks], dtype=torch.float32),
+            "labels": torch.full((len(rocks),), ROCK_LABEL, dtype=torch.int64)}
+
+
+def detect_raw_tensors(model: nn.Module, images: list[torch.Tensor], input_size: int,
+                       device: torch.device | str = "cpu") -> list[RawTiles]:
+    """``detect_raw`` over float [3, H, W] images in 0..1 (a validation batch)."""
+    settings = PredictSettings(score_threshold=0.0, batch_size=max(1, len(images)))
+    pixels = [image.mul(255).round().byte().permute(1, 2, 0).cpu().numpy() for image in images]
+    return list(detect_raw(model, pixels, settings, input_size, device))
+
+
+#: Settings with which validation, evaluate and the operating point merge tiles: predict's.
+EVALUATION_SETTINGS = PredictSettings(score_threshold=0.0)
 
 
 def detect_as_predict_does(model: nn.Module, images: list[torch.Tensor], input_size: int,
@@ -278,14 +326,5 @@ def detect_as_predict_does(model: nn.Module, images: list[torch.Tensor], input_s
     an image larger than ``input_size`` is cut into tiles at the training scale and merged
     across tile borders. Validation and `rockdet evaluate` use it, so their metrics describe
     the catalogs predict writes. Every detection is kept (threshold 0): metrics rank them."""
-    settings = PredictSettings(score_threshold=0.0, batch_size=max(1, len(images)))
-    pixels = [image.mul(255).round().byte().permute(1, 2, 0).cpu().numpy() for image in images]
-    outputs = []
-    for rocks in predict_images(model, pixels, settings, input_size, device):
-        rocks = rocks[:max_detections]
-        outputs.append({
-            "boxes": torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks],
-                                  dtype=torch.float32).reshape(-1, 4),
-            "scores": torch.tensor([r.score for r in rocks], dtype=torch.float32),
-            "labels": torch.full((len(rocks),), ROCK_LABEL, dtype=torch.int64)})
-    return outputs
+    return [as_detections(raw.rocks(EVALUATION_SETTINGS, 0.0), max_detections)
+            for raw in detect_raw_tensors(model, images, input_size, device)]

@@ -2,42 +2,82 @@
 training, stored in the checkpoint (and so in its exports), where predict reads it.
 
 - Dense labels (every visible rock labelled, e.g. the Mars Mastcam masks): the threshold of the
-  best F1 at IoU ``eval.iou_threshold``, pooled over the dense validation sources; precision
-  means something there.
+  best F1, pooled over the dense validation sources. With dense rock masks beside a source (a
+  ``masks/`` folder, as `rockdet evaluate` finds them) F1 is that of mask precision and recall,
+  the figures a catalog is judged by when masks hold shadows and merged rocks; without them it
+  is box F1 at IoU ``eval.iou_threshold``.
 - Sparse labels only (e.g. the Chang'e set): precision against them understates a good
   detector, so the threshold is the highest one that still finds ``eval.auto_recall_target`` of
   the labelled rocks.
 
-Greedy matching by score (COCO's) never changes a higher-scoring detection's match when lower
-ones are cut, so one matching at threshold 0 gives precision and recall at every threshold.
+Each candidate threshold is judged on the catalogs predict would write at it: the tiles of every
+validation image are detected once and merged again at each candidate (a union across a tile
+border only takes boxes above the threshold, so a catalog at 0.3 is not the one at 0 cut at 0.3).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rockdet.catalog_quality import match_boxes
+from rockdet.catalog_quality import RockMask, match_boxes
 from rockdet.data.dataset import RockDataset, collate_detection
+from rockdet.data.dense_masks import RockMasks
 from rockdet.errors import CheckpointError
-from rockdet.inference import detect_as_predict_does, training_image_size
+from rockdet.inference import EVALUATION_SETTINGS, RawTiles, detect_raw_tensors, training_image_size
 
 log = logging.getLogger(__name__)
 
+#: Candidate operating points: every 0.01 from 0.01 to 0.99 (finer steps move a catalog by a rock
+#: or two, well inside what a validation split can tell apart).
+CANDIDATE_THRESHOLDS = tuple(round(0.01 * step, 2) for step in range(1, 100))
+MASK_MEASURE, BOX_MEASURE = "mask precision/recall", "box precision/recall"
+
 
 @dataclass
-class SourceScores:
-    """Every detection of one validation source, judged at threshold 0."""
+class ValidationImage:
+    """One validation image: its tile outputs and what to judge them against."""
 
+    raw: RawTiles
+    truth: np.ndarray  # [N, 4] labelled rocks
+    crowd: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # COCO crowd regions
+    mask: RockMask | None = None  # dense rock mask
+
+    def counts(self, threshold: float, iou: float, by_mask: bool) -> tuple[int, int, int, int]:
+        """(right detections, judged detections, rocks found, rocks) of the catalog at ``threshold``."""
+        rocks = self.raw.rocks(EVALUATION_SETTINGS, threshold)
+        boxes = np.array([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks], dtype=np.float64).reshape(-1, 4)
+        if by_mask:
+            on_rock, found, components = self.mask.verdicts(boxes)
+            return int(on_rock.sum()), len(boxes), found, components
+        verdict, found = match_boxes(boxes, self.truth, self.crowd, iou)
+        return int((verdict == 1).sum()), int((verdict != -1).sum()), int(found.sum()), len(self.truth)
+
+
+@dataclass
+class ValidationSource:
     name: str
     dense: bool
-    scores: np.ndarray  # [D]
-    right: np.ndarray  # [D]: 1 right, 0 wrong, -1 on a crowd region
-    rocks: int
+    images: list[ValidationImage]
+
+    @property
+    def has_masks(self) -> bool:
+        return bool(self.images) and all(image.mask is not None for image in self.images)
+
+
+@dataclass
+class OperatingCurve:
+    """Pooled precision and recall of the catalogs at each candidate threshold (ascending)."""
+
+    thresholds: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    measure: str
+    sources: list[str]
 
 
 @dataclass
@@ -49,78 +89,76 @@ class ThresholdChoice:
     f1: float
     sources: list[str]
     note: str = ""
+    measure: str = BOX_MEASURE
 
 
-def judge_scores(name: str, dense: bool, scores: list[np.ndarray], verdicts: list[np.ndarray], rocks: int) -> SourceScores:
-    return SourceScores(name, dense, np.concatenate(scores) if scores else np.zeros(0),
-                        np.concatenate(verdicts) if verdicts else np.zeros(0, dtype=np.int64), rocks)
+def operating_curve(sources: list[ValidationSource], iou: float,
+                    candidates: tuple[float, ...] = CANDIDATE_THRESHOLDS) -> OperatingCurve:
+    """Precision and recall pooled over ``sources``, by masks when every source has them."""
+    by_mask = bool(sources) and all(source.has_masks for source in sources)
+    totals = np.zeros((len(candidates), 4), dtype=np.int64)
+    for source in sources:
+        for image in source.images:
+            totals += np.array([image.counts(t, iou, by_mask) for t in candidates], dtype=np.int64)
+    right, judged, found, rocks = totals.T
+    return OperatingCurve(np.asarray(candidates, dtype=np.float64), right / np.maximum(judged, 1),
+                          found / np.maximum(rocks, 1), MASK_MEASURE if by_mask else BOX_MEASURE,
+                          [source.name for source in sources])
 
 
-def curve(sources: list[SourceScores]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds descending, precision, recall) of the pooled sources, one point per score."""
-    scores = np.concatenate([s.scores for s in sources]) if sources else np.zeros(0)
-    right = np.concatenate([s.right for s in sources]) if sources else np.zeros(0, dtype=np.int64)
-    rocks = sum(s.rocks for s in sources)
-    order = np.argsort(-scores, kind="stable")
-    scores, right = scores[order], right[order]
-    true_positives = np.cumsum(right == 1)
-    judged = np.cumsum(right != -1)
-    # The point of a threshold t keeps every detection scoring >= t: the last of equal scores.
-    last_of_equal = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, dtype=bool)
-    precision = true_positives / np.maximum(judged, 1)
-    recall = true_positives / max(rocks, 1)
-    return scores[last_of_equal], precision[last_of_equal], recall[last_of_equal]
-
-
-def choose_threshold(sources: list[SourceScores], recall_target: float, fallback: float) -> ThresholdChoice:
+def choose_threshold(sources: list[ValidationSource], recall_target: float, fallback: float, iou: float = 0.5,
+                     candidates: tuple[float, ...] = CANDIDATE_THRESHOLDS) -> ThresholdChoice:
+    """The operating point: best F1 on the dense sources, else the sparse recall target."""
     dense = [s for s in sources if s.dense]
     used = dense or sources
-    names = [s.name for s in used]
-    thresholds, precision, recall = curve(used)
-    if not len(thresholds):
-        return ThresholdChoice("fallback", fallback, 0.0, 0.0, 0.0, names, "no detection on the validation split")
+    curve = operating_curve(used, iou, candidates)
+    precision, recall = curve.precision, curve.recall
+    if not len(curve.thresholds) or not recall.any():
+        return ThresholdChoice("fallback", fallback, 0.0, 0.0, 0.0, curve.sources,
+                               "no rock found on the validation split at any threshold", curve.measure)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     if dense:
-        best = int(np.argmax(f1))  # thresholds descend, so ties keep the higher one
-        return ThresholdChoice("best_f1 (dense labels)", float(thresholds[best]), float(precision[best]),
-                               float(recall[best]), float(f1[best]), names)
-    reached = np.nonzero(recall >= recall_target)[0]
+        best = int(np.flatnonzero(f1 == f1.max())[-1])  # ties keep the higher threshold
+        return ThresholdChoice("best_f1 (dense labels)", float(curve.thresholds[best]), float(precision[best]),
+                               float(recall[best]), float(f1[best]), curve.sources, measure=curve.measure)
+    reached = np.flatnonzero(recall >= recall_target)
     note = ""
     if len(reached):
-        best = int(reached[0])
+        best = int(reached[-1])
     else:
-        best = int(np.argmax(recall))
+        best = int(np.flatnonzero(recall == recall.max())[-1])
         note = f"recall target {recall_target} not reached; the threshold of the highest recall"
-    return ThresholdChoice("recall_target (sparse labels)", float(thresholds[best]), float(precision[best]),
-                           float(recall[best]), float(f1[best]), names, note)
+    return ThresholdChoice("recall_target (sparse labels)", float(curve.thresholds[best]), float(precision[best]),
+                           float(recall[best]), float(f1[best]), curve.sources, note, curve.measure)
 
 
 @torch.inference_mode()
-def score_source(model: torch.nn.Module, name: str, dense: bool, dataset: RockDataset, input_size: int,
-                 max_detections: int, iou: float, batch_size: int = 4) -> SourceScores:
-    """Detect over one validation source as predict does and judge every detection."""
+def detect_source(model: torch.nn.Module, name: str, dense: bool, dataset: RockDataset, input_size: int,
+                  masks: RockMasks | None = None, batch_size: int = 4) -> ValidationSource:
+    """Detect over one validation source as predict does (tile outputs kept, not merged)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection)
-    scores, verdicts, rocks, records = [], [], 0, iter(dataset.records)
-    for images, targets in loader:
-        for pred, target, record in zip(detect_as_predict_does(model, images, input_size, max_detections),
-                                        targets, records):
-            verdict, _ = match_boxes(pred["boxes"].numpy(), target["boxes"].numpy(), record.crowd_boxes, iou)
-            scores.append(pred["scores"].numpy())
-            verdicts.append(verdict)
-            rocks += len(target["boxes"])
-    return judge_scores(name, dense, scores, verdicts, rocks)
+    images, records = [], iter(dataset.records)
+    for batch, targets in loader:
+        for raw, target, record in zip(detect_raw_tensors(model, batch, input_size), targets, records):
+            # Boxes are judged, not masks: drop the per-tile mask probabilities (large) early.
+            raw = RawTiles([{k: v for k, v in p.items() if k != "masks"} for p in raw.predictions], raw.windows)
+            mask = masks(record.path, record.width, record.height) if masks is not None else None
+            images.append(ValidationImage(raw, target["boxes"].numpy(), np.asarray(record.crowd_boxes, float),
+                                          None if mask is None else RockMask(mask)))
+    return ValidationSource(name, dense, images)
 
 
 def choose_for_checkpoint(path: Path, validation: list[tuple[str, bool, RockDataset]], recall_target: float,
-                          iou: float, fallback: float) -> ThresholdChoice:
-    """Choose the operating point of one checkpoint file and store it in the file."""
+                          iou: float, fallback: float, masks: list[RockMasks | None] | None = None) -> ThresholdChoice:
+    """Choose the operating point of one checkpoint file and store it in the file. ``masks``:
+    per validation source, its dense rock masks (or None)."""
     from rockdet.models import load_checkpoint_model
 
     model, hparams = load_checkpoint_model(path)
-    sources = [score_source(model, name, dense, dataset, training_image_size(hparams),
-                            int(hparams["model"]["detections_per_image"]), iou)
-               for name, dense, dataset in validation]
-    choice = choose_threshold(sources, recall_target, fallback)
+    masks = masks or [None] * len(validation)
+    sources = [detect_source(model, name, dense, dataset, training_image_size(hparams), source_masks)
+               for (name, dense, dataset), source_masks in zip(validation, masks)]
+    choice = choose_threshold(sources, recall_target, fallback, iou)
     store_choice(path, choice)
     return choice
 
@@ -138,5 +176,6 @@ def store_choice(path: Path, choice: ThresholdChoice) -> None:
     evaluation["threshold_choice"] = asdict(choice)
     with atomic_path(path) as temp:
         torch.save(checkpoint, temp)
-    log.info("%s: operating point %.4f by %s (precision %.3f, recall %.3f on %s)", path.name,
-             choice.score_threshold, choice.rule, choice.precision, choice.recall, ", ".join(choice.sources))
+    log.info("%s: operating point %.2f by %s of the %s (precision %.3f, recall %.3f on %s)", path.name,
+             choice.score_threshold, choice.rule, choice.measure, choice.precision, choice.recall,
+             ", ".join(choice.sources))

@@ -65,7 +65,8 @@ def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, threshold: float
     never grows into a tile-sized box that happens to contain it.
     One pass: repeating until nothing merges chained neighbouring rocks into growing unions and
     cost recall (docs/BENCHMARKS.md). Returns boxes, scores (the group's best) and, per kept
-    detection, the input indices merged into it (for stitching masks).
+    detection, the input indices it is made of (for stitching masks): the joined members for
+    ``nmm``, the kept box alone for ``nms`` (a dropped duplicate's mask is not the rock's).
     """
     if len(boxes) == 0:
         return boxes.reshape(0, 4), scores.reshape(0), []
@@ -112,10 +113,26 @@ def _overlaps(boxes: np.ndarray, threshold: float, metric: str) -> list[np.ndarr
 CUT_TOLERANCE_PX = 1.0
 
 
+#: Two parts of one rock cut by a tile border span about the same extent along that border:
+#: their extents across the cut (y for a vertical border, x for a horizontal one) overlap by at
+#: least this intersection over union. A small rock beside a tile-sized box fails it.
+CUT_AGREEMENT_IOU = 0.5
+
+
 def _same_rock_cut(keeper: np.ndarray, member: np.ndarray, keeper_cut: np.ndarray, member_cut: np.ndarray) -> bool:
-    """One box is cut on a side (left, top, right, bottom) that the other reaches across."""
-    return bool((member_cut & _reaches_beyond(keeper, member)).any() or
-                (keeper_cut & _reaches_beyond(member, keeper)).any())
+    """One box is cut on a side (left, top, right, bottom) that the other reaches across, and
+    the two agree in extent along that side."""
+    across = (member_cut & _reaches_beyond(keeper, member)) | (keeper_cut & _reaches_beyond(member, keeper))
+    agree_y, agree_x = (_interval_iou(keeper[[1, 3]], member[[1, 3]]) >= CUT_AGREEMENT_IOU,
+                        _interval_iou(keeper[[0, 2]], member[[0, 2]]) >= CUT_AGREEMENT_IOU)
+    # Left and right cuts are vertical borders (compare y extents); top and bottom horizontal ones.
+    return bool(((across[0] | across[2]) & agree_y) or ((across[1] | across[3]) & agree_x))
+
+
+def _interval_iou(first: np.ndarray, second: np.ndarray) -> float:
+    inter = max(0.0, min(first[1], second[1]) - max(first[0], second[0]))
+    union = max(first[1], second[1]) - min(first[0], second[0])
+    return inter / union if union > 0 else 0.0
 
 
 def _reaches_beyond(box: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -148,6 +165,7 @@ def _greedy_pass(boxes: np.ndarray, scores: np.ndarray, threshold: float, metric
                 members_to_join = members
             group = boxes[members_to_join]
             kept_boxes.append(np.concatenate([group[:, :2].min(axis=0), group[:, 2:].max(axis=0)]))
+            members = members_to_join
         kept_scores.append(scores[i])
-        kept_groups.append([int(order[m]) for m in members])
+        kept_groups.append([int(order[m]) for m in members] if method != "nms" else [int(order[i])])
     return np.stack(kept_boxes), np.asarray(kept_scores), kept_groups

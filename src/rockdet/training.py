@@ -18,7 +18,8 @@ from rockdet.atomic import atomic_path, write_json_atomic, write_text_atomic
 from rockdet.config import AUTO, ModelConfig, TrainConfig
 from rockdet.console import lightning_progress_refresh
 from rockdet.data.datamodule import RockDataModule
-from rockdet.data.records import AnnotatedImage
+from rockdet.data.dense_masks import dense_masks_of
+from rockdet.data.records import ROCK_LABEL, AnnotatedImage
 from rockdet.data.settings import source_list
 from rockdet.data.sources import source_name
 from rockdet.errors import ConfigError
@@ -107,15 +108,17 @@ def choose_operating_points(config: TrainConfig, datamodule: RockDataModule, che
     from rockdet.operating_point import choose_for_checkpoint
 
     parts = getattr(datamodule.val_set, "parts", [datamodule.val_set])
-    validation = [(source_name(source), source.dense, part) for source, part in zip(source_list(config.data.val), parts)
-                  if hasattr(part, "records")]
+    labelled = [(source, part) for source, part in zip(source_list(config.data.val), parts) if hasattr(part, "records")]
+    validation = [(source_name(source), source.dense, part) for source, part in labelled]
+    masks = [dense_masks_of(source) for source, _ in labelled]
     choices = {}
     for path in dict.fromkeys(p for p in checkpoints if p):
         choice = choose_for_checkpoint(Path(path), validation, config.eval.auto_recall_target,
-                                       config.eval.iou_threshold, config.eval.provisional_threshold)
+                                       config.eval.iou_threshold, config.eval.provisional_threshold, masks)
         choices[Path(path).name] = asdict(choice)
-        print(f"operating point of {Path(path).name}: {choice.score_threshold:.4f} ({choice.rule}; precision "
-              f"{choice.precision:.3f}, recall {choice.recall:.3f}){' - ' + choice.note if choice.note else ''}")
+        print(f"operating point of {Path(path).name}: {choice.score_threshold:.2f} ({choice.rule} of the "
+              f"{choice.measure}; precision {choice.precision:.3f}, recall {choice.recall:.3f})"
+              f"{' - ' + choice.note if choice.note else ''}")
     return choices
 
 
@@ -147,14 +150,16 @@ def build_loggers(kind: str, run_dir: Path, name: str) -> list:
 def auto_anchor_sizes(model: ModelConfig, records: list[AnnotatedImage],
                       crop_size: int | None) -> list[list[int]]:
     """``model.anchor_sizes: auto``: the architecture's anchors scaled to the training rocks."""
-    boxes = [r.boxes for r in records if len(r.boxes)]
-    if not boxes:
+    # Rocks only: hardware boxes (data.hardware_classes) are a mast or a wheel, not a rock size.
+    rock_boxes = [(r, r.boxes[r.labels == ROCK_LABEL]) for r in records]
+    rock_boxes = [(r, boxes) for r, boxes in rock_boxes if len(boxes)]
+    if not rock_boxes:
         raise ConfigError("model.anchor_sizes: auto needs labelled rocks in the training split "
                           "(generated scenes have none to measure); give the sizes")
     image_sides = np.concatenate([
         np.tile([min(r.width, crop_size or r.width), min(r.height, crop_size or r.height)],
-                (len(r.boxes), 1)) for r in records if len(r.boxes)])
-    box = np.concatenate(boxes)
+                (len(boxes), 1)) for r, boxes in rock_boxes])
+    box = np.concatenate([boxes for _, boxes in rock_boxes])
     sides = rock_sides_in_model_input(np.sqrt((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])),
                                       image_sides, model.min_size, model.max_size)
     return derive_anchor_sizes(sides, default_anchor_sizes(model.arch))

@@ -133,10 +133,34 @@ def set_values(cls: type[Settings], raw: dict, overrides: list[str]) -> dict:
         except yaml.YAMLError:
             value = text
         check_expansion(value, f"override '{dotted}'")
-        for key in reversed(keys):
-            value = {key: value}
-        merged = merge_mappings(merged, value)
+        merged = _set_override(merged, keys, value, override)
     return merged
+
+
+def _set_override(mapping: dict, keys: list[str], value: Any, override: str, prefix: str = "") -> dict:
+    """``mapping`` with ``value`` set at the dotted ``keys``. A list on the way (a split's list of
+    sources) takes an item's index (``data.train.1.weight=2``); any other key below a list would
+    silently replace the whole list, so it is refused."""
+    key, rest = keys[0], keys[1:]
+    where = f"{prefix}{key}"
+    if not rest:
+        return merge_mappings(mapping, {key: value})
+    current = mapping.get(key)
+    if isinstance(current, list):
+        index, below = rest[0], rest[1:]
+        if not index.isdigit() or int(index) >= len(current):
+            example = ".".join(below if index.isdigit() else rest)
+            raise ConfigError(f"override '{override}': {where} is a list of {len(current)}; name an item by its "
+                              f"index ({where}.0.{example}=...) or give the whole list ({where}=[...])")
+        items = list(current)
+        item = items[int(index)]
+        items[int(index)] = (_set_override(item if isinstance(item, dict) else {}, below, value, override,
+                                           f"{where}.{index}.") if below else value)
+        return {**mapping, key: items}
+    if rest[0].isdigit():
+        raise ConfigError(f"override '{override}': {where} is not a list")
+    nested = current if isinstance(current, dict) else {}
+    return {**mapping, key: _set_override(nested, rest, value, override, f"{where}.")}
 
 
 def as_plain_data(settings: Settings, only_set: bool = False) -> dict:
@@ -261,6 +285,8 @@ def _check_key_path(cls: type[BaseModel], keys: list[str], override: str) -> Non
     for depth, key in enumerate(keys):
         if model is None:  # inside a free mapping (trainer, model.options): any key goes
             return
+        if key.isdigit():  # an item of a list (a split's sources): checked where it is set
+            continue
         if key not in model.model_fields:
             prefix = ".".join(keys[:depth])
             raise ConfigError(f"override '{override}': unknown key '{'.'.join(keys[:depth + 1])}'"

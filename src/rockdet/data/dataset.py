@@ -9,12 +9,13 @@ from torch.utils.data import Dataset
 
 from rockdet.archives.pds3 import first_line
 from rockdet.data.images import read_image
-from rockdet.data.records import IGNORE_BOXES_KEY, IGNORE_LABEL, AnnotatedImage
+from rockdet.data.records import CROWD_BOXES_KEY, IGNORE_BOXES_KEY, IGNORE_LABEL, AnnotatedImage
 from rockdet.errors import DataError, ImageReadError
 
 
 class RockDataset(Dataset):
-    """Yields ``(image float[3,H,W] in 0..1, {"boxes", "labels", "ignore_boxes"[, "masks"]})``."""
+    """Yields ``(image float[3,H,W] in 0..1, {"boxes", "labels", "ignore_boxes"[, "crowd_boxes"][, "masks"]})``;
+    ``crowd_boxes`` (COCO ``iscrowd`` regions) without augmentation, i.e. for evaluation."""
 
     def __init__(self, records: list[AnnotatedImage], transform: A.Compose | None = None,
                  with_masks: bool = False):
@@ -47,6 +48,9 @@ class RockDataset(Dataset):
             "labels": torch.as_tensor(labels, dtype=torch.int64).reshape(-1),
             IGNORE_BOXES_KEY: torch.as_tensor(ignore, dtype=torch.float32).reshape(-1, 4),
         }
+        if self.transform is None:
+            # COCO crowd regions, for evaluation to honour (training has them among ignore_boxes).
+            target[CROWD_BOXES_KEY] = torch.as_tensor(record.crowd_boxes, dtype=torch.float32).reshape(-1, 4)
         if self.with_masks:
             height, width = pixels.shape[:2]
             target["masks"] = (torch.as_tensor(masks, dtype=torch.uint8) if masks is not None and len(masks)

@@ -1,4 +1,4 @@
-"""Dense binary rock masks beside a labelled split (non-zero = rock), for mask precision and
+"""Dense binary rock masks beside a labelled split (255 = rock, read as above 127), for mask precision and
 recall: one mask per image, named as the image or by its stem with ``.png``."""
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from rockdet.errors import DataError
 #: Where a split's dense masks are looked for when no folder is given: beside the annotation
 #: file, or beside the folder holding it (e.g. ``images/_annotations.coco.json`` + ``masks/``).
 MASK_FOLDER_NAME = "masks"
+#: A mask pixel above this grey level (of 255) is rock: masks are 0/255, and an anti-aliased
+#: edge counts where it is mostly rock, as the independent checker reads it.
+MASK_ROCK_ABOVE = 127
 
 
 def masks_beside(annotations: Path) -> Path | None:
@@ -44,9 +47,23 @@ class RockMasks:
             return None
         try:
             with Image.open(path) as mask:
-                rock = np.asarray(mask.convert("L")) > 0
+                rock = np.asarray(mask.convert("L")) > MASK_ROCK_ABOVE
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read mask ({exc})") from None
         if rock.shape != (height, width):
             raise DataError(f"{path}: mask is {rock.shape[1]}x{rock.shape[0]}, its image {width}x{height}")
         return rock
+
+
+def dense_masks_of(source) -> RockMasks | None:
+    """The dense rock masks of a validation source marked ``dense``: its ``masks`` folder (a
+    binary mask folder, or one given beside a COCO file), else a ``masks/`` folder beside its
+    COCO file. None for sparse sources and sources without masks."""
+    if not source.dense:
+        return None
+    if source.masks is not None and (source.format != "masks" or source.mask_mode == "binary"):
+        return RockMasks(source.masks)
+    if source.format == "coco" and source.annotations is not None:
+        folder = masks_beside(Path(source.annotations))
+        return RockMasks(folder) if folder else None
+    return None

@@ -17,6 +17,8 @@ HARDWARE_LABEL = 2
 IGNORE_LABEL = -1
 #: Target key of the ignore regions, float32 [M, 4] xyxy, beside "boxes" and "labels".
 IGNORE_BOXES_KEY = "ignore_boxes"
+#: Target key of COCO crowd regions in evaluation targets, float32 [K, 4] xyxy.
+CROWD_BOXES_KEY = "crowd_boxes"
 
 
 def no_boxes() -> np.ndarray:

@@ -20,7 +20,8 @@ class SplitConfig(Settings):
     format: Literal["coco", "yolo", "masks", "synthetic"] = "coco"
     #: Image folder; COCO defaults to the annotation file's folder.
     images: ConfigPath | None = None
-    #: Mask folder for format masks.
+    #: Mask folder for format masks. Beside a COCO file of a ``dense`` source: its dense binary
+    #: rock masks, to choose the operating point by (default: a ``masks/`` folder found beside it).
     masks: ConfigPath | None = None
     mask_mode: Literal["instance", "binary"] = "instance"
     #: YOLO split name inside the data YAML.
@@ -41,7 +42,8 @@ class SplitConfig(Settings):
     #: to an image of weight 1 (the epoch keeps the total number of images).
     weight: float = Field(1.0, gt=0)
     #: Labels are dense (every visible rock from a small size up is labelled), so precision on
-    #: this source means something: ``eval.score_threshold: auto`` picks its best F1.
+    #: this source means something: ``eval.score_threshold: auto`` picks its best F1 (of mask
+    #: precision and recall when the source has dense masks, else of box precision and recall).
     dense: bool = False
 
 
