@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rockdet.catalog_quality import judge_image, summarise
 from rockdet.data.dataset import RockDataset
 from rockdet.data.dense_masks import RockMasks, masks_beside
 from rockdet.data.settings import SplitConfig
 from rockdet.data.sources import load_source
-from rockdet.evaluation import DetectionMetrics
-from rockdet.featureless import drop_featureless
-from rockdet.inference import (
+from rockdet.evaluation.metrics import DetectionMetrics
+from rockdet.evaluation.quality import judge_image, summarise
+from rockdet.models import load_checkpoint_model
+from rockdet.predict.detect import (
     PredictSettings,
     merge_tiles,
     run_model,
@@ -38,7 +38,7 @@ from rockdet.inference import (
     to_image_coordinates,
     training_image_size,
 )
-from rockdet.models import load_checkpoint_model
+from rockdet.predict.featureless import drop_featureless
 
 #: The checker's featureless-black rule (shared/tools/catalog_sanity.py).
 BLACK_LEVEL, BLACK_SHARE = 12, 0.9

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pds_products import camera_group, navcam_for, write_pds3, write_pds4  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
-from rockdet.data.images import read_image  # noqa: E402
-from rockdet.inference import PredictSettings, predict_images  # noqa: E402
+from rockdet.io.images import read_image  # noqa: E402
 from rockdet.models import build_detector  # noqa: E402
+from rockdet.predict.detect import PredictSettings, predict_images  # noqa: E402
 
 #: The CPU recipe's detector (configs/lunar_cpu.yaml) at its training size.
 RECIPE = {"arch": "fasterrcnn_resnet18_fpn", "fpn_channels": 128, "min_size": 432, "max_size": 432}

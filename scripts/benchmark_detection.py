@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from rockdet.config import SplitConfig
 from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.data.formats import load_split
-from rockdet.evaluation import COCO_MAX_DETECTIONS, DetectionMetrics, OperatingPoint
-from rockdet.inference import detect_as_predict_does, training_image_size
+from rockdet.evaluation.metrics import COCO_MAX_DETECTIONS, DetectionMetrics, OperatingPoint
 from rockdet.models import load_checkpoint_model
 from rockdet.models.inference_head import InferenceHead
+from rockdet.predict.detect import detect_as_predict_does, training_image_size
+from rockdet.training.config import SplitConfig
 
 
 def main() -> None:

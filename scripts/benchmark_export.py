@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from timing import median_seconds
 
-from rockdet.export import ExportError, check_parity, export_checkpoint, parity_image
+from rockdet.deploy.export import ExportError, check_parity, export_checkpoint, parity_image
 from rockdet.models import build_detector, load_checkpoint_model
 from rockdet.models.archs import ARCHS, is_two_stage
-from rockdet.runtimes import load_exported
+from rockdet.predict.runtimes import load_exported
 
 
 def main() -> None:

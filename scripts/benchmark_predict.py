@@ -41,9 +41,10 @@ import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
-from rockdet.data.synthetic import SceneSpec, generate_scene
-from rockdet.export import export_checkpoint
-from rockdet.inference import (
+from rockdet.deploy.export import export_checkpoint
+from rockdet.models import build_detector, load_checkpoint_model, to_inference_form
+from rockdet.models.inference_head import InferenceHead
+from rockdet.predict.detect import (
     PredictSettings,
     cut_tile,
     merge_tiles,
@@ -52,9 +53,8 @@ from rockdet.inference import (
     run_model,
     to_image_coordinates,
 )
-from rockdet.models import build_detector, load_checkpoint_model, to_inference_form
-from rockdet.models.inference_head import InferenceHead
-from rockdet.runtimes import load_exported
+from rockdet.predict.runtimes import load_exported
+from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
 PCAM_SIZE = (2352, 1728)
 
@@ -301,8 +301,8 @@ def head_curve(model, checkpoint, images, truth, settings, input_size, tile, opt
 
 def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, options, folder: Path,
                         head: InferenceHead) -> dict:
-    from rockdet.predict_command import predict_command
-    from rockdet.predict_job import PredictJob
+    from rockdet.predict.batch import predict_command
+    from rockdet.predict.job import PredictJob
 
     tiles = [cut_tile(pixels, window, settings.tile)
              for pixels in images for window in plan_windows(pixels.shape[0], pixels.shape[1], settings, input_size)]

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from rockdet.catalog import Rock
-from rockdet.data.perspective import PerspectiveSpec, render_perspective_scene
-from rockdet.geometry import load_camera
-from rockdet.inference import PredictSettings, predict_image
-from rockdet.sfd import sfd_statistics
-from rockdet.sizing import imaged_ground_area, size_rocks
+from rockdet.catalog.files import Rock
+from rockdet.geometry.cameras import load_camera
+from rockdet.geometry.sizing import imaged_ground_area, size_rocks
+from rockdet.predict.detect import PredictSettings, predict_image
+from rockdet.stats.sfd import sfd_statistics
+from rockdet.synthetic.perspective import PerspectiveSpec, render_perspective_scene
 
 ROOT = Path(__file__).resolve().parent.parent
 RANGE_BINS_M = (1.5, 3.0, 5.0, 8.0, 12.0)

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.profiler import profile
 
-from rockdet.data.synthetic import SceneSpec, generate_scene
-from rockdet.inference import PredictSettings, cut_tile, plan_windows
 from rockdet.models import load_checkpoint_model, to_inference_form
+from rockdet.predict.detect import PredictSettings, cut_tile, plan_windows
+from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
 BATCH_SIZES = (1, 4, 8)
 #: Operator families of a two-stage detector's CPU time.

@@ -31,10 +31,10 @@ TIFF_TILE = 256
 #: Runs predict in a child process; windowed decoding optionally switched off.
 CHILD = """
 import sys
-import rockdet.predict_run as run
+import rockdet.predict.lightning_run as run
 if sys.argv[1] == "whole":
     run.is_windowed_tiff = lambda path: False
-from rockdet.cli import main
+from rockdet.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from rockdet.cli import main as rockdet
-from rockdet.config import SplitConfig
+from rockdet.cli.main import main as rockdet
 from rockdet.data.dataset import RockDataset
 from rockdet.data.formats import load_split
-from rockdet.evaluation import evaluate_model
+from rockdet.evaluation.metrics import evaluate_model
 from rockdet.models import build_detector, load_checkpoint_model
+from rockdet.training.config import SplitConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The trained model must beat the untrained one by this factor in recall at IoU 0.5.
@@ -71,7 +71,7 @@ def make_new_images(folder: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from rockdet.data.synthetic import SceneSpec, generate_scene
+    from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     for index, (width, height) in enumerate([(768, 512), (256, 256), (1024, 384)]):

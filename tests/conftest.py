@@ -10,8 +10,8 @@ import pytest
 from oracle import DarkBlobDetector, oracle_hparams
 from PIL import Image
 
-from rockdet import predict_command as predict_module
-from rockdet.data.synthetic import SceneSpec, write_synthetic_dataset
+from rockdet.predict import batch as predict_module
+from rockdet.synthetic.scenes import SceneSpec, write_synthetic_dataset
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

@@ -5,9 +5,9 @@ import json
 import numpy as np
 from oracle import draw_rocks, save
 
-from rockdet.cli import main
-from rockdet.config import SplitConfig
+from rockdet.cli.main import main
 from rockdet.data.formats import load_split
+from rockdet.training.config import SplitConfig
 
 
 def predict_with_coco(tmp_path, oracle):

@@ -37,12 +37,12 @@ from pds_products import (
     write_pds4,
 )
 
-from rockdet.archives.pds import read_pds_image
-from rockdet.catalog import Rock
-from rockdet.cli import main
-from rockdet.data.images import read_image
+from rockdet.catalog.files import Rock
+from rockdet.cli.main import main
 from rockdet.errors import DataError, ImageReadError
-from rockdet.label_sizing import label_sizer
+from rockdet.geometry.label_sizing import label_sizer
+from rockdet.io.archives.pds import read_pds_image
+from rockdet.io.images import read_image
 
 ROCKS = [(20, 20, 30, 30)]
 
@@ -170,9 +170,9 @@ def test_nothing_one_image_raises_ends_the_batch(tmp_path, oracle, monkeypatch):
     import cv2
     import pdr
 
-    import rockdet.archives.pds3 as pds3
-    import rockdet.label_sizing as label_sizing
-    import rockdet.predict_run as predict_run
+    import rockdet.geometry.label_sizing as label_sizing
+    import rockdet.io.archives.pds3 as pds3
+    import rockdet.predict.lightning_run as predict_run
 
     inputs = tmp_path / "in"
     for name in ("good", "rad", "reader", "pdr", "opencv", "catalog"):
@@ -258,7 +258,7 @@ def test_a_windowed_frame_that_breaks_mid_image_fails_alone(tmp_path, oracle, mo
     tifffile = pytest.importorskip("tifffile")
     from oracle import draw_rocks
 
-    from rockdet.data.windowed import WindowedTiff
+    from rockdet.io.windowed import WindowedTiff
 
     for name in ("a.tif", "b.tif"):
         (tmp_path / "in").mkdir(exist_ok=True)
@@ -285,7 +285,7 @@ def test_a_windowed_frame_that_breaks_mid_image_fails_alone(tmp_path, oracle, mo
 
 
 def test_product_files_are_every_file_of_a_product(tmp_path):
-    from rockdet.archives.pds import product_files
+    from rockdet.io.archives.pds import product_files
 
     data = write_pds3(tmp_path / "NLB_3.IMG", terrain_values(64, 48, ROCKS))
     label = write_detached_label(data, tmp_path / "nlb_3.lbl")  # a lowercase detached label

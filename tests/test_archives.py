@@ -20,13 +20,13 @@ from pds_products import (
     write_pds4,
 )
 
-from rockdet.archives.label_geometry import LabelGeometry, build_model, geometry_from_pds3, quaternion_matrix
-from rockdet.camera_models import CahvoreModel
-from rockdet.catalog import Rock
-from rockdet.cli import main
-from rockdet.data.images import read_image
+from rockdet.catalog.files import Rock
+from rockdet.cli.main import main
 from rockdet.errors import ImageReadError
-from rockdet.label_sizing import GroundView, label_sizer, size_rocks_on_ground
+from rockdet.geometry.camera_models import CahvoreModel
+from rockdet.geometry.label_sizing import GroundView, label_sizer, size_rocks_on_ground
+from rockdet.io.archives.label_geometry import LabelGeometry, build_model, geometry_from_pds3, quaternion_matrix
+from rockdet.io.images import read_image
 
 SHARED_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "planetary-labels"
 Z_DOWN = np.array([0.0, 0.0, -1.0])

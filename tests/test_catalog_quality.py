@@ -14,7 +14,7 @@ from PIL import Image
 from test_catalog_rules import FixedBoxes
 
 import rockdet.models
-from rockdet.cli import main
+from rockdet.cli.main import main
 
 ROCK_A, ROCK_B = (10, 10, 20, 20), (40, 10, 50, 20)
 CROWD = (8, 42, 30, 58)  # one labelled blob over several rocks
@@ -103,7 +103,7 @@ def test_evaluate_never_writes_its_metrics_over_the_annotations(tmp_path, dense_
 def test_coco_map_and_the_operating_point_honour_crowd_regions(tmp_path, dense_split):
     import torch
 
-    from rockdet.evaluation import DetectionMetrics
+    from rockdet.evaluation.metrics import DetectionMetrics
 
     # A confident detection on a crowd blob and a less confident one on the only rock: COCO
     # ignores the first, so the rock comes first and AP is 1 (0.5 if the blob counted as wrong).

@@ -10,9 +10,9 @@ import torch
 from oracle import draw_rocks, oracle_hparams, save
 from torch import nn
 
-import rockdet.predict_command as predict_module
-from rockdet.cli import main
-from rockdet.inference import PredictSettings, predict_image
+import rockdet.predict.batch as predict_module
+from rockdet.cli.main import main
+from rockdet.predict.detect import PredictSettings, predict_image
 
 
 class FixedBoxes(nn.Module):
@@ -117,7 +117,7 @@ def test_the_rules_can_be_turned_off_and_a_resume_redoes_what_they_changed(tmp_p
 
 
 def test_a_box_cut_by_a_tile_border_is_not_unioned_with_a_tile_sized_box_of_the_next_tile():
-    from rockdet.inference import TileDetections, merge_tiles
+    from rockdet.predict.detect import TileDetections, merge_tiles
 
     # Left tile: a small rock cut by the tile's right border, reaching out past the big box's left
     # edge. Right tile: a higher-scoring box over most of the tile. Their vertical extents do not

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from change4_products import lcam_name, pcam_name, rggb_mosaic, tcam_name, write_change4
 
-from rockdet.archives.pds import product_files, read_pds_image
-from rockdet.data.images import read_image
+from rockdet.io.archives.pds import product_files, read_pds_image
+from rockdet.io.images import read_image
 
 RGB = (200, 120, 40)
 

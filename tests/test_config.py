@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from conftest import CONFIGS
 
-from rockdet.cli import main
-from rockdet.config import load_config
+from rockdet.cli.main import main
 from rockdet.errors import ConfigError
+from rockdet.training.config import load_config
 
 
 def write_yaml(tmp_path: Path, text: str) -> Path:

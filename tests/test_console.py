@@ -13,7 +13,7 @@ from rockdet.models import build_detector
 
 
 def run_rockdet(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rockdet.cli", *arguments], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "rockdet.cli.main", *arguments], capture_output=True, text=True)
 
 
 def tiny_checkpoint(path):

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import write_coco
 
-from rockdet.catalog import ImageCatalog, Rock, write_catalog
-from rockdet.config import DataConfig, SplitConfig
+from rockdet.catalog.files import ImageCatalog, Rock, write_catalog
 from rockdet.data.datamodule import RockDataModule
-from rockdet.evaluation import DetectionMetrics
+from rockdet.evaluation.metrics import DetectionMetrics
+from rockdet.training.config import DataConfig, SplitConfig
 
 
 def _same_image_many_times(synthetic_data, tmp_path, copies=8):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rockdet.cli import main
-from rockdet.export import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity, parity_image
+from rockdet.cli.main import main
+from rockdet.deploy.export import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity, parity_image
 from rockdet.models import build_detector
-from rockdet.runtimes import load_exported
+from rockdet.predict.runtimes import load_exported
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'rockdet[onnx]') is not installed")
 
@@ -86,9 +86,9 @@ def test_predict_through_onnx_writes_the_same_catalogs(tmp_path):
 OPENVINO_PARITY = """
 import json, sys
 from pathlib import Path
-from rockdet.export import check_parity, parity_image
+from rockdet.deploy.export import check_parity, parity_image
 from rockdet.models import load_checkpoint_model
-from rockdet.runtimes import load_exported
+from rockdet.predict.runtimes import load_exported
 folder = Path(sys.argv[1])
 model, _ = load_checkpoint_model(folder / "m.ckpt")
 openvino, hparams = load_exported(folder / "m.onnx", runtime="openvino")
@@ -112,7 +112,7 @@ def test_openvino_runs_the_export_like_onnx_runtime(tmp_path, capsys):
     assert result["describe"] == "OpenVINO CPU" and result["arch"] == "fasterrcnn_mobilenet_v3_large_fpn"
     assert result["compared"] >= 10 and result["passed"], result["detail"]
     save(draw_rocks(160, 128, [(40, 20, 70, 60)]), tmp_path / "in" / "a.png")
-    child = subprocess.run([sys.executable, "-m", "rockdet.cli", "predict", "--checkpoint", str(tmp_path / "m.onnx"),
+    child = subprocess.run([sys.executable, "-m", "rockdet.cli.main", "predict", "--checkpoint", str(tmp_path / "m.onnx"),
                             "--runtime", "openvino", "--out", str(tmp_path / "out"), str(tmp_path / "in"),
                             "--score-threshold", "0.05", "--device", "cpu"], capture_output=True, text=True)
     assert child.returncode == 0, child.stderr

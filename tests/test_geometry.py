@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import CONFIGS
 
-from rockdet.catalog import Rock
+from rockdet.catalog.files import Rock
 from rockdet.errors import ConfigError
-from rockdet.geometry import Camera, CameraConfig, load_camera
-from rockdet.sizing import imaged_ground_area, size_rocks
+from rockdet.geometry.cameras import Camera, CameraConfig, load_camera
+from rockdet.geometry.sizing import imaged_ground_area, size_rocks
 
 
 def camera(**values) -> Camera:

@@ -22,9 +22,9 @@ import pytest
 import torch
 from PIL import Image
 
-from rockdet.cli import main
-from rockdet.data.synthetic import SceneSpec, generate_scene
+from rockdet.cli.main import main
 from rockdet.models import build_detector
+from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GOLDEN = FIXTURES / "golden_catalogs.json"

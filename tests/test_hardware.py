@@ -11,10 +11,10 @@ from conftest import tiny_train_overrides, write_coco
 from oracle import draw_rocks, save
 from test_catalog_rules import FixedBoxes
 
-from rockdet.cli import main
-from rockdet.config import load_config
+from rockdet.cli.main import main
 from rockdet.data.datamodule import RockDataModule
-from rockdet.inference import PredictSettings, predict_image
+from rockdet.predict.detect import PredictSettings, predict_image
+from rockdet.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CATEGORIES = [{"id": 1, "name": "artifact"}, {"id": 2, "name": "rock"}]

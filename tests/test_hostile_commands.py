@@ -79,7 +79,7 @@ import torch
 from conftest import write_coco
 from oracle import draw_rocks, save
 
-from rockdet.cli import main
+from rockdet.cli.main import main
 
 
 def one_line_error(capsys, pattern: str) -> str:
@@ -266,8 +266,7 @@ def test_export_to_impossible_places_is_refused_before_the_work(tmp_path, capsys
 
 def read_only(monkeypatch):
     """Every folder as if read-only (the tests run as root, for whom permission bits do not count)."""
-    from rockdet import output_guard
-
+    from rockdet.io import output_guard
     class ReadOnly:
         @staticmethod
         def mkstemp(**_):
@@ -325,7 +324,7 @@ def catalog(folder, name, rocks, area, complete=True):
 def golombek_rapp_rocks(count=200, k=0.08, area=400.0):
     import numpy as np
 
-    from rockdet.sfd import sample_golombek_rapp
+    from rockdet.stats.sfd import sample_golombek_rapp
 
     diameters = sample_golombek_rapp(np.random.default_rng(5), k, area, d_min=0.1, d_max=2.0)
     return [{"diameter_m": float(d)} for d in diameters[:count]]
@@ -346,7 +345,7 @@ def test_sfd_leaves_out_absurd_diameters_instead_of_fitting_them(tmp_path, capsy
 
 
 def test_sfd_of_huge_diameters_draws_no_overflow(tmp_path, capsys):
-    from rockdet.catalog import write_rows_csv
+    from rockdet.catalog.files import write_rows_csv
 
     rows = [{"rock_id": i, "diameter_m": 10.0 ** (150 + 20 * i)} for i in range(8)]
     write_rows_csv(tmp_path / "rocks.csv", ["rock_id", "diameter_m"], rows)
@@ -358,7 +357,7 @@ def test_sfd_of_huge_diameters_draws_no_overflow(tmp_path, capsys):
 
 def test_sfd_statistics_refuses_sizes_no_rock_has():
     from rockdet.errors import RockdetError
-    from rockdet.sfd import sfd_statistics
+    from rockdet.stats.sfd import sfd_statistics
 
     for diameters, area in (([0.3, 1e200], 10.0), ([0.3, float("nan")], 10.0), ([0.3], 1e300), ([0.3], float("inf"))):
         with pytest.raises(RockdetError):
@@ -380,7 +379,7 @@ def test_sfd_refuses_negative_and_overflowing_areas(tmp_path, capsys):
 
 
 def test_a_fit_at_the_search_bound_is_not_ok(tmp_path, capsys):
-    from rockdet.sfd import sfd_statistics
+    from rockdet.stats.sfd import sfd_statistics
 
     crowded = [1.0 + 0.05 * i for i in range(40)]  # 40 boulders of 1-3 m on 10 m²: F > 1
     result = sfd_statistics(crowded, 10.0, min_diameter_m=1.0, bootstrap=10)
@@ -428,7 +427,7 @@ def test_train_values_lightning_checks_late_are_refused_before_the_run_folder(tm
 
 
 def test_trainer_values_of_the_right_type_pass(tmp_path):
-    from rockdet.config import load_config
+    from rockdet.training.config import load_config
 
     values = ["trainer.devices=[0,1]", "trainer.devices=0,1", "trainer.precision=16-mixed", "trainer.precision=16",
               "trainer.max_epochs=-1", "trainer.val_check_interval=0.5", "trainer.limit_train_batches=2",
@@ -656,7 +655,7 @@ def test_sfd_of_one_rock_or_equal_rocks_gives_no_fit(tmp_path, capsys):
 
 def test_a_torchscript_model_that_is_no_detector_is_one_line(tmp_path):
     from rockdet.errors import CheckpointError
-    from rockdet.runtimes import load_exported
+    from rockdet.predict.runtimes import load_exported
 
     class NotADetector(torch.nn.Module):
         def forward(self, images: list[torch.Tensor]) -> torch.Tensor:

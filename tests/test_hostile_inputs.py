@@ -88,11 +88,11 @@ from conftest import write_coco
 from oracle import draw_rocks, save
 from PIL import Image
 
-from rockdet.cli import main
-from rockdet.config import SplitConfig
+from rockdet.cli.main import main
 from rockdet.data.formats import load_split
-from rockdet.data.images import read_image
 from rockdet.errors import DataError
+from rockdet.io.images import read_image
+from rockdet.training.config import SplitConfig
 
 ROCK = [(10, 10, 20, 20)]
 
@@ -275,9 +275,9 @@ def test_a_string_bbox_is_one_line_naming_the_file(tmp_path):
 
 
 def test_non_finite_numbers_in_config_and_camera_files_are_refused(tmp_path):
-    from rockdet.config import load_config
     from rockdet.errors import ConfigError
-    from rockdet.geometry import load_camera
+    from rockdet.geometry.cameras import load_camera
+    from rockdet.training.config import load_config
 
     camera = tmp_path / "cam.yaml"
     camera.write_text("image_width: 64\nimage_height: 48\nhfov_deg: 60\nheight_m: .nan\npitch_deg: 20\n")
@@ -534,7 +534,7 @@ def test_odd_file_names_get_catalogs_that_read_back(tmp_path, oracle):
     out = tmp_path / "out"
     assert predict(out, tmp_path / "in") == 0
     assert summary_of(out)["done"] == len(names)
-    from rockdet.catalog import read_catalog_csv
+    from rockdet.catalog.files import read_catalog_csv
 
     assert sorted(row["image"] for row in read_catalog_csv(out / "rocks.csv")) == sorted(names)
 

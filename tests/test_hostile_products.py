@@ -35,12 +35,12 @@ from pds_products import (
     write_pds3,
 )
 
-from rockdet.archives.rover_ground import GroundPlane
-from rockdet.catalog import Rock
-from rockdet.cli import main
-from rockdet.data.images import read_image
+from rockdet.catalog.files import Rock
+from rockdet.cli.main import main
 from rockdet.errors import ImageReadError
-from rockdet.label_sizing import GroundView, label_sizer, size_rocks_on_ground
+from rockdet.geometry.label_sizing import GroundView, label_sizer, size_rocks_on_ground
+from rockdet.geometry.rover_ground import GroundPlane
+from rockdet.io.images import read_image
 
 ROCKS = [(20, 40, 30, 50)]
 SIDE = 64

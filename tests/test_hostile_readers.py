@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import write_coco, write_image
 
-from rockdet.config import SplitConfig
 from rockdet.data.formats import load_split
 from rockdet.errors import DataError
+from rockdet.training.config import SplitConfig
 
 
 def coco_of(tmp_path, file_name, images=None, **split):

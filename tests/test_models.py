@@ -4,9 +4,9 @@ import pytest
 import torch
 import torchvision
 
-from rockdet.config import ARCHS
 from rockdet.errors import CheckpointError, ConfigError
 from rockdet.models import build_detector
+from rockdet.training.config import ARCHS
 
 
 def targets_for(arch: str):

@@ -12,11 +12,11 @@ import torch
 from conftest import tiny_train_overrides
 from oracle import draw_rocks, save
 
-from rockdet.catalog_quality import RockMask
-from rockdet.cli import main
-from rockdet.config import load_config
-from rockdet.inference import RawTiles
-from rockdet.operating_point import ValidationImage, ValidationSource, choose_threshold
+from rockdet.cli.main import main
+from rockdet.evaluation.operating_point import ValidationImage, ValidationSource, choose_threshold
+from rockdet.evaluation.quality import RockMask
+from rockdet.predict.detect import RawTiles
+from rockdet.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rockdet.output_guard import (
+from rockdet.io.output_guard import (
     OutputError,
     check_output_file,
     check_output_files_in,

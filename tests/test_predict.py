@@ -12,9 +12,9 @@ import torch
 from oracle import DarkBlobDetector, draw_rocks, oracle_hparams, save
 from PIL import Image
 
-from rockdet.catalog import BASE_COLUMNS, read_catalog_csv
-from rockdet.cli import main
-from rockdet.inference import PredictSettings, predict_image, predict_images
+from rockdet.catalog.files import BASE_COLUMNS, read_catalog_csv
+from rockdet.cli.main import main
+from rockdet.predict.detect import PredictSettings, predict_image, predict_images
 
 ROCKS = [(10, 10, 20, 30), (56, 40, 76, 52), (100, 100, 104, 103)]  # the second crosses x=64
 
@@ -188,7 +188,7 @@ def test_no_input_or_bad_checkpoint_exit_non_zero(tmp_path, capsys):
 def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, oracle, monkeypatch):
     inputs = write_batch(tmp_path / "in", count=5)
     out = tmp_path / "out"
-    import rockdet.predict_run as batch
+    import rockdet.predict.lightning_run as batch
 
     real_write = batch.write_catalog
     written = []
@@ -300,7 +300,7 @@ def test_camera_of_another_aspect_flags_rocks_instead_of_guessing(tmp_path, orac
 
 
 def test_a_failed_write_is_recorded_and_the_batch_continues(tmp_path, oracle, monkeypatch):
-    import rockdet.predict_run as batch
+    import rockdet.predict.lightning_run as batch
 
     inputs = write_batch(tmp_path / "in", count=3)
     real_write = batch.write_catalog
@@ -329,9 +329,9 @@ class TileSizedDetector(DarkBlobDetector):
 
 
 def test_validation_tiles_and_merges_exactly_as_predict(tmp_path, monkeypatch):
-    import rockdet.predict_command as predict_module
-    from rockdet.evaluation import DetectionMetrics
-    from rockdet.task import RockDetectionTask
+    import rockdet.predict.batch as predict_module
+    from rockdet.evaluation.metrics import DetectionMetrics
+    from rockdet.training.task import RockDetectionTask
 
     inputs = write_batch(tmp_path / "in", count=3)
     model = TileSizedDetector()

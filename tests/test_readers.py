@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, write_coco, write_image
 
-from rockdet.cli import main
-from rockdet.config import SplitConfig
+from rockdet.cli.main import main
 from rockdet.data.formats import load_split
 from rockdet.errors import DataError
+from rockdet.training.config import SplitConfig
 
 
 def coco_split(path, images=None):

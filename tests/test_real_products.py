@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rockdet.archives.pds import product_files, read_pds_image
-from rockdet.cli import main
-from rockdet.data.images import read_image
+from rockdet.cli.main import main
+from rockdet.io.archives.pds import product_files, read_pds_image
+from rockdet.io.images import read_image
 
 PRODUCTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pds-products"
 NINE = sorted(PRODUCTS.glob("*.img")) if PRODUCTS.is_dir() else []

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 from oracle import draw_rocks, save
 
-from rockdet.cli import main
+from rockdet.cli.main import main
 
 
 class Links(HTMLParser):

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from rockdet.catalog import write_rows_csv
-from rockdet.cli import main
-from rockdet.sfd import golombek_rapp_fraction, sample_golombek_rapp, sfd_statistics
+from rockdet.catalog.files import write_rows_csv
+from rockdet.cli.main import main
+from rockdet.stats.sfd import golombek_rapp_fraction, sample_golombek_rapp, sfd_statistics
 
 
 @pytest.mark.parametrize("k", [0.03, 0.08, 0.15])

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rockdet.slicing import merge_detections, shift_boxes, tile_windows
+from rockdet.predict.tiling import merge_detections, shift_boxes, tile_windows
 
 
 @pytest.mark.parametrize("height, width, tile, overlap", [
@@ -68,7 +68,7 @@ def test_separate_rocks_are_not_merged():
 
 def brute_force_merge(boxes, scores, threshold, method):
     """Reference: the same greedy rule, written plainly with the full overlap matrix."""
-    from rockdet.slicing import box_ios
+    from rockdet.predict.tiling import box_ios
 
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), -float(areas[i])))

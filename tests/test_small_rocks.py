@@ -10,13 +10,13 @@ import torch
 import yaml
 from conftest import CONFIGS, tiny_train_overrides, write_coco, write_image
 
-from rockdet.cli import main
-from rockdet.config import SplitConfig, load_config
+from rockdet.cli.main import main
 from rockdet.data.dataset import RockDataset
 from rockdet.data.formats import load_split
 from rockdet.errors import ConfigError, DataError
 from rockdet.models import build_detector
 from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_input
+from rockdet.training.config import SplitConfig, load_config
 
 GT = torch.tensor([[20.0, 20.0, 30.0, 30.0]])
 REGION = torch.tensor([[40.0, 40.0, 64.0, 64.0]])
@@ -164,7 +164,7 @@ def test_small_rock_arch_trains_with_auto_anchors_then_predicts(
 def test_pseudo_labels_add_only_confident_unlabelled_rocks(tmp_path):
     from oracle import DarkBlobDetector, draw_rocks, save
 
-    from rockdet.pseudo_labels import write_pseudo_labels
+    from rockdet.training.pseudo_labels import write_pseudo_labels
 
     labelled, unlabelled = (4, 4, 14, 14), (30, 20, 40, 34)
     save(draw_rocks(64, 48, [labelled, unlabelled]), tmp_path / "images" / "a.png")
@@ -191,7 +191,7 @@ def test_synthetic_stream_is_the_same_for_a_seed_whatever_the_workers():
     from torch.utils.data import DataLoader
 
     from rockdet.data.dataset import collate_detection
-    from rockdet.data.synthetic_stream import SyntheticTerrainStream
+    from rockdet.synthetic.stream import SyntheticTerrainStream
 
     def scenes(workers, seed=3):
         loader = DataLoader(SyntheticTerrainStream(6, 64, seed=seed), batch_size=None,

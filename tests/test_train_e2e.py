@@ -10,7 +10,7 @@ import yaml
 from conftest import CONFIGS, tiny_train_overrides
 from torchvision.ops import box_iou
 
-from rockdet.cli import main
+from rockdet.cli.main import main
 from rockdet.models import load_checkpoint_model
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ def _predict_inputs(synthetic_data, folder):
 
 
 def test_trained_checkpoint_predicts_catalogs_we_can_read_back(trained_run, synthetic_data, tmp_path):
-    from rockdet.catalog import read_catalog_csv
+    from rockdet.catalog.files import read_catalog_csv
 
     inputs = _predict_inputs(synthetic_data, tmp_path / "in")
     out = tmp_path / "out"
@@ -135,7 +135,7 @@ def test_predict_on_two_processes_with_ddp_catalogues_each_image_once(trained_ru
 
     inputs = _predict_inputs(synthetic_data, tmp_path / "in")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "rockdet.cli", "-q", "predict", "--checkpoint",
+    command = [sys.executable, "-m", "rockdet.cli.main", "-q", "predict", "--checkpoint",
                str(trained_run / "checkpoints" / "last.ckpt"), "--out", str(out), str(inputs),
                "--device", "cpu", "--devices", "2", "--score-threshold", "0.0"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -160,8 +160,8 @@ def test_run_that_stops_before_validation_keeps_last_checkpoint(synthetic_data, 
 
 def test_pseudo_label_command_writes_a_training_file_the_next_run_reads(trained_run, synthetic_data,
                                                                          tmp_path, capsys):
-    from rockdet.config import SplitConfig
     from rockdet.data.formats import load_split
+    from rockdet.training.config import SplitConfig
 
     checkpoint = str(trained_run / "checkpoints" / "last.ckpt")
     out = tmp_path / "pseudo" / "train.json"

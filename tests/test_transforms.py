@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from rockdet.config import SplitConfig
 from rockdet.data.dataset import RockDataset
 from rockdet.data.formats import load_split
 from rockdet.data.transforms import PRESETS, build_transforms
+from rockdet.training.config import SplitConfig
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

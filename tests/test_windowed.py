@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from oracle import draw_rocks
 
-from rockdet.cli import main
-from rockdet.data.images import read_image
-from rockdet.data.windowed import WindowedTiff, is_windowed_tiff
+from rockdet.cli.main import main
+from rockdet.io.images import read_image
+from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
 
 tifffile = pytest.importorskip("tifffile")
 
@@ -44,7 +44,7 @@ def test_predict_on_a_tiled_tiff_finds_the_rocks_whole_image_decoding_finds(tmp_
     found = {}
     for mode in ("windowed", "whole"):
         if mode == "whole":
-            monkeypatch.setattr("rockdet.predict_run.is_windowed_tiff", lambda path: False)
+            monkeypatch.setattr("rockdet.predict.lightning_run.is_windowed_tiff", lambda path: False)
         out = tmp_path / mode
         assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(tmp_path / "in"),
                      "--tile", "96", "--camera", "none"]) == 0

@@ -13,9 +13,9 @@ from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.data.records import AnnotatedImage
 from rockdet.data.settings import DataConfig, Sources, SplitConfig, source_list
 from rockdet.data.sources import WeightedSources, load_source, source_name
-from rockdet.data.synthetic_stream import SyntheticScenes, SyntheticTerrainStream
 from rockdet.data.transforms import build_transforms
 from rockdet.errors import ConfigError, DataError
+from rockdet.synthetic.stream import SyntheticScenes, SyntheticTerrainStream
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rockdet.archives.pds3 import first_line
-from rockdet.data.images import read_image
 from rockdet.data.records import CROWD_BOXES_KEY, IGNORE_BOXES_KEY, IGNORE_LABEL, AnnotatedImage
 from rockdet.errors import DataError, ImageReadError
+from rockdet.io.archives.pds3 import first_line
+from rockdet.io.images import read_image
 
 
 class RockDataset(Dataset):

@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rockdet.data.images import IMAGE_SUFFIXES, image_size
 from rockdet.data.paths import absolute
 from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, boxes_from_masks, sanitize_boxes
 from rockdet.errors import DataError, ImageReadError
+from rockdet.io.images import IMAGE_SUFFIXES, image_size
 
 #: Binary-mode connectivity: 8 joins diagonal pixels, as a person drawing a rock would expect.
 CONNECTIVITY = 8

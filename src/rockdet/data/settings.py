@@ -1,7 +1,7 @@
 """Settings of the data layer: where each split's annotations are and how training reads them.
 
 They live with the data code that uses them, so the data layer needs nothing from the training
-config above it; rockdet.config composes them into the whole run's config.
+config above it; rockdet.training.config composes them into the whole run's config.
 """
 
 from __future__ import annotations

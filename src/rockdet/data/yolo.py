@@ -9,10 +9,10 @@ import numpy as np
 import yaml
 
 from rockdet.data.coco import decode_segmentations
-from rockdet.data.images import IMAGE_SUFFIXES, image_size
 from rockdet.data.paths import within
 from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, sanitize_boxes
 from rockdet.errors import DataError, ImageReadError
+from rockdet.io.images import IMAGE_SUFFIXES, image_size
 
 
 def read_yolo(data_yaml: Path, split: str, rock_classes: list[str], allow_outside: bool = False) -> AnnotationSet:

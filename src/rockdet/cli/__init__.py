@@ -1,0 +1,1 @@
+"""The `rockdet` command: one parser, one handler per subcommand."""

@@ -1,0 +1,208 @@
+"""`rockdet export`: a checkpoint as an ONNX or TorchScript file that runs without the training
+stack, with rockdet's metadata inside and a parity check against the PyTorch model.
+
+The exported graph takes one image [3, H, W] (float, 0..1, any size: the model's own resize is
+inside) and returns boxes [N, 4], scores [N] and labels [N] (Mask R-CNN also masks [N, 1, H, W]),
+exactly what the torchvision model returns for one image.
+
+Parity (documented tolerances): every detection of the PyTorch model scoring at least the
+threshold has a partner in the export with boxes within ``BOX_TOLERANCE_PX`` and scores within
+``SCORE_TOLERANCE``, and the other way round; only detections within ``SCORE_TOLERANCE`` of the
+threshold may lack a partner, since rounding can put them on either side of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from rockdet.atomic import atomic_path
+from rockdet.errors import RockdetError
+from rockdet.io.output_guard import check_output_file, refuse_inputs_as_outputs
+from rockdet.models import load_checkpoint_model
+from rockdet.models.archs import has_masks
+from rockdet.models.inference_head import InferenceHead
+from rockdet.models.sparse_labels import disable_sparse_label_training
+from rockdet.predict.detect import stored_threshold, training_image_size
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+#: ONNX opset: 17 has every operator torchvision's detectors need (RoIAlign, NMS, Resize).
+ONNX_OPSET = 17
+BOX_TOLERANCE_PX = 0.5
+SCORE_TOLERANCE = 1e-3
+#: When fewer detections reach the threshold, parity compares this many of the best instead, so a
+#: model that scores low on the parity scene is still checked.
+MIN_PARITY_DETECTIONS = 10
+#: Key of rockdet's metadata: ONNX metadata_props, TorchScript extra file.
+METADATA_KEY = "rockdet"
+TORCHSCRIPT_METADATA_FILE = "rockdet.json"
+#: Seed of the terrain scene the parity check runs on.
+PARITY_SCENE_SEED = 0
+
+
+class ExportError(RockdetError):
+    """Export was refused or its parity check failed; the message says why in one line."""
+
+
+@dataclass
+class Parity:
+    compared: int
+    unmatched: int
+    max_box_error_px: float
+    max_score_error: float
+
+    @property
+    def passed(self) -> bool:
+        return self.unmatched == 0 and self.max_box_error_px <= BOX_TOLERANCE_PX and \
+            self.max_score_error <= SCORE_TOLERANCE
+
+    def describe(self) -> str:
+        return (f"{self.compared} detections compared, {self.unmatched} without a partner, boxes within "
+                f"{self.max_box_error_px:.4f} px, scores within {self.max_score_error:.2e} (tolerances "
+                f"{BOX_TOLERANCE_PX} px, {SCORE_TOLERANCE:g})")
+
+
+def export_metadata(hparams: dict, export_format: str) -> dict[str, Any]:
+    from rockdet import __version__
+
+    return {"format": export_format, "rockdet_version": __version__, "arch": hparams["model"]["arch"],
+            "input_size": training_image_size(hparams),
+            "score_threshold": stored_threshold(hparams),
+            "class_names": list(hparams.get("rock_classes") or ["rock"]),
+            "model": {k: v for k, v in hparams["model"].items() if k not in ("weights", "weights_backbone")},
+            "evaluation": hparams["evaluation"], **({"onnx_opset": ONNX_OPSET} if export_format == "onnx" else {})}
+
+
+def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bool = False,
+                      parity_threshold: float | None = None, head: InferenceHead | None = None
+                      ) -> tuple[dict[str, Any], Parity]:
+    """Write ``out`` and return its metadata and the parity check's result (raises if it fails)."""
+    if export_format not in FORMATS:
+        raise ExportError(f"--format {export_format}: choose one of {list(FORMATS)}")
+    check_export_path(Path(checkpoint), Path(out), export_format)
+    model, hparams = load_checkpoint_model(checkpoint, trust=trust)
+    model = disable_sparse_label_training(model).eval()
+    metadata = {**export_metadata(hparams, export_format), "head": (head or InferenceHead()).apply(model)}
+    image = parity_image(metadata["input_size"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as temp:
+        if export_format == "onnx":
+            _export_onnx(model, image, temp, metadata)
+        else:
+            _export_torchscript(model, temp, metadata)
+        from rockdet.predict.runtimes import load_exported
+
+        exported, _ = load_exported(temp, export_format)
+        threshold = metadata["score_threshold"] if parity_threshold is None else parity_threshold
+        parity = check_parity(model, exported, image, threshold)
+        if not parity.passed:
+            raise ExportError(f"{out}: parity check failed: {parity.describe()}; the file was not written")
+    return metadata, parity
+
+
+def check_export_path(checkpoint: Path, out: Path, export_format: str) -> None:
+    """Refuse, before any work, an ``--out`` that is the checkpoint, that cannot be written, or
+    whose suffix is not the format's: predict picks the runtime by suffix, so an ONNX file named
+    .ckpt could not be run, and would pass for the checkpoint it may have replaced."""
+    from rockdet.predict.runtimes import ONNX_SUFFIXES, TORCHSCRIPT_SUFFIXES
+
+    refuse_inputs_as_outputs([out], [checkpoint])
+    suffixes = ONNX_SUFFIXES if export_format == "onnx" else TORCHSCRIPT_SUFFIXES
+    if out.suffix.lower() not in suffixes:
+        raise ExportError(f"--out {out}: a {export_format} file is named *{' or *'.join(suffixes)}, which "
+                          f"predict needs to run it; try --out {out.with_suffix(suffixes[0]).name}")
+    check_output_file(out)
+
+
+def parity_image(side: int) -> torch.Tensor:
+    """A seeded synthetic terrain scene at the training size: rocks, shadows, texture."""
+    from rockdet.synthetic.scenes import SceneSpec, generate_scene
+
+    scene = generate_scene(np.random.default_rng(PARITY_SCENE_SEED), SceneSpec(width=side, height=side))
+    return torch.from_numpy(np.ascontiguousarray(scene.image)).permute(2, 0, 1).float() / 255.0
+
+
+class _OneImage(nn.Module):
+    """The detector for one image with outputs in a fixed order (torchvision's dict order
+    differs between architectures)."""
+
+    def __init__(self, model: nn.Module, with_masks: bool):
+        super().__init__()
+        self.model, self.with_masks = model, with_masks
+
+    def forward(self, image: torch.Tensor):
+        detections = self.model([image])[0]
+        outputs = (detections["boxes"], detections["scores"], detections["labels"])
+        return outputs + (detections["masks"],) if self.with_masks else outputs
+
+
+def _export_onnx(model: nn.Module, image: torch.Tensor, path: Path, metadata: dict) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("ONNX export needs onnx and onnxruntime: pip install 'rockdet[onnx]'") from None
+    outputs = ["boxes", "scores", "labels"] + (["masks"] if has_masks(metadata["arch"]) else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes are expected
+        try:
+            one_image = _OneImage(model, has_masks(metadata["arch"])).eval()
+            torch.onnx.export(one_image, (image,), str(path), opset_version=ONNX_OPSET, dynamo=False,
+                              input_names=["image"], output_names=outputs,
+                              dynamic_axes={"image": {1: "height", 2: "width"},
+                                            **{name: {0: "detections"} for name in outputs}})
+        except Exception as exc:  # torch.onnx raises many kinds for an unsupported graph
+            raise ExportError(f"{metadata['arch']}: ONNX export failed ({str(exc).splitlines()[0][:200]})") from None
+    document = onnx.load(str(path))
+    entry = document.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    document.doc_string = f"rockdet {metadata['arch']} rock detector"
+    onnx.save(document, str(path))
+
+
+def _export_torchscript(model: nn.Module, path: Path, metadata: dict) -> None:
+    try:
+        scripted = torch.jit.script(model)
+    except Exception as exc:
+        raise ExportError(f"{metadata['arch']}: TorchScript export failed ({str(exc).splitlines()[0][:200]})") from None
+    torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
+
+
+def check_parity(reference: nn.Module | Callable, candidate: Callable, image: torch.Tensor,
+                 threshold: float) -> Parity:
+    """Detections of both at ``threshold``, matched one to one (see the module docstring)."""
+    with torch.inference_mode():
+        expected = reference([image])[0]
+        got = candidate([image])[0]
+    ref_boxes, ref_scores = expected["boxes"].float(), expected["scores"].float()
+    new_boxes, new_scores = got["boxes"].float(), got["scores"].float()
+    if int((ref_scores >= threshold).sum()) < MIN_PARITY_DETECTIONS and len(ref_scores):
+        ranked = ref_scores.sort(descending=True).values
+        threshold = min(threshold, float(ranked[min(MIN_PARITY_DETECTIONS, len(ranked)) - 1]))
+    keep_ref, keep_new = ref_scores >= threshold, new_scores >= threshold
+    ref_boxes, ref_scores = ref_boxes[keep_ref], ref_scores[keep_ref]
+    new_boxes, new_scores = new_boxes[keep_new], new_scores[keep_new]
+    free = torch.ones(len(new_boxes), dtype=torch.bool)
+    unmatched, box_error, score_error = 0, 0.0, 0.0
+    for box, score in zip(ref_boxes, ref_scores):
+        distance = (new_boxes - box).abs().amax(dim=1) if len(new_boxes) else torch.zeros(0)
+        candidates = torch.nonzero(free & (distance <= BOX_TOLERANCE_PX) &
+                                   ((new_scores - score).abs() <= SCORE_TOLERANCE)).flatten()
+        if len(candidates):
+            best = candidates[distance[candidates].argmin()]
+            free[best] = False
+            box_error = max(box_error, float(distance[best]))
+            score_error = max(score_error, float((new_scores[best] - score).abs()))
+        elif float(score) >= threshold + SCORE_TOLERANCE:
+            unmatched += 1
+    unmatched += int((free & (new_scores >= threshold + SCORE_TOLERANCE)).sum())
+    return Parity(len(ref_boxes), unmatched, box_error, score_error)

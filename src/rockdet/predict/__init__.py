@@ -1,0 +1,1 @@
+"""From pixels to rocks: settings, tiling, the detector's runtimes, catalog rules, and batch runs."""

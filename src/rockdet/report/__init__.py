@@ -1,0 +1,1 @@
+"""What people look at: the batch report page, plots, overlays, site maps."""

@@ -1,0 +1,43 @@
+"""Write a size-frequency result where people look: sfd.json beside sfd.png.
+
+Kept apart from sfd.py (statistics, no drawing) so imports run one way: this module uses both
+the statistics and the plots, and neither of them knows about the other's caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from rockdet.atomic import write_json_atomic
+from rockdet.catalog.layout import SFD_FILES
+from rockdet.errors import RockdetError
+from rockdet.report.plots import plot_sfd
+from rockdet.stats.sfd import SfdResult, load_sizes, sfd_statistics
+
+SFD_JSON, SFD_PNG = SFD_FILES
+
+
+def write_sfd(result: SfdResult, out_dir: Path, left_out: dict | None = None) -> dict:
+    """sfd.json and sfd.png in ``out_dir``; returns the JSON's headline numbers. ``left_out``
+    (what the statistics did not use, and why) is recorded in the JSON."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / SFD_JSON, {**asdict(result), "model": "F_k(D) = k exp(-(1.79 + 0.152/k) D)",
+                                           **({"left_out": left_out} if left_out is not None else {})})
+    try:
+        plot_sfd(result, out_dir / SFD_PNG)
+    except (OverflowError, ValueError) as exc:  # matplotlib, for values no catalog should hold
+        raise RockdetError(f"{out_dir / SFD_PNG}: cannot draw these sizes ({exc.__class__.__name__}: "
+                           f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); sfd.json is written") from None
+    return {k: v for k, v in asdict(result).items() if k != "cumulative"}
+
+
+def write_batch_sfd(out_dir: Path) -> dict:
+    """The batch's SFD after predict --camera; a batch without ground area reports why."""
+    try:
+        sizes = load_sizes(out_dir)
+        result = sfd_statistics(sizes.diameters, sizes.area_m2)
+        return {**write_sfd(result, out_dir, sizes.left_out()), "unreadable_catalogs": sizes.unreadable,
+                "invalid_diameters": sizes.invalid_diameters, "absurd_diameters": sizes.absurd_diameters}
+    except RockdetError as exc:
+        return {"status": "error", "message": str(exc)}

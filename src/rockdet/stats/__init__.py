@@ -1,0 +1,1 @@
+"""Statistics of rock populations: size-frequency distributions and their fits."""

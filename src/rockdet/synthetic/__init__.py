@@ -1,0 +1,1 @@
+"""Seeded synthetic terrain: scenes with exact rock masks, pretraining streams, perspective views with metric truth."""

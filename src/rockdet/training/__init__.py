@@ -1,0 +1,1 @@
+"""Training: the typed config, the Lightning task and run, pseudo-labels."""
