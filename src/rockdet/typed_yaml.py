@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Strict, ValidationError, ValidationInfo
 
-from rockdet.errors import ConfigError, did_you_mean
+from rockdet.errors import ConfigError, did_you_mean, exception_reason
 
 #: Validation context key: the folder relative paths resolve against.
 BASE_DIR = "base_dir"
@@ -62,7 +62,7 @@ def read_yaml_mapping(path: Path | str, what: str) -> dict:
                           f"save the file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: "
-                          f"{str(exc).splitlines()[0]})") from None
+                          f"{exception_reason(exc)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     check_expansion(raw, path)

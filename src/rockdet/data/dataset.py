@@ -8,8 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rockdet.data.records import CROWD_BOXES_KEY, IGNORE_BOXES_KEY, IGNORE_LABEL, AnnotatedImage
-from rockdet.errors import DataError, ImageReadError
-from rockdet.io.archives.pds3 import first_line
+from rockdet.errors import DataError, ImageReadError, exception_reason
 from rockdet.io.images import read_image
 
 
@@ -33,7 +32,7 @@ class RockDataset(Dataset):
         except ImageReadError as exc:
             raise DataError(str(exc)) from None
         except Exception as exc:  # one broken image is one line naming it, not a worker traceback
-            raise DataError(f"{record.path}: cannot decode ({type(exc).__name__}: {first_line(exc)})") from None
+            raise DataError(f"{record.path}: cannot decode ({exception_reason(exc, with_type=True)})") from None
         if pixels.shape[:2] != (record.height, record.width):
             raise DataError(f"{record.path}: image is {pixels.shape[1]}x{pixels.shape[0]} but the "
                             f"annotations say {record.width}x{record.height}")

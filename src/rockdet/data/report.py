@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from rockdet.data.records import AnnotationSet
-from rockdet.io.images import failure_reason, image_size
+from rockdet.errors import failure_reason
+from rockdet.io.images import image_size
 
 #: Histogram bin edges for rock size, sqrt(box area) in pixels.
 SIZE_BINS_PX = (0, 4, 8, 16, 32, 64, 128, 256, float("inf"))

@@ -11,7 +11,7 @@ import yaml
 from rockdet.data.coco import decode_segmentations
 from rockdet.data.paths import within
 from rockdet.data.records import AnnotatedImage, AnnotationSet, LoadReport, sanitize_boxes
-from rockdet.errors import DataError, ImageReadError
+from rockdet.errors import DataError, ImageReadError, exception_reason
 from rockdet.io.images import IMAGE_SUFFIXES, image_size
 
 
@@ -95,7 +95,7 @@ def _load_spec(data_yaml: Path) -> dict:
     try:
         spec = yaml.safe_load(_read_text(data_yaml))
     except yaml.YAMLError as exc:
-        raise DataError(f"{data_yaml}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{data_yaml}: not valid YAML ({exception_reason(exc)})") from None
     if not isinstance(spec, dict) or "names" not in spec:
         raise DataError(f"{data_yaml}: not a YOLO data YAML (no 'names')")
     return spec

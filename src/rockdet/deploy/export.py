@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from rockdet.atomic import atomic_path
-from rockdet.errors import RockdetError
+from rockdet.errors import RockdetError, exception_reason
 from rockdet.io.output_guard import check_output_file, refuse_inputs_as_outputs
 from rockdet.models import load_checkpoint_model
 from rockdet.models.archs import has_masks
@@ -161,7 +161,7 @@ def _export_onnx(model: nn.Module, image: torch.Tensor, path: Path, metadata: di
                               dynamic_axes={"image": {1: "height", 2: "width"},
                                             **{name: {0: "detections"} for name in outputs}})
         except Exception as exc:  # torch.onnx raises many kinds for an unsupported graph
-            raise ExportError(f"{metadata['arch']}: ONNX export failed ({str(exc).splitlines()[0][:200]})") from None
+            raise ExportError(f"{metadata['arch']}: ONNX export failed ({exception_reason(exc)})") from None
     document = onnx.load(str(path))
     entry = document.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -173,7 +173,7 @@ def _export_torchscript(model: nn.Module, path: Path, metadata: dict) -> None:
     try:
         scripted = torch.jit.script(model)
     except Exception as exc:
-        raise ExportError(f"{metadata['arch']}: TorchScript export failed ({str(exc).splitlines()[0][:200]})") from None
+        raise ExportError(f"{metadata['arch']}: TorchScript export failed ({exception_reason(exc)})") from None
     torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
 
 

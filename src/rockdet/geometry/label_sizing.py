@@ -22,10 +22,10 @@ from typing import Any, Callable
 import numpy as np
 
 from rockdet.catalog.files import Rock
+from rockdet.errors import exception_reason
 from rockdet.geometry.rover_ground import GroundPlane
 from rockdet.geometry.sizing import ABOVE_HORIZON, BEYOND_MAX_RANGE, imaged_ground_area
 from rockdet.io.archives.label_geometry import LabelGeometry
-from rockdet.io.archives.pds3 import first_line
 
 #: Rocks farther than this get no metric size: a pixel there spans decimetres, and the flat-ground
 #: assumption fails long before the horizon (the camera YAMLs' max_range_m default, too).
@@ -174,7 +174,7 @@ def label_sizer(ground_z: float | None, max_range_m: float = LABEL_MAX_RANGE_M) 
             invalid = None if image.valid is None else (~image.valid).astype(np.uint8)
             area = imaged_ground_area(view, invalid)
         except Exception as exc:  # a model that passed its checks and still breaks: this image only
-            return _unsized(rocks, f"sizing failed ({type(exc).__name__}: {first_line(exc)})")
+            return _unsized(rocks, f"sizing failed ({exception_reason(exc, with_type=True)})")
         notes = [f"ground: {plane.source}; camera {view.camera_height:.3f} m above it", *geometry.notes]
         return {"ground_area_m2": area if area is not None and np.isfinite(area) else None,
                 "camera_model": geometry.describe(), "ground_z_m": plane.level_z, "ground_plane": plane.describe(),

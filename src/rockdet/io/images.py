@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from rockdet.errors import ImageReadError, RockdetError
+from rockdet.errors import ImageReadError, RockdetError, exception_reason
 from rockdet.io.archives.files import refuse_non_product
 from rockdet.io.archives.pds import DATA_SUFFIXES as PDS_DATA_SUFFIXES
 from rockdet.io.archives.pds import is_pds_product, read_pds_image
@@ -79,7 +79,7 @@ def read_image(path: Path | str, stretch_8bit: bool = False) -> LoadedImage:
     except RockdetError:
         raise
     except Exception as exc:  # a decoder's own failure: this file's reason, never the caller's crash
-        raise ImageReadError(f"{path}: cannot decode ({type(exc).__name__}: {_reason(exc)})") from exc
+        raise ImageReadError(f"{path}: cannot decode ({exception_reason(exc, with_type=True)})") from exc
 
 
 def _read_image(path: Path, stretch_8bit: bool) -> LoadedImage:
@@ -110,7 +110,7 @@ def _read_image(path: Path, stretch_8bit: bool) -> LoadedImage:
     except Image.DecompressionBombError:
         raise ImageReadError(f"{path}: {_OVER_LIMIT}") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: cannot decode image ({_reason(exc)})") from None
+        raise ImageReadError(f"{path}: cannot decode image ({exception_reason(exc)})") from None
     if pixels.shape[0] < 1 or pixels.shape[1] < 1:
         raise ImageReadError(f"{path}: image has no pixels")
     return LoadedImage(np.ascontiguousarray(pixels), notes, hashlib.sha256(data).hexdigest())
@@ -135,9 +135,9 @@ def image_size(path: Path | str) -> tuple[int, int]:
     except (OSError, UnidentifiedImageError) as exc:
         if Path(path).is_file():
             refuse_non_product(Path(path))  # an HTML page or LFS pointer says so
-        raise ImageReadError(f"{path}: cannot read image header ({_reason(exc)})") from None
+        raise ImageReadError(f"{path}: cannot read image header ({exception_reason(exc)})") from None
     except Exception as exc:  # a header no decoder expected: this file's reason
-        raise ImageReadError(f"{path}: cannot read image header ({type(exc).__name__}: {_reason(exc)})") from None
+        raise ImageReadError(f"{path}: cannot read image header ({exception_reason(exc, with_type=True)})") from None
 
 
 def stretch_to_uint8(values: np.ndarray, notes: list[str], valid: np.ndarray | None = None) -> np.ndarray:
@@ -236,14 +236,3 @@ def _read_with_opencv(path: Path, data: bytes) -> tuple[np.ndarray, list[str]]:
     return decoded, notes
 
 
-def failure_reason(exc: BaseException) -> str:
-    """One line for an image's failure: a rockdet error's own reason (without the path it
-    starts with), else the exception's type and first line."""
-    if isinstance(exc, RockdetError):
-        return str(exc).split(": ", 1)[-1]
-    return f"{type(exc).__name__}: {_reason(exc)}"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    return text[:200]

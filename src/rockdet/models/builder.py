@@ -18,7 +18,7 @@ from torchvision.models.detection.fcos import FCOSClassificationHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 
-from rockdet.errors import CheckpointError, ConfigError, did_you_mean
+from rockdet.errors import CheckpointError, ConfigError, did_you_mean, exception_reason
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, backbone_name, has_masks, is_two_stage
 from rockdet.models.resnet_fpn import build_resnet_fpn_faster_rcnn
 from rockdet.models.sparse_labels import enable_sparse_label_training
@@ -217,8 +217,9 @@ def load_checkpoint_model(path: Path | str, map_location: str | torch.device = "
         model.load_state_dict(state)
     except RuntimeError as exc:
         log.error("%s: %s", path, exc)  # the full list of mismatches, for whoever needs it
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
+        # torch's first line names the module; the second the first mismatch.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else exception_reason(exc)
         raise CheckpointError(f"{path}: weights do not fit {settings['arch']} "
                               f"({detail[:MAX_DETAIL_CHARS]}{'...' if len(detail) > MAX_DETAIL_CHARS else ''}"
                               f"; details in the log)") from None
@@ -241,16 +242,12 @@ def _read_checkpoint(path: Path, map_location, trust: bool = False) -> dict:
                               f"unpickling them could run code; refused. If you made this file, "
                               f"pass --trust-checkpoint") from None
     except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+        reason = exception_reason(exc, with_type=True, limit=MAX_DETAIL_CHARS)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: checkpoint holds a {type(checkpoint).__name__}, not a dict")
     return checkpoint
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    detail = f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
-    return detail[:MAX_DETAIL_CHARS]
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

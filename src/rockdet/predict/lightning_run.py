@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from rockdet.catalog.files import ImageCatalog, write_catalog
 from rockdet.console import progress_interval
-from rockdet.errors import RockdetError
-from rockdet.io.images import failure_reason, read_image
+from rockdet.errors import RockdetError, failure_reason
+from rockdet.io.images import read_image
 from rockdet.io.inputs import InputImage, file_sha256
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.predict.detect import (

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rockdet.errors import CheckpointError
+from rockdet.errors import CheckpointError, exception_reason
 
 ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts", ".pt")
@@ -118,7 +118,7 @@ def load_exported(path: Path | str, export_format: str | None = None, threads: i
         try:
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable TorchScript file ({str(exc).splitlines()[0][:150]})") from None
+            raise CheckpointError(f"{path}: not a readable TorchScript file ({exception_reason(exc)})") from None
         detector = TorchScriptDetector(module.eval(), _metadata(path, extra["rockdet.json"]), path)
     else:
         raise CheckpointError(f"{path}: unknown model file type; give a .ckpt, .onnx or .torchscript file")
@@ -138,7 +138,7 @@ def _load_onnx(path: Path, threads: int | None) -> OnnxDetector:
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:150]})") from None
+        raise CheckpointError(f"{path}: not a readable ONNX model ({exception_reason(exc)})") from None
     raw = session.get_modelmeta().custom_metadata_map.get("rockdet", "")
     metadata = _metadata(path, raw)
     _check_graph(path, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()],
@@ -156,7 +156,7 @@ def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
     try:
         document = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:150]})") from None
+        raise CheckpointError(f"{path}: not a readable ONNX model ({exception_reason(exc)})") from None
     raw = next((entry.value for entry in document.metadata_props if entry.key == "rockdet"), "")
     metadata = _metadata(path, raw)
     core = openvino.Core()
@@ -164,7 +164,7 @@ def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
     try:
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as exc:
-        raise CheckpointError(f"{path}: OpenVINO cannot compile it ({str(exc).splitlines()[0][:150]})") from None
+        raise CheckpointError(f"{path}: OpenVINO cannot compile it ({exception_reason(exc)})") from None
     _check_graph(path, [i.get_any_name() for i in compiled.inputs],
                  [o.get_any_name() for o in compiled.outputs], metadata)
     return OpenVinoDetector(compiled, metadata)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rockdet.atomic import write_json_atomic
 from rockdet.catalog.layout import SFD_FILES
-from rockdet.errors import RockdetError
+from rockdet.errors import RockdetError, exception_reason
 from rockdet.report.plots import plot_sfd
 from rockdet.stats.sfd import SfdResult, load_sizes, sfd_statistics
 
@@ -28,7 +28,7 @@ def write_sfd(result: SfdResult, out_dir: Path, left_out: dict | None = None) ->
         plot_sfd(result, out_dir / SFD_PNG)
     except (OverflowError, ValueError) as exc:  # matplotlib, for values no catalog should hold
         raise RockdetError(f"{out_dir / SFD_PNG}: cannot draw these sizes ({exc.__class__.__name__}: "
-                           f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); sfd.json is written") from None
+                           f"{exception_reason(exc)}); sfd.json is written") from None
     return {k: v for k, v in asdict(result).items() if k != "cumulative"}
 
 

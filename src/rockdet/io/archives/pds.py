@@ -21,11 +21,11 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from rockdet.errors import ImageReadError
+from rockdet.errors import ImageReadError, exception_reason
 from rockdet.io.archives.decoded import PdsImage
 from rockdet.io.archives.files import file_in_folder, refuse_non_product, with_suffix_whatever_case
 from rockdet.io.archives.label_geometry import CameraModelError, LabelGeometry, geometry_from_pds3, geometry_from_pds4
-from rockdet.io.archives.pds3 import first_line, read_pds3_values
+from rockdet.io.archives.pds3 import read_pds3_values
 from rockdet.io.archives.pds4 import data_file_names, read_pds4_values
 
 __all__ = ["DATA_SUFFIXES", "LABEL_SUFFIXES", "PdsImage", "is_pds_product", "label_beside", "product_files",
@@ -128,7 +128,7 @@ def _read_pds3(path: Path, label: Path):
         try:
             product = pdr.read(str(label), label_fn=str(label))
         except Exception as exc:  # pdr raises many kinds on a malformed label
-            raise ImageReadError(f"{path}: not a readable PDS label ({first_line(exc)})") from None
+            raise ImageReadError(f"{path}: not a readable PDS label ({exception_reason(exc)})") from None
         if product.standard != "PDS3":
             raise ImageReadError(f"{path}: not a PDS3 or PDS4 product ({product.standard})")
         _check_pointers(path, label, product)
@@ -162,7 +162,7 @@ def _attached_geometry(data_file: Path) -> Callable[[], LabelGeometry | None]:
                 warnings.simplefilter("ignore")
                 metadata = pdr.read(str(data_file), label_fn=str(data_file)).metadata
         except Exception as exc:
-            raise CameraModelError(f"not a readable label ({first_line(exc)})") from None
+            raise CameraModelError(f"not a readable label ({exception_reason(exc)})") from None
         return geometry_from_pds3(metadata, f"the label attached to {data_file.name}")
 
     return parse

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rockdet.errors import ImageReadError
+from rockdet.errors import ImageReadError, exception_reason
 from rockdet.io.archives.decoded import Orientation, PdsImage
 from rockdet.io.archives.files import file_in_folder, refuse_non_product
 from rockdet.io.archives.pds3_groups import text
@@ -143,7 +143,7 @@ def _load(path: Path, product, caught) -> np.ndarray:
         values = product["IMAGE"]
     except Exception as exc:
         raise ImageReadError(f"{path}: data section does not match the label "
-                             f"({type(exc).__name__}: {first_line(exc)})") from None
+                             f"({exception_reason(exc, with_type=True)})") from None
     if not isinstance(values, np.ndarray):  # pdr hands back the label and warns when loading fails
         reason = next((str(w.message) for w in caught if "Unable to load" in str(w.message)), "pdr could not load it")
         raise ImageReadError(f"{path}: data section does not match the label ({reason})")
@@ -159,8 +159,3 @@ def _bayer_pattern(meta, image_meta, path: Path) -> str | None:
                 return value
     return change_pcam_raw(path.name, text(meta.get("INSTRUMENT_ID")))
 
-
-def first_line(exc: BaseException) -> str:
-    """An exception as one short line: its first line, or its type when it says nothing."""
-    message = str(exc).strip()
-    return (message.splitlines()[0] if message else exc.__class__.__name__)[:200]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rockdet.errors import ImageReadError
+from rockdet.errors import ImageReadError, exception_reason
 from rockdet.io.archives.decoded import Orientation, PdsImage
 from rockdet.io.archives.files import file_in_folder, refuse_non_product
-from rockdet.io.archives.pds3 import check_span, first_line
+from rockdet.io.archives.pds3 import check_span
 from rockdet.io.archives.sample_values import (
     BAYER_CODES,
     change_pcam_raw,
@@ -206,7 +206,7 @@ def _read_fits(path: Path, label: Path, name: str) -> np.ndarray:
     try:
         return np.ma.getdata(np.asarray(pdr.read(str(label), label_fn=str(label))[name]))
     except Exception as exc:
-        raise ImageReadError(f"{path}: FITS data section does not match the label ({first_line(exc)})") from None
+        raise ImageReadError(f"{path}: FITS data section does not match the label ({exception_reason(exc)})") from None
 
 
 def _bayer_pattern(root, path: Path, xml_text: str) -> str | None:
