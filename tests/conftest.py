@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from oracle import DarkBlobDetector, oracle_hparams
+from oracle import DarkBlobDetector, oracle_info, use_model
 from PIL import Image
 
-from rockdet.predict import batch as predict_module
 from rockdet.synthetic.scenes import SceneSpec, write_synthetic_dataset
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -58,6 +57,5 @@ def tiny_train_overrides(data: dict[str, Path], run_dir: Path, **extra) -> list[
 def oracle(monkeypatch):
     """Make `rockdet predict` load the fixed-output detector instead of a checkpoint."""
     model = DarkBlobDetector()
-    monkeypatch.setattr(predict_module, "load_checkpoint_model",
-                        lambda path, trust=False: (model, oracle_hparams()))
+    use_model(monkeypatch, model, oracle_info())
     return model

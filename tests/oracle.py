@@ -8,6 +8,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from rockdet.models.info import ModelInfo
+
 BACKGROUND, ROCK = 200, 30
 
 
@@ -48,6 +50,26 @@ def save(pixels: np.ndarray, path) -> None:
     Image.fromarray(pixels).save(path)
 
 
-def oracle_hparams(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", input_size: int = 64) -> dict:
-    return {"model": {"arch": arch, "min_size": input_size}, "input_size": input_size,
-            "evaluation": {"score_threshold": 0.5}}
+def oracle_info(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", input_size: int = 64,
+                score_threshold: float | None = 0.5) -> ModelInfo:
+    return ModelInfo(arch, {"min_size": input_size}, input_size, score_threshold=score_threshold)
+
+
+def use_model(monkeypatch, model: nn.Module, info: ModelInfo) -> None:
+    """Make every load of a model file (predict, evaluate, the operating point) give ``model``."""
+    import rockdet.models
+
+    monkeypatch.setattr(rockdet.models, "load_model", lambda path, map_location="cpu", trust=False: (model, info))
+
+
+class FixedBoxes(nn.Module):
+    """Returns the same boxes and scores for every tile (tile coordinates)."""
+
+    def __init__(self, boxes: list[tuple[float, float, float, float]], scores: list[float]):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.boxes, self.scores = torch.tensor(boxes, dtype=torch.float32), torch.tensor(scores)
+
+    def forward(self, images):
+        return [{"boxes": self.boxes.clone(), "scores": self.scores.clone(),
+                 "labels": torch.ones(len(self.boxes), dtype=torch.int64)} for _ in images]

@@ -37,10 +37,10 @@ from pds_products import (
     write_pds4,
 )
 
-from rockdet.catalog.files import Rock
+from rockdet.catalog.rock import Rock
 from rockdet.cli.main import main
 from rockdet.errors import DataError, ImageReadError
-from rockdet.geometry.label_sizing import label_sizer
+from rockdet.geometry.sizing import LabelSizer
 from rockdet.io.archives.pds import read_pds_image
 from rockdet.io.images import read_image
 
@@ -170,7 +170,7 @@ def test_nothing_one_image_raises_ends_the_batch(tmp_path, oracle, monkeypatch):
     import cv2
     import pdr
 
-    import rockdet.geometry.label_sizing as label_sizing
+    import rockdet.geometry.sizing as sizing
     import rockdet.io.archives.pds3 as pds3
     import rockdet.predict.lightning_run as predict_run
 
@@ -200,9 +200,9 @@ def test_nothing_one_image_raises_ends_the_batch(tmp_path, oracle, monkeypatch):
     values[0, 0] = 4242
     groups = camera_group("CAHV", navcam_for(64)) + "\n" + rover_group(**NAVCAM_ROVER_POSE)
     write_pds3(inputs / "numpy.IMG", values, groups, mask="2#1111111111111111#")
-    original_size = label_sizing.size_rocks_on_ground
-    monkeypatch.setattr(label_sizing, "size_rocks_on_ground", lambda view, rocks: (_ for _ in ()).throw(
-        ValueError("sizing injected")) if view.geometry.model.c[0] < 0 else original_size(view, rocks))
+    original_size = sizing.size_rocks_on_ground
+    monkeypatch.setattr(sizing, "size_rocks_on_ground", lambda view, rocks, *more: (_ for _ in ()).throw(
+        ValueError("sizing injected")) if view.geometry.model.c[0] < 0 else original_size(view, rocks, *more))
     shifted = [(-0.1, 0.3, -1.8), *navcam_for(64)[1:]]
     write_pds3(inputs / "sizing.IMG", terrain_values(64, 64, ROCKS), camera_group("CAHV", shifted))
     original_write = predict_run.write_catalog
@@ -314,8 +314,8 @@ def test_mer_frames_are_sized_on_the_ground_jpl_documents(tmp_path):
     np.testing.assert_allclose(made["SITE_FRAME"].geometry.ground_plane.point, (-18.2, 2.7, -0.73 + 0.294))
     assert made["PMA_FRAME"].geometry.ground_plane is None
     rock = Rock(1, 0.9, 20.0, 40.0, 30.0, 50.0)
-    note = label_sizer(None)([rock], made["PMA_FRAME"])["geometry_note"]
-    assert rock.size_flag == "no_camera_model" and "--ground-z" in note
-    rock = Rock(1, 0.9, 20.0, 40.0, 30.0, 50.0)
-    sized = label_sizer(None)([rock], made["ROVER_FRAME"])
-    assert rock.size_flag == "ok" and sized["ground_z_m"] == pytest.approx(0.294)
+    sized = LabelSizer()([rock], made["PMA_FRAME"].frame)
+    assert sized.rocks[0].size_flag == "no_camera_model" and "--ground-z" in sized.record["geometry_note"]
+    sized = LabelSizer()([rock], made["ROVER_FRAME"].frame)
+    assert sized.rocks[0].size_flag == "ok" and sized.record["ground_z_m"] == pytest.approx(0.294)
+    assert rock.size_flag is None  # rocks are values: the sizer returned new ones

@@ -20,12 +20,15 @@ from pds_products import (
     write_pds4,
 )
 
-from rockdet.catalog.files import Rock
+from rockdet.catalog.rock import Rock
 from rockdet.cli.main import main
 from rockdet.errors import ImageReadError
 from rockdet.geometry.camera_models import CahvoreModel
-from rockdet.geometry.label_sizing import GroundView, label_sizer, size_rocks_on_ground
-from rockdet.io.archives.label_geometry import LabelGeometry, build_model, geometry_from_pds3, quaternion_matrix
+from rockdet.geometry.frames import LabelGeometry, quaternion_matrix
+from rockdet.geometry.ground import GroundView
+from rockdet.geometry.rover_ground import GroundPlane
+from rockdet.geometry.sizing import LabelSizer, size_rocks_on_ground
+from rockdet.io.archives.label_geometry import build_model, geometry_from_pds3
 from rockdet.io.images import read_image
 
 SHARED_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "planetary-labels"
@@ -97,7 +100,7 @@ def test_cahv_projection_matches_its_defining_formula():
 
 def navcam_view(side: int = 1024) -> GroundView:
     geometry = LabelGeometry(build_model("CAHV", navcam_for(side)), "ROVER_NAV_FRAME", Z_DOWN)
-    return GroundView(geometry, 0.0, side, side)
+    return GroundView(geometry, GroundPlane.level(0.0, "test"))
 
 
 def rock_box(model: CahvoreModel, ground: np.ndarray, diameter: float) -> Rock:
@@ -118,7 +121,7 @@ def test_rock_of_known_size_in_front_of_the_msl_navcam_model(ground, diameter):
     view = navcam_view()
     point = np.array([*ground, 0.0])
     rock = rock_box(view.geometry.model, point, diameter)
-    size_rocks_on_ground(view, [rock])
+    (rock,) = size_rocks_on_ground(view, [rock])
     expected_range = np.linalg.norm(point[:2] - view.geometry.model.c[:2])
     assert rock.size_flag == "ok"
     assert rock.range_m == pytest.approx(expected_range, rel=0.02)
@@ -144,12 +147,11 @@ def test_each_product_is_sized_with_its_own_pointing(tmp_path):
     rocks = [(60, 90, 70, 100)]
     paths = [write_pds3(tmp_path / f"{name}.IMG", terrain_values(side, side, rocks),
                         camera_group("CAHV", components)) for name, components in (("a", low), ("b", raised))]
-    sizer = label_sizer(None)
+    sizer = LabelSizer()
     ranges = []
     for path, components in zip(paths, (low, raised)):
         image = read_image(path)
-        rock = Rock(1, 0.9, *map(float, rocks[0]))
-        sizer([rock], image)
+        (rock,) = sizer([Rock(1, 0.9, *map(float, rocks[0]))], image.frame).rocks
         expected = cahv_ground_point(components, rock.ground_contact)
         assert rock.range_m == pytest.approx(np.linalg.norm(expected[:2] - np.array(components[0])[:2]), rel=1e-6)
         ranges.append(rock.range_m)

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 from conftest import write_coco
-from oracle import save
+from oracle import FixedBoxes, save, use_model
 from PIL import Image
-from test_catalog_rules import FixedBoxes
 
 import rockdet.models
 from rockdet.cli.main import main
+from rockdet.models.info import ModelInfo
 
 ROCK_A, ROCK_B = (10, 10, 20, 20), (40, 10, 50, 20)
 CROWD = (8, 42, 30, 58)  # one labelled blob over several rocks
@@ -43,7 +43,7 @@ def dense_split(tmp_path, monkeypatch):
     hparams = {"model": {"arch": "fasterrcnn_mobilenet_v3_large_fpn", "min_size": 64, "detections_per_image": 300},
                "input_size": 64, "evaluation": {"score_threshold": 0.5, "iou_threshold": 0.5}}
     model = FixedBoxes(DETECTIONS, SCORES)
-    monkeypatch.setattr(rockdet.models, "load_checkpoint_model", lambda path, trust=False: (model, hparams))
+    use_model(monkeypatch, model, ModelInfo.from_hparams(hparams, "test"))
     return coco
 
 
@@ -88,8 +88,7 @@ def test_an_explicit_mask_folder_and_the_operating_point(tmp_path, dense_split):
 def test_nested_detections_are_counted(tmp_path, dense_split, monkeypatch):
     # The catalog rule keeps one of two nested boxes; with the rule off both are counted.
     model = FixedBoxes([ROCK_A, (12, 12, 18, 18)], [0.9, 0.8])
-    hparams = rockdet.models.load_checkpoint_model("m")[1]
-    monkeypatch.setattr(rockdet.models, "load_checkpoint_model", lambda path, trust=False: (model, hparams))
+    use_model(monkeypatch, model, rockdet.models.load_model("m")[1])
     totals = evaluate(tmp_path, dense_split)["quality"]["totals"]
     assert totals["detections"] == 1 and totals["nested_share"] == 0.0
 

@@ -7,25 +7,11 @@ import csv
 
 import numpy as np
 import torch
-from oracle import draw_rocks, oracle_hparams, save
-from torch import nn
+from oracle import FixedBoxes, draw_rocks, oracle_info, save, use_model
 
-import rockdet.predict.batch as predict_module
 from rockdet.cli.main import main
-from rockdet.predict.detect import PredictSettings, predict_image
-
-
-class FixedBoxes(nn.Module):
-    """Returns the same boxes and scores for every tile (tile coordinates)."""
-
-    def __init__(self, boxes: list[tuple[float, float, float, float]], scores: list[float]):
-        super().__init__()
-        self.anchor = nn.Parameter(torch.zeros(1))
-        self.boxes, self.scores = torch.tensor(boxes, dtype=torch.float32), torch.tensor(scores)
-
-    def forward(self, images):
-        return [{"boxes": self.boxes.clone(), "scores": self.scores.clone(),
-                 "labels": torch.ones(len(self.boxes), dtype=torch.int64)} for _ in images]
+from rockdet.predict.detect import detect_image
+from rockdet.predict.settings import PredictSettings
 
 
 def boxes_of(rocks):
@@ -35,28 +21,28 @@ def boxes_of(rocks):
 def test_a_box_nested_in_another_box_of_the_same_rock_gives_one_row():
     pixels = draw_rocks(64, 64, [(10, 10, 40, 40)])
     model = FixedBoxes([(10, 10, 40, 40), (15, 15, 30, 30), (20, 22, 38, 39)], [0.9, 0.6, 0.5])
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
     assert boxes_of(rocks) == [(10, 10, 40, 40)]
 
 
 def test_two_touching_rocks_stay_two_rows():
     pixels = draw_rocks(64, 64, [(5, 10, 25, 30), (24, 12, 44, 32)])
     model = FixedBoxes([(5, 10, 25, 30), (24, 12, 44, 32)], [0.9, 0.8])
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
     assert boxes_of(rocks) == [(5, 10, 25, 30), (24, 12, 44, 32)]
 
 
 def test_a_low_scoring_box_around_a_group_of_rocks_is_dropped_and_the_rocks_kept():
     pixels = draw_rocks(64, 64, [(5, 5, 20, 20), (30, 30, 50, 50)])
     model = FixedBoxes([(5, 5, 20, 20), (30, 30, 50, 50), (2, 2, 60, 60)], [0.9, 0.8, 0.3])
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
     assert boxes_of(rocks) == [(5, 5, 20, 20), (30, 30, 50, 50)]
 
 
 def test_nested_boxes_are_kept_when_the_rule_is_off():
     pixels = draw_rocks(64, 64, [(10, 10, 40, 40)])
     model = FixedBoxes([(10, 10, 40, 40), (15, 15, 30, 30)], [0.9, 0.6])
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1, nested_threshold=None), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1, nested_threshold=None), 64)
     assert len(rocks) == 2
 
 
@@ -64,7 +50,7 @@ def test_nested_duplicates_are_resolved_across_tiles_too():
     pixels = draw_rocks(130, 120, [(50, 40, 80, 70)])
     # In each 64-px tile, a box on the rock's piece and one inside it.
     model = FixedBoxes([(0, 0, 64, 64), (5, 5, 20, 20)], [0.2, 0.9])
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1, tile=64, overlap=0.25), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1, tile=64, overlap=0.25), 64)
     areas = [(r.x_max - r.x_min) * (r.y_max - r.y_min) for r in rocks]
     assert max(areas) <= 20 * 20 + 1e-6  # no tile-sized box survives around the small ones
 
@@ -74,7 +60,7 @@ def test_featureless_black_sky_holds_no_rocks(tmp_path, monkeypatch):
     pixels[:24] = 0  # black sky above the horizon
     save(pixels, tmp_path / "in" / "mast.png")
     model = FixedBoxes([(5, 2, 15, 12), (20, 40, 30, 50), (30, 14, 40, 30)], [0.9, 0.8, 0.7])
-    monkeypatch.setattr(predict_module, "load_checkpoint_model", lambda path, trust=False: (model, oracle_hparams()))
+    use_model(monkeypatch, model, oracle_info())
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(b"x")
     assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"),
@@ -89,7 +75,7 @@ def test_featureless_black_sky_holds_no_rocks(tmp_path, monkeypatch):
 def test_a_small_black_rock_on_bright_ground_is_kept():
     pixels = draw_rocks(64, 64, [])
     pixels[20:30, 20:30] = 0  # 100 of 4096 px: its own small dark region, not sky
-    rocks = predict_image(FixedBoxes([(20, 20, 30, 30)], [0.9]), pixels, PredictSettings(score_threshold=0.1), 64)
+    rocks = detect_image(FixedBoxes([(20, 20, 30, 30)], [0.9]), pixels, PredictSettings(score_threshold=0.1), 64)
     assert len(rocks) == 1
 
 
@@ -97,7 +83,7 @@ def test_dark_but_textured_ground_keeps_its_rocks():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 40, size=(64, 64, 3), dtype=np.uint8)  # dark, noisy, not featureless
     model = FixedBoxes([(10, 10, 30, 30)], [0.9])
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
     assert len(rocks) == 1
 
 
@@ -106,7 +92,7 @@ def test_the_rules_can_be_turned_off_and_a_resume_redoes_what_they_changed(tmp_p
     pixels[:24] = 0
     save(pixels, tmp_path / "in" / "scene.png")
     model = FixedBoxes([(10, 30, 40, 60), (15, 35, 30, 50), (5, 2, 15, 12)], [0.9, 0.6, 0.8])
-    monkeypatch.setattr(predict_module, "load_checkpoint_model", lambda path, trust=False: (model, oracle_hparams()))
+    use_model(monkeypatch, model, oracle_info())
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(b"x")
     command = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in")]
@@ -117,7 +103,7 @@ def test_the_rules_can_be_turned_off_and_a_resume_redoes_what_they_changed(tmp_p
 
 
 def test_a_box_cut_by_a_tile_border_is_not_unioned_with_a_tile_sized_box_of_the_next_tile():
-    from rockdet.predict.detect import TileDetections, merge_tiles
+    from rockdet.predict.merge import TileDetections, merge_tiles
 
     # Left tile: a small rock cut by the tile's right border, reaching out past the big box's left
     # edge. Right tile: a higher-scoring box over most of the tile. Their vertical extents do not
@@ -154,5 +140,5 @@ def test_a_dropped_nested_box_gives_nothing_to_the_kept_rocks_mask():
     # The kept rock's own mask is its left half (15 x 30 px); the nested box it outranks has a
     # mask over the right half, which is not the rock's.
     model = FixedMasks([(10, 10, 40, 40), (24, 12, 39, 39)], [0.9, 0.6], [(10, 10, 25, 40), (25, 12, 39, 39)])
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
     assert len(rocks) == 1 and rocks[0].mask_area_px == 15 * 30

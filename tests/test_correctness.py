@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import write_coco
 
-from rockdet.catalog.files import ImageCatalog, Rock, write_catalog
+from rockdet.catalog.catalog import Catalog, write_catalog
+from rockdet.catalog.rock import Rock
 from rockdet.data.datamodule import RockDataModule
 from rockdet.evaluation.metrics import DetectionMetrics
 from rockdet.training.config import DataConfig, SplitConfig
@@ -69,7 +70,7 @@ def test_parquet_catalogs_share_one_schema_and_read_as_one_dataset(tmp_path):
     rocks = [Rock(1, 0.9, 1.0, 2.0, 11.0, 12.0, size_flag="ok"), Rock(2, 0.8, 5, 5, 9, 9)]
     catalogs = {"with_rocks": rocks, "no_rocks": [], "no_flags": [Rock(1, 0.7, 0, 0, 4, 4)]}
     for name, found in catalogs.items():
-        write_catalog(ImageCatalog(name, 16, 16, "0" * 64, found, with_geometry=True),
+        write_catalog(Catalog(name, 16, 16, tuple(found), "0" * 64, with_geometry=True),
                       lambda fmt, name=name: tmp_path / f"{name}.{fmt}", ("parquet", "json"))
     table = ds.dataset(sorted(tmp_path.glob("*.parquet")), format="parquet").to_table()
     assert table.num_rows == 3

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from rockdet import __version__
 from rockdet.cli.main import main
 from rockdet.deploy.export import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity, parity_image
 from rockdet.models import build_detector
-from rockdet.predict.runtimes import load_exported
+from rockdet.predict.runtimes import exported_format, load_exported
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'rockdet[onnx]') is not installed")
 
@@ -36,10 +37,11 @@ def test_export_carries_metadata_and_matches_pytorch(tmp_path, capsys, arch, set
     out = tmp_path / f"m.{export_format}"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", export_format, "--out", str(out)]) == 0
     assert "parity with PyTorch" in capsys.readouterr().out
-    exported, hparams = load_exported(out)
-    assert hparams["model"]["arch"] == arch and hparams["input_size"] == 128
-    assert hparams["evaluation"]["score_threshold"] == 0.3 and hparams["rock_classes"] == ["rock", "boulder"]
-    assert exported.metadata["rockdet_version"] and exported.metadata["format"] == export_format
+    exported = load_exported(out)
+    info = exported.info
+    assert info.arch == arch and info.input_size == 128 and exported_format(out) == export_format
+    assert info.score_threshold == 0.3 and info.class_names == ("rock", "boulder")
+    assert info.rockdet_version == __version__
     parity = check_parity(model, exported, parity_image(128), threshold=0.0)
     assert parity.compared >= 10 and parity.passed, parity.describe()
 
@@ -47,7 +49,7 @@ def test_export_carries_metadata_and_matches_pytorch(tmp_path, capsys, arch, set
 def test_parity_check_catches_a_different_model(tmp_path):
     checkpoint, model = write_checkpoint(tmp_path / "m.ckpt")
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
-    exported, _ = load_exported(tmp_path / "m.onnx")
+    exported = load_exported(tmp_path / "m.onnx")
     with torch.no_grad():
         model.roi_heads.box_predictor.bbox_pred.bias += 0.5  # boxes move by a few pixels
     assert not check_parity(model, exported, parity_image(128), threshold=0.0).passed
@@ -87,13 +89,13 @@ OPENVINO_PARITY = """
 import json, sys
 from pathlib import Path
 from rockdet.deploy.export import check_parity, parity_image
-from rockdet.models import load_checkpoint_model
-from rockdet.predict.runtimes import load_exported
+from rockdet.models import load_model
+from rockdet.predict.runtimes import exported_format, load_exported
 folder = Path(sys.argv[1])
-model, _ = load_checkpoint_model(folder / "m.ckpt")
-openvino, hparams = load_exported(folder / "m.onnx", runtime="openvino")
+model, _ = load_model(folder / "m.ckpt")
+openvino = load_exported(folder / "m.onnx", runtime="openvino")
 parity = check_parity(model, openvino, parity_image(128), threshold=0.0)
-print(json.dumps({"describe": openvino.describe(), "arch": hparams["model"]["arch"],
+print(json.dumps({"describe": openvino.describe(), "arch": openvino.info.arch,
                   "compared": parity.compared, "passed": parity.passed, "detail": parity.describe()}))
 """
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import CONFIGS
 
-from rockdet.catalog.files import Rock
+from rockdet.catalog.rock import Rock
 from rockdet.errors import ConfigError
 from rockdet.geometry.cameras import Camera, CameraConfig, load_camera
-from rockdet.geometry.sizing import imaged_ground_area, size_rocks
+from rockdet.geometry.sizing import size_rocks
 
 
 def camera(**values) -> Camera:
@@ -37,7 +37,7 @@ def test_principal_point_lands_at_height_over_tan_pitch():
 def test_rock_of_known_size_at_known_range(pitch, roll, k1, ground, diameter):
     cam = camera(pitch_deg=pitch, roll_deg=roll, k1=k1)
     rock = rock_at(cam, *ground, diameter)
-    size_rocks(cam, [rock])
+    (rock,) = size_rocks(cam, [rock])
     assert rock.size_flag == "ok"
     assert rock.range_m == pytest.approx(math.hypot(*ground), rel=0.02)
     assert (rock.ground_x_m, rock.ground_y_m) == (pytest.approx(ground[0], abs=0.03), pytest.approx(ground[1], rel=0.02))
@@ -61,11 +61,11 @@ def test_horizon_range_limits_and_behind_camera_are_flagged_not_crashed():
     above = Rock(1, 0.9, 480, 300, 520, 390)  # bottom at v=390 < cy=400: sky
     on_horizon = Rock(2, 0.9, 480, 380, 520, 400)
     far = Rock(3, 0.9, 490, 395, 510, 401)  # just below the horizon: hundreds of metres away
-    size_rocks(cam, [above, on_horizon, far])
+    above, on_horizon, far = size_rocks(cam, [above, on_horizon, far])
     assert [r.size_flag for r in (above, on_horizon, far)] == ["above_horizon", "above_horizon", "beyond_max_range"]
     assert all(r.diameter_m is None and r.range_m is None for r in (above, on_horizon, far))
     near = rock_at(camera(pitch_deg=60.0, min_range_m=1.0), 0.0, 0.5, 0.2)
-    size_rocks(camera(pitch_deg=60.0, min_range_m=1.0), [near])
+    (near,) = size_rocks(camera(pitch_deg=60.0, min_range_m=1.0), [near])
     assert near.size_flag == "nearer_than_min_range"
     _, in_front = cam.ground_to_pixels(np.array([[0.0, -3.0, 0.0], [0.0, 3.0, 0.0]]))
     assert in_front.tolist() == [False, True]
@@ -74,13 +74,13 @@ def test_horizon_range_limits_and_behind_camera_are_flagged_not_crashed():
 def test_nadir_gsd_scaling():
     cam = Camera(CameraConfig(model="nadir", image_width=400, image_height=300, gsd_m=0.02))
     rock = Rock(1, 0.9, 100, 100, 150, 150)
-    size_rocks(cam, [rock])
+    (rock,) = size_rocks(cam, [rock])
     assert rock.diameter_m == pytest.approx(1.0) and rock.height_m is None
     assert (rock.ground_x_m, rock.ground_y_m) == (pytest.approx(-1.5), pytest.approx(0.5))
     from_altitude = Camera(CameraConfig(model="nadir", image_width=400, image_height=300,
                                         altitude_m=100.0, hfov_deg=90.0))
     assert from_altitude.gsd == pytest.approx(0.5)  # 2·100·tan(45°) m over 400 px
-    assert imaged_ground_area(cam) == pytest.approx(400 * 300 * 0.02 ** 2)
+    assert cam.ground_area() == pytest.approx(400 * 300 * 0.02 ** 2)
     half = cam.for_image(200, 150)
     assert half.gsd == pytest.approx(0.04)
 
@@ -88,13 +88,13 @@ def test_nadir_gsd_scaling():
 def test_ground_area_of_a_camera_looking_straight_down():
     cam = camera(image_width=400, image_height=400, hfov_deg=90.0, pitch_deg=90.0, height_m=2.0,
                  max_range_m=100.0)
-    assert imaged_ground_area(cam) == pytest.approx(16.0, rel=0.01)  # 4 m x 4 m footprint
+    assert cam.ground_area() == pytest.approx(16.0, rel=0.01)  # 4 m x 4 m footprint
     exclusion = np.zeros((400, 400), np.uint8)
     exclusion[:, :200] = 1  # half the image is rover deck
-    assert imaged_ground_area(cam, exclusion) == pytest.approx(8.0, rel=0.02)
+    assert cam.ground_area(exclusion) == pytest.approx(8.0, rel=0.02)
     limited = camera(image_width=400, image_height=400, hfov_deg=90.0, pitch_deg=90.0, height_m=2.0,
                      max_range_m=1.0)
-    assert imaged_ground_area(limited) == pytest.approx(math.pi, rel=0.03)
+    assert limited.ground_area() == pytest.approx(math.pi, rel=0.03)
 
 
 def test_other_image_size_scales_intrinsics_and_keeps_metric_answers():
@@ -102,7 +102,7 @@ def test_other_image_size_scales_intrinsics_and_keeps_metric_answers():
     rock = rock_at(cam, 0.3, 5.0, 0.4)
     half = cam.for_image(500, 400)
     small = Rock(1, 0.9, rock.x_min / 2, rock.y_min / 2, rock.x_max / 2, rock.y_max / 2)
-    size_rocks(half, [small])
+    (small,) = size_rocks(half, [small])
     assert small.diameter_m == pytest.approx(0.4, rel=0.02) and small.range_m == pytest.approx(math.hypot(0.3, 5.0), rel=0.02)
     assert cam.for_image(500, 500) is None  # another aspect ratio: another camera
 

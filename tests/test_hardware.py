@@ -13,7 +13,8 @@ from test_catalog_rules import FixedBoxes
 
 from rockdet.cli.main import main
 from rockdet.data.datamodule import RockDataModule
-from rockdet.predict.detect import PredictSettings, predict_image
+from rockdet.predict.detect import detect_image
+from rockdet.predict.settings import PredictSettings
 from rockdet.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def test_a_hardware_detection_and_the_rocks_on_it_give_no_row():
     model_labels = torch.tensor([2, 1, 1])
     forward = model.forward
     model.forward = lambda images: [{**out, "labels": model_labels} for out in forward(images)]
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.1), 96)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 96)
     assert [(r.x_min, r.y_min) for r in rocks] == [(10.0, 60.0)]
 
 
@@ -66,9 +67,9 @@ def test_training_with_hardware_classes_saves_a_three_class_detector(tmp_path, c
     assert main(["train", "--config", str(ROOT / "configs" / "tiny_cpu.yaml"), *overrides]) == 0
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
     assert saved["model"]["num_classes"] == 3
-    from rockdet.models import load_checkpoint_model
+    from rockdet.models import load_model
 
-    model, _ = load_checkpoint_model(run / "checkpoints" / "last.ckpt")
+    model, _ = load_model(run / "checkpoints" / "last.ckpt")
     assert model.roi_heads.box_predictor.cls_score.out_features == 3
 
 
@@ -81,5 +82,5 @@ def test_a_weak_hardware_twin_never_takes_a_confident_rock():
     model_labels = torch.tensor([1, 2])
     forward = model.forward
     model.forward = lambda images: [{**out, "labels": model_labels} for out in forward(images)]
-    rocks = predict_image(model, pixels, PredictSettings(score_threshold=0.0), 96)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.0), 96)
     assert len(rocks) == 1 and rocks[0].score == pytest.approx(0.9)

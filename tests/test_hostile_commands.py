@@ -77,7 +77,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_coco
-from oracle import draw_rocks, save
+from oracle import draw_rocks, save, use_model
 
 from rockdet.cli.main import main
 
@@ -136,10 +136,10 @@ def test_config_not_utf8(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option, message", [
-    (["--score-threshold", "2"], "--score-threshold 2.0: give a score in [0, 1]"),
+    (["--score-threshold", "2"], "--score-threshold: must be at most 1.0, got 2.0"),
     (["--batch-size", "0"], ""),
     (["--proposals", "0"], ""),
-    (["--ground-z", "1", "--camera", "none"], "--ground-z applies to label camera models"),
+    (["--ground-z", "1", "--camera", "none"], "--ground-z: applies to label camera models"),
     (["--camera", "missing.yaml"], "missing.yaml: camera file not found"),
 ])
 def test_predict_option_values(tmp_path, image, oracle, capsys, option, message):
@@ -297,8 +297,8 @@ FULL_METADATA = {"format": "onnx", "arch": "fasterrcnn_mobilenet_v3_large_fpn", 
 @pytest.mark.parametrize("metadata, outputs, message", [
     (FULL_METADATA, ("y",), "not a rockdet detector graph"),  # copied metadata: KeyError 'scores' before
     ({"model": {"arch": "fasterrcnn_mobilenet_v3_large_fpn"}}, ("boxes", "scores", "labels"),
-     "metadata lacks ['input_size', 'evaluation', 'class_names']"),  # partial: KeyError 'input_size'
-    ({**FULL_METADATA, "input_size": "big"}, ("boxes", "scores", "labels"), "'input_size' must be a positive integer"),
+     "metadata lacks ['input_size', 'class_names', 'score_threshold']"),  # partial: KeyError 'input_size'
+    ({**FULL_METADATA, "input_size": "big"}, ("boxes", "scores", "labels"), "input_size 'big' is not a positive integer"),
     ([1, 2], ("boxes",), "carries no rockdet metadata"),
 ])
 def test_predict_with_a_foreign_onnx_carrying_rockdet_metadata(tmp_path, image, capsys, metadata, outputs, message):
@@ -313,7 +313,7 @@ def test_openvino_refuses_a_torchscript_file(tmp_path, image, capsys):
     (tmp_path / "m.torchscript").write_bytes(b"scripted")
     assert main(["predict", "--checkpoint", str(tmp_path / "m.torchscript"), "--runtime", "openvino",
                  "--out", str(tmp_path / "o"), str(image)]) == 2
-    one_line_error(capsys, "--runtime openvino runs exported .onnx files")
+    one_line_error(capsys, "--runtime: openvino runs exported .onnx files")
 
 
 def catalog(folder, name, rocks, area, complete=True):
@@ -588,13 +588,11 @@ def pseudo_label(tmp_path, coco, *extra, out=None):
 @pytest.fixture
 def oracle_checkpoint(tmp_path, monkeypatch):
     """pseudo-label loads the fixed-output detector; m.ckpt exists so it can be named."""
-    from oracle import DarkBlobDetector, oracle_hparams
+    from oracle import DarkBlobDetector, oracle_info
 
-    import rockdet.models
 
     (tmp_path / "m.ckpt").write_bytes(b"checkpoint bytes")
-    monkeypatch.setattr(rockdet.models, "load_checkpoint_model",
-                        lambda path, trust=False: (DarkBlobDetector(), oracle_hparams()))
+    use_model(monkeypatch, DarkBlobDetector(), oracle_info())
 
 
 @pytest.mark.parametrize("document, message", [
@@ -663,7 +661,7 @@ def test_a_torchscript_model_that_is_no_detector_is_one_line(tmp_path):
 
     path = tmp_path / "foreign.torchscript"
     torch.jit.save(torch.jit.script(NotADetector()), str(path), _extra_files={"rockdet.json": json.dumps(FULL_METADATA)})
-    detector, _ = load_exported(path)
+    detector = load_exported(path)
     with pytest.raises(CheckpointError, match="foreign.torchscript: returns Tensor, not a detector's boxes"):
         detector([torch.zeros(3, 8, 8)])
 

@@ -9,19 +9,21 @@ import re
 import numpy as np
 import pytest
 import torch
-from oracle import DarkBlobDetector, draw_rocks, oracle_hparams, save
+from oracle import DarkBlobDetector, draw_rocks, oracle_info, save, use_model
 from PIL import Image
 
-from rockdet.catalog.files import BASE_COLUMNS, read_catalog_csv
+from rockdet.catalog.files import read_catalog_csv
+from rockdet.catalog.rock import BASE_COLUMNS
 from rockdet.cli.main import main
-from rockdet.predict.detect import PredictSettings, predict_image, predict_images
+from rockdet.predict.detect import detect_image, detect_images
+from rockdet.predict.settings import PredictSettings
 
 ROCKS = [(10, 10, 20, 30), (56, 40, 76, 52), (100, 100, 104, 103)]  # the second crosses x=64
 
 
 def test_tiled_prediction_finds_each_rock_once_with_exact_boxes():
     pixels = draw_rocks(130, 120, ROCKS)
-    rocks = predict_image(DarkBlobDetector(), pixels, PredictSettings(tile=64, overlap=0.25), 64)
+    rocks = detect_image(DarkBlobDetector(), pixels, PredictSettings(tile=64, overlap=0.25), 64)
     boxes = sorted((r.x_min, r.y_min, r.x_max, r.y_max) for r in rocks)
     assert boxes == sorted(ROCKS)
     assert [r.rock_id for r in rocks] == [1, 2, 3]
@@ -30,17 +32,17 @@ def test_tiled_prediction_finds_each_rock_once_with_exact_boxes():
 def test_tiles_of_many_images_share_forward_passes():
     model = DarkBlobDetector()
     images = [draw_rocks(130, 120, ROCKS) for _ in range(3)]  # 9 tiles each at 64 px
-    results = list(predict_images(model, images, PredictSettings(tile=64, overlap=0.25, batch_size=8), 64))
+    results = list(detect_images(model, images, PredictSettings(tile=64, overlap=0.25, tile_batch=8), 64))
     assert len(results) == 3 and all(len(r) == 3 for r in results)
     assert sum(model.calls) == 27 and max(model.calls) == 8 and len(model.calls) == 4
 
 
 def test_full_image_pass_and_no_tiling_for_small_images():
     model = DarkBlobDetector()
-    rocks = predict_image(model, draw_rocks(40, 30, [(5, 5, 9, 9)]), PredictSettings(), 64)
+    rocks = detect_image(model, draw_rocks(40, 30, [(5, 5, 9, 9)]), PredictSettings(), 64)
     assert model.calls == [1] and len(rocks) == 1
-    rocks = predict_image(model, draw_rocks(130, 120, ROCKS),
-                          PredictSettings(tile=64, overlap=0.25, full_image_pass=True), 64)
+    rocks = detect_image(model, draw_rocks(130, 120, ROCKS),
+                          PredictSettings(tile=64, overlap=0.25, full_image_pass=True, tile_batch=8), 64)
     assert model.calls[1:] == [8, 2]  # 9 tiles + the whole image
     assert len(rocks) == 3
 
@@ -50,7 +52,7 @@ def test_masks_give_area_equivalent_diameter_axes_and_contact_point():
     yy, xx = np.mgrid[0:120, 0:130]
     disk = (xx - 64.5) ** 2 + (yy - 60.5) ** 2 <= 10 ** 2  # crosses the tile border at x=64
     pixels[disk] = 30
-    (rock,) = predict_image(DarkBlobDetector(with_masks=True), pixels,
+    (rock,) = detect_image(DarkBlobDetector(with_masks=True), pixels,
                             PredictSettings(tile=64, overlap=0.25), 64)
     assert rock.mask_area_px == disk.sum()
     assert rock.diameter_px == pytest.approx(2 * math.sqrt(disk.sum() / math.pi))
@@ -165,8 +167,8 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     assert re.search(r"Predicting: 100%.*14/14", printed.err)
 
 
-@pytest.mark.parametrize("option, message", [(["--tile", "0"], "--tile 0: give a tile size"),
-                                             (["--overlap", "1"], r"--overlap 1.0: give a fraction"),
+@pytest.mark.parametrize("option, message", [(["--tile", "0"], "--tile: must be at least 32, got 0"),
+                                             (["--overlap", "1"], r"--overlap: must be less than 1.0, got 1.0"),
                                              (["--format", "csv"], "include json")])
 def test_bad_predict_options_are_one_line(tmp_path, oracle, capsys, option, message):
     save(draw_rocks(10, 10, []), tmp_path / "a.png")
@@ -176,13 +178,14 @@ def test_bad_predict_options_are_one_line(tmp_path, oracle, capsys, option, mess
     assert re.search(message, err) and err.count("\n") == 1
 
 
-def test_no_input_or_bad_checkpoint_exit_non_zero(tmp_path, capsys):
-    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "o"), str(tmp_path / "none")]) == 2
-    assert "input not found" in capsys.readouterr().err
+def test_no_input_or_bad_checkpoint_exit_non_zero(tmp_path, capsys, monkeypatch):
     save(draw_rocks(10, 10, []), tmp_path / "a.png")
     assert main(["predict", "--checkpoint", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "o"),
                  str(tmp_path / "a.png")]) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
+    use_model(monkeypatch, DarkBlobDetector(), oracle_info())
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "o"), str(tmp_path / "none")]) == 2
+    assert "input not found" in capsys.readouterr().err
 
 
 def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, oracle, monkeypatch):
@@ -329,14 +332,12 @@ class TileSizedDetector(DarkBlobDetector):
 
 
 def test_validation_tiles_and_merges_exactly_as_predict(tmp_path, monkeypatch):
-    import rockdet.predict.batch as predict_module
     from rockdet.evaluation.metrics import DetectionMetrics
     from rockdet.training.task import RockDetectionTask
 
     inputs = write_batch(tmp_path / "in", count=3)
     model = TileSizedDetector()
-    monkeypatch.setattr(predict_module, "load_checkpoint_model",
-                        lambda path, trust=False: (model, oracle_hparams(input_size=64)))
+    use_model(monkeypatch, model, oracle_info(input_size=64))
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(inputs),
                  "--score-threshold", "0"]) == 0

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from rockdet.predict.tiling import merge_detections, shift_boxes, tile_windows
+from rockdet.predict.merge import merge_detections
+from rockdet.predict.tiling import shift_boxes, tile_windows
 
 
 @pytest.mark.parametrize("height, width, tile, overlap", [
@@ -68,7 +69,7 @@ def test_separate_rocks_are_not_merged():
 
 def brute_force_merge(boxes, scores, threshold, method):
     """Reference: the same greedy rule, written plainly with the full overlap matrix."""
-    from rockdet.predict.tiling import box_ios
+    from rockdet.predict.merge import box_ios
 
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     order = sorted(range(len(boxes)), key=lambda i: (-float(scores[i]), -float(areas[i])))

@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from conftest import CONFIGS, tiny_train_overrides
 from torchvision.ops import box_iou
 
 from rockdet.cli.main import main
-from rockdet.models import load_checkpoint_model
+from rockdet.models import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +42,8 @@ def test_train_writes_run_folder(trained_run):
 
 
 def test_checkpoint_loads_for_inference_and_evaluate(trained_run, synthetic_data, tmp_path, capsys):
-    model, hparams = load_checkpoint_model(trained_run / "checkpoints" / "best.ckpt")
-    assert hparams["model"]["arch"] == "fasterrcnn_mobilenet_v3_large_fpn"
+    model, info = load_model(trained_run / "checkpoints" / "best.ckpt")
+    assert info.arch == "fasterrcnn_mobilenet_v3_large_fpn" and info.input_size == 96
     with torch.no_grad():
         model([torch.rand(3, 96, 96)])
     out = tmp_path / "metrics.json"
@@ -55,6 +56,19 @@ def test_checkpoint_loads_for_inference_and_evaluate(trained_run, synthetic_data
     assert set(result["metrics"]) >= {"map", "map_50", "map_small", "recall_50", "recall_at_score"}
     assert len(result["pr_curve"]["recall"]) == 101
     assert (tmp_path / "metrics_pr.png").is_file()
+
+
+def test_training_writes_a_weights_only_model_file_that_predicts_as_the_checkpoint(trained_run, synthetic_data):
+    from rockdet import Predictor
+
+    model_file, checkpoint = trained_run / "model.pt", trained_run / "checkpoints" / "best.ckpt"
+    assert json.loads((trained_run / "summary.json").read_text())["model_file"] == str(model_file)
+    # No optimizer state: a third of the checkpoint (AdamW keeps two moments per weight).
+    assert model_file.stat().st_size < 0.5 * checkpoint.stat().st_size
+    image = next(Path(synthetic_data["val"]).parent.glob("*.png"))
+    from_file = Predictor.load(model_file, score_threshold=0.01)(image)
+    from_checkpoint = Predictor.load(checkpoint, score_threshold=0.01)(image)
+    assert from_file.rows() == from_checkpoint.rows() and from_file.context["arch"] == from_checkpoint.context["arch"]
 
 
 def test_resume_continues_from_saved_step(trained_run, synthetic_data):

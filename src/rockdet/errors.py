@@ -51,3 +51,12 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, RockdetError):
         return exception_reason(exc).split(": ", 1)[-1]
     return exception_reason(exc, with_type=True)
+
+
+class SettingsError(RockdetError):
+    """A setting given by field name (a Python call) has a bad value; ``key`` names the field so a
+    command line can name its own flag instead."""
+
+    def __init__(self, key: str, detail: str, value=None):
+        super().__init__(f"{key}: {detail}")
+        self.key, self.detail, self.value = key, detail, value

@@ -181,12 +181,18 @@ def check_finite(value: Any, key: str = "") -> None:
         check_finite(item, f"{key}[{name}]" if isinstance(name, int) else f"{key}.{name}" if key else str(name))
 
 
-def first_problem(exc: ValidationError, cls: type[Settings]) -> KeyProblem:
-    """pydantic's first problem as (key, detail), for checks of a free mapping's values."""
-    loc = exc.errors()[0]["loc"]
+def first_problem(exc: ValidationError, cls: type[BaseModel]) -> KeyProblem:
+    """pydantic's first problem as (key, detail): for checks of a free mapping's values, and
+    settings made from keywords, where the caller names the key its own way."""
+    first = exc.errors()[0]
+    loc = [str(part) for part in _key_path(first["loc"])]
+    problem = first.get("ctx", {}).get("error")
+    if isinstance(problem, KeyProblem):  # a cross-field check names its own key
+        return KeyProblem(".".join(loc + [problem.key]), problem.detail)
     text = describe_validation_error(exc, cls, "")[2:]
-    detail = text.split(": ", 1)[1] if text.startswith(str(loc[0])) and ": " in text else text
-    return KeyProblem(str(loc[0]), detail)  # the key alone, without pydantic's union tags
+    key = loc[0] if loc else ""
+    detail = text.split(": ", 1)[1] if key and text.startswith(key) and ": " in text else text
+    return KeyProblem(key, detail)  # the key alone, without pydantic's union tags
 
 
 def describe_validation_error(exc: ValidationError, cls: type[Settings], source: Path | str) -> str:

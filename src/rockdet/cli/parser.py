@@ -6,11 +6,17 @@ import argparse
 import math
 from pathlib import Path
 
-DESCRIPTION = "rockdet: train, evaluate, predict, pseudo-label, data-report, synth, sfd"
-# Tiles per forward pass. On a CPU, batches beyond a few tiles run slower per tile (cache
-# pressure; docs/BENCHMARKS.md); a GPU wants large batches.
-CPU_TILE_BATCH = 4
-GPU_TILE_BATCH = 16
+from rockdet.predict.settings import CPU_TILE_BATCH, GPU_TILE_BATCH, PredictSettings
+
+DESCRIPTION = "rockdet: train, evaluate, predict, pseudo-label, data-report, synth, sfd, export, report"
+#: Settings whose command-line flag is not their name with dashes.
+FLAGS = {"tile_batch": "--batch-size", "formats": "--format", "wait_for_lock": "--wait",
+         "nested_threshold": "--keep-nested", "sky_fraction": "--keep-on-black", "image": "INPUT"}
+
+
+def flag_of(key: str) -> str:
+    """The command-line flag of a setting (PredictSettings field), for errors that name it."""
+    return FLAGS.get(key, "--" + key.replace("_", "-"))
 
 
 def _count(least: int):
@@ -42,6 +48,10 @@ def _folder(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("give a folder (an empty name would mean the working directory)")
     return Path(text)
+
+
+#: What predict does unless told otherwise (one place: PredictSettings).
+DEFAULTS = PredictSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,10 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--score-threshold", type=float, help="default: the checkpoint's eval threshold")
     predict.add_argument("--tile", type=int, help="tile size in px (default: automatic, at the "
                          "training image size, when an image is larger)")
-    predict.add_argument("--overlap", type=float, default=0.2, help="tile overlap fraction")
-    predict.add_argument("--merge-threshold", type=float, default=0.5)
-    predict.add_argument("--merge-metric", choices=("ios", "iou"), default="ios")
-    predict.add_argument("--merge-method", choices=("nmm", "nms"), default="nmm")
+    predict.add_argument("--overlap", type=float, default=DEFAULTS.overlap, help="tile overlap fraction")
+    predict.add_argument("--merge-threshold", type=float, default=DEFAULTS.merge_threshold)
+    predict.add_argument("--merge-metric", choices=("ios", "iou"), default=DEFAULTS.merge_metric)
+    predict.add_argument("--merge-method", choices=("nmm", "nms"), default=DEFAULTS.merge_method)
     predict.add_argument("--keep-nested", action="store_true", help="keep a detection lying mostly inside "
                          "another (default: the higher-scoring of the two stays; one rock, one row)")
     predict.add_argument("--keep-on-black", action="store_true", help="keep detections on featureless "

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,11 +27,11 @@ from torch import nn
 from rockdet.atomic import atomic_path
 from rockdet.errors import RockdetError, exception_reason
 from rockdet.io.output_guard import check_output_file, refuse_inputs_as_outputs
-from rockdet.models import load_checkpoint_model
-from rockdet.models.archs import has_masks
+from rockdet.models import load_model
 from rockdet.models.inference_head import InferenceHead
+from rockdet.models.info import ModelInfo
 from rockdet.models.sparse_labels import disable_sparse_label_training
-from rockdet.predict.detect import stored_threshold, training_image_size
+from rockdet.predict.runtimes import METADATA_KEY, ONNX_SUFFIXES, TORCHSCRIPT_METADATA_FILE, TORCHSCRIPT_SUFFIXES, load_exported
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,6 @@ SCORE_TOLERANCE = 1e-3
 #: When fewer detections reach the threshold, parity compares this many of the best instead, so a
 #: model that scores low on the parity scene is still checked.
 MIN_PARITY_DETECTIONS = 10
-#: Key of rockdet's metadata: ONNX metadata_props, TorchScript extra file.
-METADATA_KEY = "rockdet"
-TORCHSCRIPT_METADATA_FILE = "rockdet.json"
 #: Seed of the terrain scene the parity check runs on.
 PARITY_SCENE_SEED = 0
 
@@ -72,50 +69,40 @@ class Parity:
                 f"{BOX_TOLERANCE_PX} px, {SCORE_TOLERANCE:g})")
 
 
-def export_metadata(hparams: dict, export_format: str) -> dict[str, Any]:
-    from rockdet import __version__
-
-    return {"format": export_format, "rockdet_version": __version__, "arch": hparams["model"]["arch"],
-            "input_size": training_image_size(hparams),
-            "score_threshold": stored_threshold(hparams),
-            "class_names": list(hparams.get("rock_classes") or ["rock"]),
-            "model": {k: v for k, v in hparams["model"].items() if k not in ("weights", "weights_backbone")},
-            "evaluation": hparams["evaluation"], **({"onnx_opset": ONNX_OPSET} if export_format == "onnx" else {})}
-
-
 def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bool = False,
                       parity_threshold: float | None = None, head: InferenceHead | None = None
-                      ) -> tuple[dict[str, Any], Parity]:
-    """Write ``out`` and return its metadata and the parity check's result (raises if it fails)."""
+                      ) -> tuple[ModelInfo, Parity]:
+    """Write ``out`` and return the ModelInfo it carries and the parity check's result (raises if
+    it fails)."""
     if export_format not in FORMATS:
         raise ExportError(f"--format {export_format}: choose one of {list(FORMATS)}")
     check_export_path(Path(checkpoint), Path(out), export_format)
-    model, hparams = load_checkpoint_model(checkpoint, trust=trust)
+    model, info = load_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
-    metadata = {**export_metadata(hparams, export_format), "head": (head or InferenceHead()).apply(model)}
-    image = parity_image(metadata["input_size"])
+    from rockdet import __version__
+
+    # The export carries the head it was made with; the rockdet that made it writes the file.
+    info = replace(info, head=(head or InferenceHead()).apply(model), rockdet_version=__version__)
+    metadata = info.to_metadata(format=export_format, **({"onnx_opset": ONNX_OPSET} if export_format == "onnx" else {}))
+    image = parity_image(info.input_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as temp:
         if export_format == "onnx":
-            _export_onnx(model, image, temp, metadata)
+            _export_onnx(model, image, temp, info, metadata)
         else:
-            _export_torchscript(model, temp, metadata)
-        from rockdet.predict.runtimes import load_exported
-
-        exported, _ = load_exported(temp, export_format)
-        threshold = metadata["score_threshold"] if parity_threshold is None else parity_threshold
+            _export_torchscript(model, temp, info, metadata)
+        exported = load_exported(temp, export_format)
+        threshold = info.operating_threshold if parity_threshold is None else parity_threshold
         parity = check_parity(model, exported, image, threshold)
         if not parity.passed:
             raise ExportError(f"{out}: parity check failed: {parity.describe()}; the file was not written")
-    return metadata, parity
+    return info, parity
 
 
 def check_export_path(checkpoint: Path, out: Path, export_format: str) -> None:
     """Refuse, before any work, an ``--out`` that is the checkpoint, that cannot be written, or
     whose suffix is not the format's: predict picks the runtime by suffix, so an ONNX file named
     .ckpt could not be run, and would pass for the checkpoint it may have replaced."""
-    from rockdet.predict.runtimes import ONNX_SUFFIXES, TORCHSCRIPT_SUFFIXES
-
     refuse_inputs_as_outputs([out], [checkpoint])
     suffixes = ONNX_SUFFIXES if export_format == "onnx" else TORCHSCRIPT_SUFFIXES
     if out.suffix.lower() not in suffixes:
@@ -146,34 +133,34 @@ class _OneImage(nn.Module):
         return outputs + (detections["masks"],) if self.with_masks else outputs
 
 
-def _export_onnx(model: nn.Module, image: torch.Tensor, path: Path, metadata: dict) -> None:
+def _export_onnx(model: nn.Module, image: torch.Tensor, path: Path, info: ModelInfo, metadata: dict) -> None:
     try:
         import onnx
     except ImportError:
         raise ExportError("ONNX export needs onnx and onnxruntime: pip install 'rockdet[onnx]'") from None
-    outputs = ["boxes", "scores", "labels"] + (["masks"] if has_masks(metadata["arch"]) else [])
+    outputs = ["boxes", "scores", "labels"] + (["masks"] if info.has_masks else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about data-dependent shapes are expected
         try:
-            one_image = _OneImage(model, has_masks(metadata["arch"])).eval()
+            one_image = _OneImage(model, info.has_masks).eval()
             torch.onnx.export(one_image, (image,), str(path), opset_version=ONNX_OPSET, dynamo=False,
                               input_names=["image"], output_names=outputs,
                               dynamic_axes={"image": {1: "height", 2: "width"},
                                             **{name: {0: "detections"} for name in outputs}})
         except Exception as exc:  # torch.onnx raises many kinds for an unsupported graph
-            raise ExportError(f"{metadata['arch']}: ONNX export failed ({exception_reason(exc)})") from None
+            raise ExportError(f"{info.arch}: ONNX export failed ({exception_reason(exc)})") from None
     document = onnx.load(str(path))
     entry = document.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    document.doc_string = f"rockdet {metadata['arch']} rock detector"
+    document.doc_string = f"rockdet {info.arch} rock detector"
     onnx.save(document, str(path))
 
 
-def _export_torchscript(model: nn.Module, path: Path, metadata: dict) -> None:
+def _export_torchscript(model: nn.Module, path: Path, info: ModelInfo, metadata: dict) -> None:
     try:
         scripted = torch.jit.script(model)
     except Exception as exc:
-        raise ExportError(f"{metadata['arch']}: TorchScript export failed ({exception_reason(exc)})") from None
+        raise ExportError(f"{info.arch}: TorchScript export failed ({exception_reason(exc)})") from None
     torch.jit.save(scripted, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
 
 

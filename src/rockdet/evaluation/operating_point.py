@@ -18,7 +18,7 @@ border only takes boxes above the threshold, so a catalog at 0.3 is not the one 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,9 @@ import torch
 
 from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.data.dense_masks import RockMasks
-from rockdet.errors import CheckpointError
 from rockdet.evaluation.quality import RockMask, match_boxes
-from rockdet.predict.detect import EVALUATION_SETTINGS, RawTiles, detect_raw_tensors, training_image_size
+from rockdet.models.info import ThresholdChoice
+from rockdet.predict.detect import EVALUATION_SETTINGS, RawTiles, detect_raw_tensors
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,6 @@ class OperatingCurve:
     recall: np.ndarray
     measure: str
     sources: list[str]
-
-
-@dataclass
-class ThresholdChoice:
-    rule: str  # "best_f1 (dense labels)" | "recall_target (sparse labels)" | "fallback"
-    score_threshold: float
-    precision: float
-    recall: float
-    f1: float
-    sources: list[str]
-    note: str = ""
-    measure: str = BOX_MEASURE
 
 
 def operating_curve(sources: list[ValidationSource], iou: float,
@@ -150,32 +138,18 @@ def detect_source(model: torch.nn.Module, name: str, dense: bool, dataset: RockD
 
 def choose_for_checkpoint(path: Path, validation: list[tuple[str, bool, RockDataset]], recall_target: float,
                           iou: float, fallback: float, masks: list[RockMasks | None] | None = None) -> ThresholdChoice:
-    """Choose the operating point of one checkpoint file and store it in the file. ``masks``:
-    per validation source, its dense rock masks (or None)."""
-    from rockdet.models import load_checkpoint_model
+    """Choose the operating point of one checkpoint (or model file) and store it in the file.
+    ``masks``: per validation source, its dense rock masks (or None)."""
+    from rockdet.models import load_model
+    from rockdet.models.files import store_model_info
 
-    model, hparams = load_checkpoint_model(path)
+    model, info = load_model(path)
     masks = masks or [None] * len(validation)
-    sources = [detect_source(model, name, dense, dataset, training_image_size(hparams), source_masks)
+    sources = [detect_source(model, name, dense, dataset, info.input_size, source_masks)
                for (name, dense, dataset), source_masks in zip(validation, masks)]
     choice = choose_threshold(sources, recall_target, fallback, iou)
-    store_choice(path, choice)
-    return choice
-
-
-def store_choice(path: Path, choice: ThresholdChoice) -> None:
-    """Write the chosen threshold into a checkpoint's saved settings, atomically."""
-    from rockdet.atomic import atomic_path
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds on a damaged file
-        raise CheckpointError(f"{path}: cannot store the chosen threshold ({exc})") from None
-    evaluation = checkpoint.setdefault("hyper_parameters", {}).setdefault("evaluation", {})
-    evaluation["score_threshold"] = choice.score_threshold
-    evaluation["threshold_choice"] = asdict(choice)
-    with atomic_path(path) as temp:
-        torch.save(checkpoint, temp)
-    log.info("%s: operating point %.2f by %s of the %s (precision %.3f, recall %.3f on %s)", path.name,
+    store_model_info(Path(path), info.with_threshold(choice))
+    log.info("%s: operating point %.2f by %s of the %s (precision %.3f, recall %.3f on %s)", Path(path).name,
              choice.score_threshold, choice.rule, choice.measure, choice.precision, choice.recall,
              ", ".join(choice.sources))
+    return choice

@@ -1,4 +1,4 @@
-"""Camera geometry on flat local ground: pixels ↔ ground, rock sizes in metres, imaged area.
+"""A camera from a YAML file on flat local ground: pixels ↔ ground and the ground it images.
 
 Frames. World: origin on the ground below the camera, x right, y forward (horizontal), z up.
 Camera: x right, y down, z along the optical axis. A perspective camera sits at height h, looks
@@ -21,14 +21,13 @@ from typing import Literal
 import numpy as np
 
 from rockdet.errors import ConfigError
+from rockdet.geometry.ground import imaged_ground_area
 from rockdet.typed_yaml import ConfigPath, Settings, read_yaml_mapping, validate_mapping
 
 #: Rays closer to the horizon than this (in the vertical component) do not meet the ground.
 HORIZON_EPSILON = 1e-6
 #: Relative aspect-ratio mismatch tolerated before an image is refused for this camera.
 ASPECT_TOLERANCE = 0.01
-#: Pixel step of the grid used to integrate the imaged ground area.
-AREA_GRID_STEP_PX = 4
 
 
 class CameraConfig(Settings):
@@ -145,6 +144,15 @@ class Camera:
         factor = 1 + self.config.k1 * r2 + self.config.k2 * r2 * r2
         pixels = np.stack([self.fx * x * factor + self.cx, self.fy * y * factor + self.cy], axis=1)
         return pixels, in_front
+
+    def ground_area(self, exclusion: np.ndarray | None = None) -> float:
+        """Ground area in m² the image sees between min_range_m and max_range_m, without the
+        pixels ``exclusion`` marks (non-zero: hardware hiding the ground)."""
+        c = self.config
+        if c.model == "nadir":
+            visible = c.image_width * c.image_height - (int((exclusion > 0).sum()) if exclusion is not None else 0)
+            return float(visible * self.gsd ** 2)
+        return imaged_ground_area(self, c.image_width, c.image_height, c.min_range_m, c.max_range_m, exclusion)
 
     def describe(self) -> dict:
         values = {"model": self.config.model, "name": self.config.name,

@@ -37,7 +37,7 @@ class LoadedImage:
     sha256: str = ""
     #: False where the product marks no data (PDS missing/invalid constants): never a rock.
     valid: np.ndarray | None = None
-    #: The image's own camera model and pose from its label (archives.label_geometry.LabelGeometry).
+    #: The image's own camera model and pose from its label (geometry.frames.LabelGeometry).
     geometry: Any = None
     #: Why a camera model in the label cannot be used, else None.
     geometry_problem: str | None = None
@@ -45,6 +45,13 @@ class LoadedImage:
     @property
     def height(self) -> int:
         return int(self.pixels.shape[0])
+
+    @property
+    def frame(self):
+        """What sizing needs of the image (geometry.sizing.ImageFrame)."""
+        from rockdet.geometry.sizing import ImageFrame
+
+        return ImageFrame(self.width, self.height, self.geometry, self.geometry_problem, self.valid)
 
     @property
     def width(self) -> int:

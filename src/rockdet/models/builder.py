@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import pickle
 import urllib.error
 from functools import partial
 from pathlib import Path
@@ -18,19 +17,18 @@ from torchvision.models.detection.fcos import FCOSClassificationHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 
-from rockdet.errors import CheckpointError, ConfigError, did_you_mean, exception_reason
+from rockdet.errors import CheckpointError, ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, backbone_name, has_masks, is_two_stage
+from rockdet.models.info import ROCK_CLASSES_WITH_BACKGROUND
 from rockdet.models.resnet_fpn import build_resnet_fpn_faster_rcnn
 from rockdet.models.sparse_labels import enable_sparse_label_training
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = 2  # background + rock
+NUM_CLASSES = ROCK_CLASSES_WITH_BACKGROUND
 #: FPN width of torchvision's detectors; rockdet's own small-rock archs may be narrower.
 TORCHVISION_FPN_CHANNELS = 256
 _FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
-#: Longest detail of a weight mismatch in the one-line error; the whole list goes to the log.
-MAX_DETAIL_CHARS = 100
 
 
 def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes: int = NUM_CLASSES,
@@ -193,65 +191,10 @@ def load_backbone_file(model: nn.Module, path: Path) -> None:
     log.info("%s: loaded %d of %d backbone tensors", path, len(matched), len(own))
 
 
-def load_checkpoint_model(path: Path | str, map_location: str | torch.device = "cpu",
-                          trust: bool = False) -> tuple[nn.Module, dict]:
-    """Rebuild the detector saved in a rockdet checkpoint; returns (model in eval mode, hparams).
-
-    The file is read as tensors and plain data only (``weights_only``), so loading it cannot run
-    code; ``trust`` allows full unpickling for a file you made yourself, with a warning."""
-    path = Path(path)
-    checkpoint = _read_checkpoint(path, map_location, trust)
-    hparams = checkpoint.get("hyper_parameters", {})
-    model_config = hparams.get("model")
-    if not isinstance(model_config, dict) or "arch" not in model_config \
-            or not isinstance(checkpoint.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: not a rockdet checkpoint (no model settings saved in it)")
-    settings = {k: v for k, v in model_config.items() if k not in ("weights", "weights_backbone")}
-    unknown = sorted(set(settings) - set(inspect.signature(build_detector).parameters))
-    if unknown:
-        raise CheckpointError(f"{path}: unknown model setting(s) {unknown}; was it made by a newer "
-                              f"rockdet, or edited by hand?")
-    model = build_detector(**settings)
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        log.error("%s: %s", path, exc)  # the full list of mismatches, for whoever needs it
-        # torch's first line names the module; the second the first mismatch.
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = lines[1] if len(lines) > 1 else exception_reason(exc)
-        raise CheckpointError(f"{path}: weights do not fit {settings['arch']} "
-                              f"({detail[:MAX_DETAIL_CHARS]}{'...' if len(detail) > MAX_DETAIL_CHARS else ''}"
-                              f"; details in the log)") from None
-    return model.eval(), hparams
-
-
-def _read_checkpoint(path: Path, map_location, trust: bool = False) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if trust:
-        log.warning("%s: loading with full unpickling (--trust-checkpoint): the file can run code", path)
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        # torch names the class it refused ("GLOBAL module.name"); anything else is a bad file.
-        if trust or "GLOBAL" not in str(exc):
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                                  f"({exc.__class__.__name__})") from None  # its text is torch's advice
-        raise CheckpointError(f"{path}: holds Python objects beyond tensors and plain data, and "
-                              f"unpickling them could run code; refused. If you made this file, "
-                              f"pass --trust-checkpoint") from None
-    except Exception as exc:  # torch raises many types for a bad file
-        reason = exception_reason(exc, with_type=True, limit=MAX_DETAIL_CHARS)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path}: checkpoint holds a {type(checkpoint).__name__}, not a dict")
-    return checkpoint
-
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    checkpoint = _read_checkpoint(Path(path), "cpu")
+    from rockdet.models.files import read_torch_file
+
+    checkpoint = read_torch_file(Path(path))
     if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], dict):
         return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
     if "model" in checkpoint and isinstance(checkpoint["model"], dict):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from rockdet.errors import RockdetError
+from rockdet.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,9 @@ class InferenceHead:
     detections: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("proposals", "detections"):
-            value = getattr(self, name)
+        for key, value in (("proposals", self.proposals), ("detections_per_tile", self.detections)):
             if value is not None and value < 1:
-                raise RockdetError(f"--{name}: give at least 1, got {value}")
+                raise SettingsError(key, f"give at least 1, got {value}", value)
 
     def apply(self, model: nn.Module) -> dict[str, int]:
         """Set the head on a torchvision detector in place; returns what it now uses."""
@@ -42,11 +41,12 @@ class InferenceHead:
                     "detections": model.roi_heads.detections_per_img}
         if not hasattr(model, "detections_per_img"):  # not a torchvision detector: nothing to set
             if self != InferenceHead():
-                raise RockdetError("--proposals/--detections-per-tile apply to torchvision detectors")
+                raise SettingsError("proposals" if self.proposals is not None else "detections_per_tile",
+                                    "applies to torchvision detectors")
             return {}
         if self.proposals is not None:
-            raise RockdetError("--proposals applies to two-stage detectors (Faster/Mask R-CNN); "
-                               "RetinaNet and FCOS have no proposals")
+            raise SettingsError("proposals", "applies to two-stage detectors (Faster/Mask R-CNN); RetinaNet and "
+                                             "FCOS have no proposals", self.proposals)
         if self.detections is not None:
             model.detections_per_img = self.detections
         return {"detections": model.detections_per_img}

@@ -1,1 +1,2 @@
-"""From pixels to rocks: settings, tiling, the detector's runtimes, catalog rules, and batch runs."""
+"""From pixels to rocks: one settings object, tiling, the detector's runtimes, the catalog rules, the
+Predictor (the Python API) and batch runs."""

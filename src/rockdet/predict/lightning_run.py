@@ -1,7 +1,7 @@
-"""`rockdet predict` as a Lightning prediction run: one catalog per image, resumable, any devices.
+"""A batch of images as a Lightning prediction run: one catalog per image, any devices.
 
 Images are decoded in DataLoader workers and cut into tiles that are batched across images;
-`Trainer.predict` runs the model on one or many devices (DDP shards the images by rank); a
+`Trainer.predict` runs the detector on one or many devices (DDP shards the images by rank); a
 prediction-writer callback merges each image's tiles and writes its catalog atomically as soon as
 its last tile is back. A broken image is recorded and the batch goes on.
 """
@@ -9,8 +9,7 @@ its last tile is back. A broken image is recorded and the batch goes on.
 from __future__ import annotations
 
 import logging
-import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterator
 
@@ -21,31 +20,31 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from rockdet.catalog.files import ImageCatalog, write_catalog
+from rockdet.catalog.catalog import write_catalog
+from rockdet.catalog.layout import OutputLayout
 from rockdet.console import progress_interval
 from rockdet.errors import RockdetError, failure_reason
+from rockdet.geometry.sizing import ImageFrame
 from rockdet.io.images import read_image
 from rockdet.io.inputs import InputImage, file_sha256
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
-from rockdet.predict.detect import (
-    PredictSettings,
-    TileBatch,
-    TileDetections,
-    merge_tiles,
-    run_model,
-    tile_batches,
-    to_image_coordinates,
-)
+from rockdet.predict.detect import run_model
 from rockdet.predict.featureless import drop_featureless
-from rockdet.predict.job import PredictRun
-from rockdet.report.overlays import shrink_for_thumbnail, write_thumbnail
+from rockdet.predict.merge import TileDetections, merge_tiles, to_image_coordinates
+from rockdet.predict.predictor import Predictor
+from rockdet.predict.settings import PredictSettings
+from rockdet.predict.summary import CatalogDigest, Outcome
+from rockdet.predict.tiling import TileBatch, tile_batches
+from rockdet.report.overlays import shrink_for_thumbnail, write_overlay, write_thumbnail
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ImageMeta:
-    job: InputImage
+    """One input image as decoded for the run: what its catalog needs besides its rocks."""
+
+    image: InputImage
     width: int
     height: int
     sha256: str
@@ -59,68 +58,66 @@ class ImageMeta:
     #: The image shrunk for the report's thumbnail, and the scale applied (None: no thumbnail).
     thumbnail: np.ndarray | None = None
     thumbnail_scale: float = 1.0
+    #: The decoded pixels, kept for the overlay when one is asked for (decoded once).
+    pixels: np.ndarray | None = None
     #: Why reading the image failed after its first tiles were cut (windowed frames), else None.
     failure: str | None = None
 
+    @property
+    def path(self):
+        return self.image.path
 
-@dataclass
-class Outcome:
-    """What happened to one image, for summary.json."""
-
-    image: str
-    status: str  # done | skipped | failed
-    reason: str | None = None
-    rocks: int = 0
-    notes: list[str] = field(default_factory=list)
+    @property
+    def frame(self) -> ImageFrame:
+        return ImageFrame(self.width, self.height, self.geometry, self.geometry_problem, self.valid)
 
 
 class TileStream(IterableDataset):
-    """Decodes this worker's share of the images and yields their tile batches
-    (``inference.tile_batches``); images that cannot be read travel as ``failed`` outcomes."""
+    """Decodes this worker's share of the images and yields their tile batches (tiling.tile_batches);
+    images that cannot be read travel as ``failed`` outcomes."""
 
-    def __init__(self, jobs: list[InputImage], settings: PredictSettings, input_size: int,
+    def __init__(self, images: list[InputImage], settings: PredictSettings, input_size: int, tiles_per_batch: int,
                  rank: int = 0, world_size: int = 1):
-        self.jobs, self.settings, self.input_size = jobs, settings, input_size
-        self.rank, self.world_size = rank, world_size
+        self.images, self.settings, self.input_size = images, settings, input_size
+        self.tiles_per_batch, self.rank, self.world_size = tiles_per_batch, rank, world_size
 
     def __iter__(self) -> Iterator[TileBatch]:
         worker = get_worker_info()
         shard, shards = _shard(self.rank, self.world_size, worker.id if worker else 0,
                                worker.num_workers if worker else 0)
         failed: list[Outcome] = []
-        for batch in tile_batches(self._decoded(self.jobs[shard::shards], failed), self.settings,
-                                  self.input_size):
+        for batch in tile_batches(self._decoded(self.images[shard::shards], failed), self.settings,
+                                  self.input_size, self.tiles_per_batch):
             batch.failed = failed.copy()
             failed.clear()  # in place: the decoding generator appends to this very list
             yield batch
         if failed:
             yield TileBatch(failed=failed)
 
-    @staticmethod
-    def _decoded(jobs: list[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, Any]]:
-        for job in jobs:
-            if is_windowed_tiff(job.path):
-                yield from _windowed(job, failed)
+    def _decoded(self, images: list[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, Any]]:
+        for image in images:
+            if is_windowed_tiff(image.path):
+                yield from _windowed(image, failed)
                 continue
             try:
-                image = read_image(job.path)
-                small, scale = shrink_for_thumbnail(image.pixels)
+                loaded = read_image(image.path)
+                small, scale = shrink_for_thumbnail(loaded.pixels)
             except Exception as exc:  # one image, one outcome: whatever it raises is its reason
-                failed.append(Outcome(job.key, "failed", failure_reason(exc)))
+                failed.append(Outcome(image.key, "failed", failure_reason(exc)))
                 continue
-            yield ImageMeta(job, image.width, image.height, image.sha256, image.notes, image.valid,
-                            image.geometry, image.geometry_problem, thumbnail=small,
-                            thumbnail_scale=scale), image.pixels
+            yield ImageMeta(image, loaded.width, loaded.height, loaded.sha256, loaded.notes, loaded.valid,
+                            loaded.geometry, loaded.geometry_problem, thumbnail=small, thumbnail_scale=scale,
+                            pixels=loaded.pixels if self.settings.overlay else None), loaded.pixels
 
 
-def _windowed(job: InputImage, failed: list[Outcome]) -> Iterator[tuple[ImageMeta, WindowedTiff]]:
+def _windowed(image: InputImage, failed: list[Outcome]) -> Iterator[tuple[ImageMeta, WindowedTiff]]:
     """A tiled TIFF as windows: its tiles are cut (and decoded) while this generator waits at
     the yield, so the file is closed as soon as the image's last tile is out."""
     try:
-        frame = WindowedTiff(job.path)
-        meta = ImageMeta(job, frame.width, frame.height, file_sha256(job.path) or "", frame.notes, windowed=True)
+        frame = WindowedTiff(image.path)
+        meta = ImageMeta(image, frame.width, frame.height, file_sha256(image.path) or "", frame.notes, windowed=True)
     except Exception as exc:  # one image, one outcome
-        failed.append(Outcome(job.key, "failed", failure_reason(exc)))
+        failed.append(Outcome(image.key, "failed", failure_reason(exc)))
         return
     try:
         yield meta, GuardedWindows(frame, meta)
@@ -163,15 +160,18 @@ def images_in_share(images: int, rank: int, world_size: int, workers: int) -> in
 
 
 class PredictModule(pl.LightningModule):
-    def __init__(self, model: torch.nn.Module, images: list[InputImage], run: PredictRun):
+    def __init__(self, predictor: Predictor, images: list[InputImage]):
         super().__init__()
-        self.model = model.eval()
-        self.images, self.run = images, run
+        self.model = predictor.detector.eval()
+        self.predictor, self.images = predictor, images
 
     def predict_dataloader(self) -> DataLoader:
-        stream = TileStream(self.images, self.run.settings, self.run.input_size,
-                            self.trainer.global_rank, self.trainer.world_size)
-        return DataLoader(stream, batch_size=None, num_workers=self.run.job.workers,
+        predictor = self.predictor
+        on_gpu = self.device.type == "cuda"
+        stream = TileStream(self.images, predictor.settings, predictor.input_size,
+                            predictor.settings.tiles_per_batch(on_gpu), self.trainer.global_rank,
+                            self.trainer.world_size)
+        return DataLoader(stream, batch_size=None, num_workers=predictor.settings.workers,
                           collate_fn=lambda batch: batch)
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
@@ -180,7 +180,7 @@ class PredictModule(pl.LightningModule):
     def predict_step(self, batch: TileBatch, batch_idx: int) -> list[dict[str, torch.Tensor]]:
         if not batch.tiles:
             return []
-        settings = self.run.settings
+        settings = self.predictor.settings
         return drop_featureless(run_model(self.model, batch.tiles, self.device), batch.tiles,
                                 [window for _, window in batch.owners], settings.sky_level, settings.sky_fraction)
 
@@ -188,9 +188,9 @@ class PredictModule(pl.LightningModule):
 class CatalogWriter(BasePredictionWriter):
     """Merges each image's tiles when the last one is back, and writes its catalog."""
 
-    def __init__(self, run: PredictRun, images: int):
+    def __init__(self, predictor: Predictor, layout: OutputLayout, images: int):
         super().__init__(write_interval="batch")
-        self.run, self.images = run, images
+        self.predictor, self.layout, self.images = predictor, layout, images
         self.parts: dict[str, list[TileDetections]] = {}
         self.outcomes: list[Outcome] = []
         self.progress: tqdm | None = None
@@ -198,7 +198,7 @@ class CatalogWriter(BasePredictionWriter):
     def on_predict_start(self, trainer, pl_module) -> None:
         # Counted in images, not tile batches, so a long run shows how many are left and when it
         # ends. In a multi-device run the first process shows its own share.
-        share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.run.job.workers)
+        share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.predictor.settings.workers)
         self.progress = tqdm(total=share, unit="image", desc="Predicting", dynamic_ncols=True,
                              disable=not trainer.is_global_zero, mininterval=progress_interval())
 
@@ -211,92 +211,77 @@ class CatalogWriter(BasePredictionWriter):
         self.outcomes += batch.failed
         for outcome in batch.failed:
             log.warning("%s: %s", outcome.image, outcome.reason)
+        threshold = self.predictor.settings.score_threshold
         for (meta, window), output in zip(batch.owners, prediction):
-            self.parts.setdefault(meta.job.key, []).append(
-                to_image_coordinates(output, window, self.run.settings.score_threshold))
+            self.parts.setdefault(meta.image.key, []).append(to_image_coordinates(output, window, threshold))
         for meta, tiles in batch.finished:
+            key = meta.image.key
             if meta.failure is not None:  # its pixels stopped coming mid-image
-                self.parts.pop(meta.job.key, None)
-                log.warning("%s: %s", meta.job.key, meta.failure)
-                self.outcomes.append(Outcome(meta.job.key, "failed", meta.failure))
+                self.parts.pop(key, None)
+                log.warning("%s: %s", key, meta.failure)
+                self.outcomes.append(Outcome(key, "failed", meta.failure))
                 continue
             try:
-                self._finish(meta, tiles)
+                self.outcomes.append(self._finish(meta, tiles))
             except Exception as exc:  # sizing, catalog, overlay: this image fails, the batch goes on
-                self.parts.pop(meta.job.key, None)
+                self.parts.pop(key, None)
                 reason = f"writing outputs failed: {exc}" if isinstance(exc, (OSError, RockdetError)) \
                     else failure_reason(exc)
-                log.warning("%s: %s", meta.job.key, reason)
-                self.outcomes.append(Outcome(meta.job.key, "failed", reason))
+                log.warning("%s: %s", key, reason)
+                self.outcomes.append(Outcome(key, "failed", reason))
         if self.progress is not None:
             self.progress.set_postfix(rocks=sum(o.rocks for o in self.outcomes),
                                       failed=sum(o.status == "failed" for o in self.outcomes), refresh=False)
             self.progress.update(len(batch.failed) + len(batch.finished))
 
-    def _finish(self, meta: ImageMeta, tiles: int) -> None:
-        parts = self.parts.pop(meta.job.key, [])
-        run = self.run
-        rocks = drop_rocks_on_no_data(merge_tiles(parts, run.settings), meta.valid)
-        geometry = run.sizer(rocks, meta) if run.sizer is not None else None
-        notes = meta.notes + ([geometry["geometry_note"]] if geometry and geometry.get("geometry_note") else [])
-        if run.job.overlay and meta.windowed:
-            notes.append("no overlay for a windowed frame (it would need the whole image in memory)")
-        catalog = ImageCatalog(str(meta.job.path), meta.width, meta.height, meta.sha256, rocks,
-                               with_masks=run.with_masks, with_geometry=geometry is not None,
-                               context={**run.context, "source": str(meta.job.path.resolve()),
-                                        "tiles": tiles, "image_notes": notes, **(geometry or {})})
-        if run.job.overlay and not meta.windowed:
-            from rockdet.report.overlays import write_overlay
-
-            write_overlay(meta.job.path, rocks, run.layout.overlay_file(meta.job.key))
+    def _finish(self, meta: ImageMeta, tiles: int) -> Outcome:
+        key, settings = meta.image.key, self.predictor.settings
+        if settings.overlay and meta.windowed:
+            meta.notes.append("no overlay for a windowed frame (it would need the whole image in memory)")
+        catalog = self.predictor.catalog_of(meta, merge_tiles(self.parts.pop(key, []), settings), tiles)
+        if settings.overlay and meta.pixels is not None:
+            write_overlay(meta.pixels, catalog.rocks, self.layout.overlay_file(key))
         if meta.thumbnail is not None:
-            write_thumbnail(meta.thumbnail, meta.thumbnail_scale, rocks, run.layout.thumbnail_file(meta.job.key))
-        write_catalog(catalog, partial(run.layout.catalog_file, meta.job.key), run.job.formats)
-        self.outcomes.append(Outcome(meta.job.key, "done", rocks=len(rocks), notes=notes))
+            write_thumbnail(meta.thumbnail, meta.thumbnail_scale, catalog.rocks, self.layout.thumbnail_file(key))
+        write_catalog(catalog, partial(self.layout.catalog_file, key), settings.image_formats)
+        return Outcome(key, "done", rocks=len(catalog.rocks), notes=list(catalog.context["image_notes"]),
+                       digest=CatalogDigest.of(key, catalog))
 
 
-def drop_rocks_on_no_data(rocks: list, valid: np.ndarray | None) -> list:
-    """Rocks whose box centre lies on a pixel the product marks as no data are not rocks;
-    the rest are numbered again from 1."""
-    if valid is None or not rocks:
-        return rocks
-    height, width = valid.shape
-    kept = [rock for rock in rocks
-            if valid[min(int((rock.y_min + rock.y_max) / 2), height - 1), min(int((rock.x_min + rock.x_max) / 2), width - 1)]]
-    for number, rock in enumerate(kept, start=1):
-        rock.rock_id = number
-    return kept
+def lightning_devices(settings: PredictSettings) -> tuple[str, int | list[int]]:
+    """(accelerator, devices) for Lightning from ``device`` and ``devices``."""
+    device, count = settings.device, settings.devices
+    if device == "cpu":
+        return "cpu", count  # several CPU processes: DDP over gloo, mainly for testing
+    if device.startswith("cuda"):
+        from rockdet.predict.predictor import resolve_device
+
+        wanted = [int(device.split(":", 1)[1])] if ":" in device else list(range(count))
+        for index in wanted:
+            resolve_device(f"cuda:{index}")  # one SettingsError when the GPU is not there
+        return "gpu", wanted if ":" in device else count
+    return "auto", count
 
 
-def run_prediction(model: torch.nn.Module, images: list[InputImage], run: PredictRun
-                   ) -> tuple[list[Outcome], bool]:
-    """Run the model over ``images`` with Lightning; returns every process's outcomes and
-    whether this is the first process (the one that writes the batch summary)."""
-    writer = CatalogWriter(run, len(images))
-    module = PredictModule(model, images, run)
-    devices = run.job.devices
+def run_prediction(predictor: Predictor, images: list[InputImage], layout: OutputLayout) -> tuple[list[Outcome], bool]:
+    """Run the detector over ``images`` with Lightning; returns every process's outcomes and
+    whether this is the first process (the one that writes the batch files)."""
+    writer = CatalogWriter(predictor, layout, len(images))
+    module = PredictModule(predictor, images)
+    accelerator, devices = lightning_devices(predictor.settings)
     strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
     # The writer's bar counts images; Lightning's would count tile batches of unknown number.
-    trainer = pl.Trainer(accelerator=run.job.accelerator, devices=devices, strategy=strategy, logger=False,
-                        callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
-                        enable_progress_bar=False)
+    trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
+                         callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
+                         enable_progress_bar=False)
     trainer.predict(module, return_predictions=False)
     return _gather(writer.outcomes), trainer.is_global_zero
 
 
 def _gather(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes of all DDP processes (rocks stay in the catalog files, not in memory)."""
+    """Outcomes (with their catalogs' digests) of all DDP processes."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return outcomes
     gathered: list = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(gathered, outcomes)
     return [outcome for part in gathered for outcome in part]
-
-
-def environment() -> dict[str, str]:
-    import torchvision
-
-    from rockdet import __version__
-
-    return {"rockdet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "pytorch_lightning": pl.__version__, "python": platform.python_version(), "numpy": np.__version__}

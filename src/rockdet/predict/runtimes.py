@@ -1,48 +1,109 @@
-"""Where a detector runs: the PyTorch checkpoint, or an exported file (ONNX Runtime or OpenVINO for
-.onnx, TorchScript).
+"""Where a detector runs: PyTorch (a checkpoint or model.pt), or an exported file (ONNX Runtime or
+OpenVINO for .onnx, TorchScript).
 
-Every runtime is a callable over a list of tile tensors [3, H, W] returning torchvision's output
-dicts (boxes, scores, labels[, masks]), so tiling, merging, catalogs, resume and camera sizing
-stay one code path (inference.run_model) whatever runs the model.
+Every runtime is a Detector: a module called over a list of tile tensors [3, H, W] that returns
+torchvision's output dicts (boxes, scores, labels[, masks]), with the model's ModelInfo, the head
+it runs with and how it runs. Tiling, merging, catalogs, resume and camera sizing stay one code
+path (detect.run_model) whatever runs the model.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rockdet.errors import CheckpointError, exception_reason
+from rockdet.errors import CheckpointError, SettingsError, exception_reason
+from rockdet.models.info import ModelInfo
 
 ONNX_SUFFIXES = (".onnx",)
-TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts", ".pt")
+TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts")
 #: ONNX Runtime providers tried in order; the CUDA one only where that build is installed.
 ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-OUTPUT_NAMES = ("boxes", "scores", "labels", "masks")
-#: Runtimes for an exported .onnx file (predict --runtime).
-ONNX_RUNTIMES = ("onnxruntime", "openvino")
+#: Where an export keeps rockdet's metadata: an ONNX metadata_props key, a TorchScript extra file.
+METADATA_KEY = "rockdet"
+TORCHSCRIPT_METADATA_FILE = "rockdet.json"
+
+
+class Detector(nn.Module):
+    """A detector ready to run over tiles, whatever runs it."""
+
+    def __init__(self, info: ModelInfo, head: dict[str, int] | None = None):
+        super().__init__()
+        self.info = info
+        #: Proposals and detections per tile it runs with (recorded in every catalog).
+        self.head = dict(head or {})
+
+    def describe(self) -> str:
+        """How it runs, for catalogs and the summary (e.g. "ONNX Runtime CPUExecutionProvider")."""
+        raise NotImplementedError
+
+
+class TorchDetector(Detector):
+    """A torchvision detector in PyTorch, in its inference form unless run as trained."""
+
+    def __init__(self, model: nn.Module, info: ModelInfo, form: str, head: dict[str, int]):
+        super().__init__(info, head)
+        self.model, self.form = model, form
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return self.model(images)
+
+    def describe(self) -> str:
+        return self.form
 
 
 def exported_format(path: Path) -> str | None:
-    suffix = path.suffix.lower()
+    """"onnx" or "torchscript" for an exported file, None for a checkpoint or model file. A .pt
+    is a TorchScript archive (rockdet 0.1.0 exported them so) when it holds scripted code."""
+    suffix = Path(path).suffix.lower()
     if suffix in ONNX_SUFFIXES:
         return "onnx"
     if suffix in TORCHSCRIPT_SUFFIXES:
         return "torchscript"
+    if suffix == ".pt" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(name.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for name in archive.namelist()):
+                return "torchscript"
     return None
 
 
-class OnnxDetector(nn.Module):
+def load_detector(path: Path | str, runtime: str = "onnxruntime", trust: bool = False, as_trained: bool = False,
+                  proposals: int | None = None, detections: int | None = None, threads: int | None = None) -> Detector:
+    """The detector a file holds, ready to run: a checkpoint or model.pt in PyTorch (its
+    inference form unless ``as_trained``), an exported .torchscript in TorchScript, an .onnx in
+    ``runtime`` (onnxruntime or openvino). ``proposals``/``detections`` set the head per tile of
+    a PyTorch model; an export's head was fixed when it was exported."""
+    path = Path(path)
+    if exported_format(path) is not None:
+        if proposals is not None or detections is not None:
+            raise SettingsError("proposals" if proposals is not None else "detections_per_tile",
+                                f"{path.name} is an exported model, whose head is fixed at export; pass it "
+                                f"to `rockdet export` instead")
+        return load_exported(path, threads=threads, runtime=runtime)
+    if runtime != "onnxruntime":
+        raise SettingsError("runtime", f"{runtime} runs exported .onnx files; export {path.name} first with "
+                                       f"`rockdet export`")
+    from rockdet.models import load_model, to_inference_form
+    from rockdet.models.inference_head import InferenceHead
+
+    model, info = load_model(path, trust=trust)
+    head = InferenceHead(proposals, detections).apply(model)
+    form = "as trained" if as_trained else to_inference_form(model).describe()
+    return TorchDetector(model, info, form, head)
+
+
+class OnnxDetector(Detector):
     """An exported detector in ONNX Runtime, called like the torchvision model (one session run
     per tile: the graph takes one image of any size)."""
 
-    def __init__(self, session, metadata: dict[str, Any]):
-        super().__init__()
-        self.session, self.metadata = session, metadata
+    def __init__(self, session, info: ModelInfo):
+        super().__init__(info, info.head)
+        self.session = session
         self.input_name = session.get_inputs()[0].name
         self.output_names = [output.name for output in session.get_outputs()]
 
@@ -57,13 +118,13 @@ class OnnxDetector(nn.Module):
         return f"ONNX Runtime {self.session.get_providers()[0]}"
 
 
-class OpenVinoDetector(nn.Module):
+class OpenVinoDetector(Detector):
     """An exported detector compiled by OpenVINO for the CPU (Intel's runtime; on this project's
     CPU it ran the demo detector 1.8x faster than ONNX Runtime, docs/BENCHMARKS.md)."""
 
-    def __init__(self, compiled, metadata: dict[str, Any]):
-        super().__init__()
-        self.compiled, self.metadata = compiled, metadata
+    def __init__(self, compiled, info: ModelInfo):
+        super().__init__(info, info.head)
+        self.compiled = compiled
         self.output_names = [output.get_any_name() for output in compiled.outputs]
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
@@ -78,12 +139,12 @@ class OpenVinoDetector(nn.Module):
         return "OpenVINO CPU"
 
 
-class TorchScriptDetector(nn.Module):
+class TorchScriptDetector(Detector):
     """A scripted torchvision detector; scripted detection models return (losses, detections)."""
 
-    def __init__(self, module: torch.jit.ScriptModule, metadata: dict[str, Any], path: Path | None = None):
-        super().__init__()
-        self.module, self.metadata, self.path = module, metadata, path
+    def __init__(self, module: torch.jit.ScriptModule, info: ModelInfo, path: Path | None = None):
+        super().__init__(info, info.head)
+        self.module, self.path = module, path
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         output = self.module(images)
@@ -99,30 +160,29 @@ class TorchScriptDetector(nn.Module):
 
 
 def load_exported(path: Path | str, export_format: str | None = None, threads: int | None = None,
-                  runtime: str = "onnxruntime") -> tuple[nn.Module, dict[str, Any]]:
-    """(detector, hparams as a checkpoint would give them) from an exported file; an .onnx file
-    runs in ``runtime`` (onnxruntime or openvino)."""
+                  runtime: str = "onnxruntime") -> Detector:
+    """The detector of an exported file; an .onnx file runs in ``runtime`` (onnxruntime or openvino)."""
     path = Path(path)
     export_format = export_format or exported_format(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: model file not found")
     if runtime == "openvino" and export_format != "onnx":
-        raise CheckpointError(f"{path}: --runtime openvino runs exported .onnx files, and this is "
-                              f"{export_format or 'not an exported model'}; export it with --format onnx")
+        raise SettingsError("runtime", f"openvino runs exported .onnx files, and {path.name} is "
+                                       f"{export_format or 'not an exported model'}; export it as onnx")
     if export_format == "onnx" and runtime == "openvino":
         detector = _load_openvino(path, threads)
     elif export_format == "onnx":
         detector = _load_onnx(path, threads)
     elif export_format == "torchscript":
-        extra = {"rockdet.json": ""}
+        extra = {TORCHSCRIPT_METADATA_FILE: ""}
         try:
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as exc:
             raise CheckpointError(f"{path}: not a readable TorchScript file ({exception_reason(exc)})") from None
-        detector = TorchScriptDetector(module.eval(), _metadata(path, extra["rockdet.json"]), path)
+        detector = TorchScriptDetector(module.eval(), _info(path, extra[TORCHSCRIPT_METADATA_FILE]), path)
     else:
         raise CheckpointError(f"{path}: unknown model file type; give a .ckpt, .onnx or .torchscript file")
-    return detector.eval(), _hparams(detector.metadata)
+    return detector.eval()
 
 
 def _load_onnx(path: Path, threads: int | None) -> OnnxDetector:
@@ -139,11 +199,9 @@ def _load_onnx(path: Path, threads: int | None) -> OnnxDetector:
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable ONNX model ({exception_reason(exc)})") from None
-    raw = session.get_modelmeta().custom_metadata_map.get("rockdet", "")
-    metadata = _metadata(path, raw)
-    _check_graph(path, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()],
-                 metadata)
-    return OnnxDetector(session, metadata)
+    info = _info(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, ""))
+    _check_graph(path, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()], info)
+    return OnnxDetector(session, info)
 
 
 def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
@@ -157,62 +215,30 @@ def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
         document = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable ONNX model ({exception_reason(exc)})") from None
-    raw = next((entry.value for entry in document.metadata_props if entry.key == "rockdet"), "")
-    metadata = _metadata(path, raw)
+    info = _info(path, next((entry.value for entry in document.metadata_props if entry.key == METADATA_KEY), ""))
     core = openvino.Core()
     config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
     try:
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as exc:
         raise CheckpointError(f"{path}: OpenVINO cannot compile it ({exception_reason(exc)})") from None
-    _check_graph(path, [i.get_any_name() for i in compiled.inputs],
-                 [o.get_any_name() for o in compiled.outputs], metadata)
-    return OpenVinoDetector(compiled, metadata)
+    _check_graph(path, [i.get_any_name() for i in compiled.inputs], [o.get_any_name() for o in compiled.outputs], info)
+    return OpenVinoDetector(compiled, info)
 
 
-#: What rockdet's metadata must hold, each with the check its value must pass and what it means.
-METADATA_FIELDS = {
-    "model": (lambda v: isinstance(v, dict) and isinstance(v.get("arch"), str), "a mapping with the arch"),
-    "input_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
-    "evaluation": (lambda v: isinstance(v, dict) and _is_score(v.get("score_threshold")),
-                   "a mapping with a score_threshold in 0..1"),
-    "class_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of names"),
-}
-
-
-def _is_score(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
-
-
-def _metadata(path: Path, raw: str | bytes) -> dict[str, Any]:
+def _info(path: Path, raw: str | bytes) -> ModelInfo:
     try:
         metadata = json.loads(raw or "null")
     except (json.JSONDecodeError, UnicodeDecodeError):
         metadata = None
-    if not isinstance(metadata, dict) or "model" not in metadata:
-        raise CheckpointError(f"{path}: carries no rockdet metadata; export it with `rockdet export`")
-    missing = [key for key in METADATA_FIELDS if key not in metadata]
-    if missing:
-        raise CheckpointError(f"{path}: its rockdet metadata lacks {missing}; re-export it with `rockdet export`")
-    for key, (valid, meaning) in METADATA_FIELDS.items():
-        if not valid(metadata[key]):
-            raise CheckpointError(f"{path}: rockdet metadata '{key}' must be {meaning}, got "
-                                  f"{str(metadata[key])[:80]!r}; re-export it with `rockdet export`")
-    return metadata
+    return ModelInfo.from_metadata(metadata, str(path))
 
 
-def _check_graph(path: Path, inputs: list[str], outputs: list[str], metadata: dict[str, Any]) -> None:
+def _check_graph(path: Path, inputs: list[str], outputs: list[str], info: ModelInfo) -> None:
     """The graph is a rockdet export: one image in, boxes, scores and labels out (by name: the
     detector reads its outputs by name), whatever metadata was copied into it."""
-    # models.archs.has_masks, without importing the model builders into an ONNX-only install
-    needed = ["boxes", "scores", "labels"] + (["masks"] if metadata["model"]["arch"].startswith("maskrcnn") else [])
+    needed = ["boxes", "scores", "labels"] + (["masks"] if info.has_masks else [])
     missing = [name for name in needed if name not in outputs]
     if len(inputs) != 1 or missing:
         raise CheckpointError(f"{path}: not a rockdet detector graph (inputs {inputs}, outputs {outputs}; "
                               f"expected one image input and outputs {needed}); export it with `rockdet export`")
-
-
-def _hparams(metadata: dict[str, Any]) -> dict[str, Any]:
-    return {"model": metadata["model"], "input_size": metadata["input_size"],
-            "evaluation": metadata["evaluation"], "rock_classes": metadata["class_names"],
-            "exported": {k: metadata[k] for k in ("format", "rockdet_version") if k in metadata}}

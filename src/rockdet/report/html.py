@@ -1,4 +1,4 @@
-"""report.html: one self-contained page to browse a predict batch, rebuilt from what is on disk.
+"""report.html: one self-contained page to browse a predict batch.
 
 No network and no CDN: the page, a script with one row per image (``report_images.js``, loaded by
 a plain <script> tag, which browsers allow from file:// where fetch() is refused), the size
@@ -14,8 +14,9 @@ import html
 import json
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import quote
 
 from matplotlib.figure import Figure
@@ -42,10 +43,29 @@ ROWS_PER_PAGE = 100
 HISTOGRAM_BINS = 30
 
 
-def write_report(out_dir: Path, documents: list[tuple[str, dict[str, Any]]] | None = None) -> Path:
-    """Write report.html (and its data file and histogram) for the predict batch in ``out_dir``;
-    ``documents`` are its (key, catalog JSON) pairs when the caller has read them already.
-    A damaged folder gives one line (summary.json) or a row marked unreadable (a catalog)."""
+def write_report(out_dir: Path, summary: dict[str, Any], catalogs: Iterable, unreadable: Iterable = ()) -> Path:
+    """Write report.html (and its data file and histogram) for the predict batch in ``out_dir``:
+    its ``summary`` and ``catalogs`` (anything with a key and rock rows, such as the batch's
+    digests), with a row marked unreadable for each (key, reason) in ``unreadable``."""
+    out_dir = Path(out_dir)
+    check_output_folder(out_dir, "report folder")
+    check_output_files_in(out_dir, REPORT_FILES, "report folder")
+    rows, diameters = _image_rows(out_dir, catalogs)
+    rows += [_unreadable_row(key, reason) for key, reason in unreadable]
+    rows.sort(key=lambda row: row["image"])
+    write_text_atomic(out_dir / DATA_FILE, "window.ROCKDET_IMAGES = " + json.dumps(rows, separators=(",", ":")) + ";\n")
+    has_histogram = _write_histogram(diameters, out_dir / HISTOGRAM_FILE)
+    sfd_written = isinstance(summary.get("sfd"), dict) and summary["sfd"].get("status") not in (None, "error")
+    site_map = summary.get("site_map")
+    page = _page(summary, len(rows), has_histogram, sfd_written or (out_dir / SFD_FILES[1]).is_file(),
+                 bool(isinstance(site_map, dict) and site_map.get("written")) or (out_dir / SITE_MAP_FILE).is_file())
+    write_text_atomic(out_dir / REPORT_FILE, page)
+    return out_dir / REPORT_FILE
+
+
+def rebuild_report(out_dir: Path) -> Path:
+    """`rockdet report OUT`: report.html rebuilt from the summary and catalogs on disk. A damaged
+    folder gives one line (summary.json) or a row marked unreadable (a catalog)."""
     out_dir = Path(out_dir)
     summary_path = out_dir / SUMMARY_FILE
     if not summary_path.is_file():
@@ -57,30 +77,26 @@ def write_report(out_dir: Path, documents: list[tuple[str, dict[str, Any]]] | No
     if not isinstance(summary, dict):
         raise RockdetError(f"{summary_path}: not a rockdet predict summary (expected an object, got "
                            f"{type(summary).__name__})")
-    check_output_folder(out_dir, "report folder")
-    check_output_files_in(out_dir, REPORT_FILES, "report folder")
-    documents, unreadable = (documents, []) if documents is not None else _read_catalogs(out_dir)
-    rows, diameters = _image_rows(out_dir, documents)
-    rows += [_unreadable_row(key, reason) for key, reason in unreadable]
-    rows.sort(key=lambda row: row["image"])
-    write_text_atomic(out_dir / DATA_FILE, "window.ROCKDET_IMAGES = " + json.dumps(rows, separators=(",", ":")) + ";\n")
-    has_histogram = _write_histogram(diameters, out_dir / HISTOGRAM_FILE)
-    page = _page(summary, len(rows), has_histogram, (out_dir / SFD_FILES[1]).is_file(),
-                 (out_dir / SITE_MAP_FILE).is_file())
-    write_text_atomic(out_dir / REPORT_FILE, page)
-    return out_dir / REPORT_FILE
+    catalogs, unreadable = _read_catalogs(out_dir)
+    return write_report(out_dir, summary, catalogs, unreadable)
 
 
-def _read_catalogs(out_dir: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, str]]]:
-    """(key, document) of each readable catalog JSON, and (key, reason) of the others."""
-    documents, unreadable, catalogs = [], [], out_dir / CATALOG_DIR
-    for path in sorted(catalogs.rglob("*.json")) if catalogs.is_dir() else []:
-        key = path.relative_to(catalogs).as_posix()[: -len(".json")]
+@dataclass(frozen=True)
+class _CatalogOnDisk:
+    key: str
+    rows: Any
+
+
+def _read_catalogs(out_dir: Path) -> tuple[list[_CatalogOnDisk], list[tuple[str, str]]]:
+    """(key, rocks) of each readable catalog JSON, and (key, reason) of the others."""
+    catalogs, unreadable, folder = [], [], out_dir / CATALOG_DIR
+    for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+        key = path.relative_to(folder).as_posix()[: -len(".json")]
         try:
-            documents.append((key, read_catalog_json(path)))
+            catalogs.append(_CatalogOnDisk(key, read_catalog_json(path).get("rocks", [])))
         except RockdetError as exc:
             unreadable.append((key, str(exc).removeprefix(f"{path}: ")))
-    return documents, unreadable
+    return catalogs, unreadable
 
 
 def link(path: str) -> str:
@@ -113,25 +129,26 @@ def _sizes(rocks: Any) -> tuple[list[float], list[float]]:
     return sizes["diameter_px"], sizes["diameter_m"]
 
 
-def _image_rows(out_dir: Path, documents: list[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[float]]:
+def _image_rows(out_dir: Path, catalogs: Iterable) -> tuple[list[dict[str, Any]], list[float]]:
     rows, diameters = [], []
-    catalogs = out_dir / CATALOG_DIR
-    for key, document in documents:
+    folder = out_dir / CATALOG_DIR
+    for catalog in catalogs:
+        key, rocks = catalog.key, catalog.rows
         try:
-            sizes_px, sizes_m = _sizes(document.get("rocks", []))
+            sizes_px, sizes_m = _sizes(list(rocks) if isinstance(rocks, tuple) else rocks)
         except ValueError as exc:
             rows.append(_unreadable_row(key, str(exc)))
             continue
         diameters += sizes_px
         thumbnail = f"{THUMBNAIL_DIR}/{key}.jpg"
         overlay = f"{OVERLAY_DIR}/{key}.png"
-        catalog = f"{CATALOG_DIR}/{key}.csv" if (catalogs / f"{key}.csv").is_file() else f"{CATALOG_DIR}/{key}.json"
+        listed = f"{CATALOG_DIR}/{key}.csv" if (folder / f"{key}.csv").is_file() else f"{CATALOG_DIR}/{key}.json"
         rows.append({
-            "image": key, "rocks": len(document.get("rocks", [])),
+            "image": key, "rocks": len(rocks),
             "largest_px": round(max(sizes_px), 1) if sizes_px else None,
             "median_px": round(statistics.median(sizes_px), 1) if sizes_px else None,
             "median_m": round(statistics.median(sizes_m), 3) if sizes_m else None,
-            "catalog": link(catalog),
+            "catalog": link(listed),
             "thumbnail": link(thumbnail) if (out_dir / thumbnail).is_file() else None,
             "overlay": link(overlay) if (out_dir / overlay).is_file() else None})
     return rows, diameters

@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 
 from rockdet.atomic import atomic_path
-from rockdet.catalog.files import Rock
+from rockdet.catalog.rock import Rock
 from rockdet.errors import RockdetError
-from rockdet.io.images import read_image
 
 BOX_COLOUR = (255, 170, 0)  # RGB amber: visible on grey regolith and black shadow alike
 
@@ -28,8 +27,8 @@ def draw_overlay(pixels: np.ndarray, rocks: list[Rock]) -> np.ndarray:
     return canvas
 
 
-def write_overlay(image_path: Path, rocks: list[Rock], out_path: Path) -> Path:
-    pixels = read_image(image_path).pixels
+def write_overlay(pixels: np.ndarray, rocks: list[Rock], out_path: Path) -> Path:
+    """The decoded image with every rock's box and id, as PNG."""
     with atomic_path(out_path) as temp:
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(draw_overlay(pixels, rocks), cv2.COLOR_RGB2BGR))
         if not ok:

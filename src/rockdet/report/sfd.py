@@ -1,6 +1,6 @@
 """Write a size-frequency result where people look: sfd.json beside sfd.png.
 
-Kept apart from sfd.py (statistics, no drawing) so imports run one way: this module uses both
+Kept apart from stats.sfd (statistics, no drawing) so imports run one way: this module uses both
 the statistics and the plots, and neither of them knows about the other's caller.
 """
 
@@ -13,7 +13,7 @@ from rockdet.atomic import write_json_atomic
 from rockdet.catalog.layout import SFD_FILES
 from rockdet.errors import RockdetError, exception_reason
 from rockdet.report.plots import plot_sfd
-from rockdet.stats.sfd import SfdResult, load_sizes, sfd_statistics
+from rockdet.stats.sfd import MetricSizes, SfdResult, sfd_statistics
 
 SFD_JSON, SFD_PNG = SFD_FILES
 
@@ -32,10 +32,9 @@ def write_sfd(result: SfdResult, out_dir: Path, left_out: dict | None = None) ->
     return {k: v for k, v in asdict(result).items() if k != "cumulative"}
 
 
-def write_batch_sfd(out_dir: Path) -> dict:
-    """The batch's SFD after predict --camera; a batch without ground area reports why."""
+def write_batch_sfd(out_dir: Path, sizes: MetricSizes) -> dict:
+    """The batch's SFD from the sizes its catalogs hold; a batch without ground area reports why."""
     try:
-        sizes = load_sizes(out_dir)
         result = sfd_statistics(sizes.diameters, sizes.area_m2)
         return {**write_sfd(result, out_dir, sizes.left_out()), "unreadable_catalogs": sizes.unreadable,
                 "invalid_diameters": sizes.invalid_diameters, "absurd_diameters": sizes.absurd_diameters}

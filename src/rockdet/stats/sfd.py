@@ -12,6 +12,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -201,34 +202,44 @@ def load_sizes(path: Path, area_m2: float | None = None) -> MetricSizes:
 
 def _load_folder(path: Path, area_m2: float | None) -> MetricSizes:
     catalogs = path / CATALOG_DIR if (path / CATALOG_DIR).is_dir() else path
-    sizes = MetricSizes([], 0.0)
+    documents, unreadable = [], []
     for document_path in sorted(catalogs.rglob("*.json")):
         if document_path.parent == path and document_path.name in BATCH_FILES:
             continue
         try:
             document = read_catalog_json(document_path)
         except RockdetError as exc:
-            sizes.unreadable.append(str(exc))
+            unreadable.append(str(exc))
             continue
         if not document.get("complete"):
-            sizes.unreadable.append(f"{document_path}: not a complete rockdet catalog")
+            unreadable.append(f"{document_path}: not a complete rockdet catalog")
             continue
-        raw_area = document.get("ground_area_m2")
-        area = 0.0 if raw_area is None else _area(raw_area)
-        if area is None:  # its rocks stand on ground of unknown size: leave the image out
-            sizes.unreadable.append(f"{document_path}: ground_area_m2 {raw_area!r} is not a finite area >= 0")
-            continue
-        _add_diameters(sizes, document.get("rocks", []))
-        sizes.area_m2 += area
-    for problem in sizes.unreadable:
+        documents.append((str(document_path), document.get("rocks", []), document.get("ground_area_m2")))
+    sizes = sizes_of_catalogs(documents)
+    sizes.unreadable[:0] = unreadable
+    for problem in unreadable:
         log.warning("left out of the SFD: %s", problem)
-    if not math.isfinite(sizes.area_m2):
-        raise RockdetError(f"{path}: the catalogs' ground areas sum to {sizes.area_m2} m²; "
-                           f"a footprint is corrupted")
     if area_m2 is None and sizes.area_m2 <= 0:
         raise RockdetError(f"{path}: no catalog with a ground area; run predict with --camera "
                            "or give --area-m2")
     sizes.area_m2 = area_m2 or sizes.area_m2
+    return sizes
+
+
+def sizes_of_catalogs(catalogs: Iterable[tuple[str, list, Any]]) -> MetricSizes:
+    """Metric diameters and the summed ground area of (name, rock rows, ground_area_m2) catalogs:
+    a predict folder read from disk, or the catalogs a batch run holds."""
+    sizes = MetricSizes([], 0.0)
+    for name, rows, raw_area in catalogs:
+        area = 0.0 if raw_area is None else _area(raw_area)
+        if area is None:  # its rocks stand on ground of unknown size: leave the image out
+            sizes.unreadable.append(f"{name}: ground_area_m2 {raw_area!r} is not a finite area >= 0")
+            log.warning("left out of the SFD: %s", sizes.unreadable[-1])
+            continue
+        _add_diameters(sizes, rows)
+        sizes.area_m2 += area
+    if not math.isfinite(sizes.area_m2):
+        raise RockdetError(f"the catalogs' ground areas sum to {sizes.area_m2} m²; a footprint is corrupted")
     return sizes
 
 

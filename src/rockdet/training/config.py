@@ -19,6 +19,7 @@ from rockdet.data.settings import DataConfig, SplitConfig
 from rockdet.data.transforms import PRESETS
 from rockdet.errors import ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, has_masks, is_two_stage
+from rockdet.models.info import AUTO, PROVISIONAL_THRESHOLD
 from rockdet.typed_yaml import (
     ConfigPath,
     KeyProblem,
@@ -31,9 +32,6 @@ from rockdet.typed_yaml import (
     set_values,
     validate_mapping,
 )
-
-#: model.anchor_sizes value that derives anchors from the training set's rock sizes.
-AUTO = "auto"
 
 
 class ModelConfig(Settings):
@@ -127,11 +125,9 @@ class EvalConfig(Settings):
     @property
     def provisional_threshold(self) -> float:
         """The threshold validation reports during training, before ``auto`` has chosen."""
-        return AUTO_PROVISIONAL_THRESHOLD if self.score_threshold == AUTO else float(self.score_threshold)
+        return PROVISIONAL_THRESHOLD if self.score_threshold == AUTO else float(self.score_threshold)
 
 
-#: What validation reports at while ``score_threshold: auto`` has not chosen yet.
-AUTO_PROVISIONAL_THRESHOLD = 0.5
 
 
 class RunConfig(Settings):

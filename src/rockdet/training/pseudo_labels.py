@@ -24,7 +24,7 @@ from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.errors import DataError
 from rockdet.io.output_guard import check_output_file
 from rockdet.predict.hardware import on_hardware
-from rockdet.predict.tiling import box_ios
+from rockdet.predict.merge import box_ios
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from rockdet import __version__
 from rockdet.errors import ConfigError
 from rockdet.evaluation.metrics import DetectionMetrics
 from rockdet.models import build_detector
-from rockdet.predict.detect import detect_as_predict_does, training_image_size
-from rockdet.training.config import AUTO, AUTO_PROVISIONAL_THRESHOLD
+from rockdet.models.info import PROVISIONAL_THRESHOLD, SCHEMA_VERSION, ModelInfo
+from rockdet.predict.detect import detect_as_predict_does
 
 #: Metric that picks the best checkpoint and drives early stopping.
 MONITOR = "val_map_50"
@@ -19,16 +20,18 @@ class RockDetectionTask(pl.LightningModule):
     """Settings arrive as plain dicts so they are saved in every checkpoint."""
 
     def __init__(self, model: dict, optimizer: dict, scheduler: dict, evaluation: dict,
-                 rock_classes: list[str] | None = None, input_size: int | None = None):
+                 rock_classes: list[str] | None = None, input_size: int | None = None,
+                 rockdet_version: str = __version__, schema_version: int = SCHEMA_VERSION):
         """``input_size``: typical side of the training images in pixels, before the model's own
-        resize; prediction cuts large images into tiles of this size so rocks keep their scale."""
+        resize; prediction cuts large images into tiles of this size so rocks keep their scale.
+        The settings are saved in every checkpoint, where models.info.ModelInfo reads them."""
         super().__init__()
         self.save_hyperparameters()
+        self.info = ModelInfo.from_hparams(dict(self.hparams), "the model in training")
         self.model = build_detector(**model)
-        threshold = evaluation.get("score_threshold", AUTO_PROVISIONAL_THRESHOLD)
-        self.val_metrics = DetectionMetrics(AUTO_PROVISIONAL_THRESHOLD if threshold == AUTO else float(threshold),
-                                            evaluation.get("iou_threshold", 0.5),
-                                            max_detections=model["detections_per_image"])
+        threshold = self.info.score_threshold
+        self.val_metrics = DetectionMetrics(PROVISIONAL_THRESHOLD if threshold is None else threshold,
+                                            self.info.iou_threshold, max_detections=self.info.detections_per_image)
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         return self.model(images)
@@ -45,8 +48,8 @@ class RockDetectionTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, targets = batch
-        detections = detect_as_predict_does(self.model, images, training_image_size(self.hparams),
-                                            self.hparams.model["detections_per_image"], self.device)
+        detections = detect_as_predict_does(self.model, images, self.info.input_size,
+                                            self.info.detections_per_image, self.device)
         self.val_metrics.update(detections, targets)
 
     def on_validation_epoch_end(self) -> None:

@@ -38,6 +38,8 @@ class TrainResult:
     best_checkpoint: Path | None
     last_checkpoint: Path | None
     best_score: float | None
+    #: model.pt: the best checkpoint's ModelInfo and weights (None when no validation ran).
+    model_file: Path | None = None
 
 
 def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
@@ -81,7 +83,7 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
             raise ConfigError(f"trainer.{reserved} is set by rockdet; remove it from the config")
     trainer = pl.Trainer(logger=build_loggers(config.run.logger, run_dir, config.run.name), callbacks=callbacks,
                          **options)
-    started = time.monotonic()
+    started, model_file = time.monotonic(), None
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     if trainer.is_global_zero:
         rows = merge_metrics(run_dir)
@@ -89,15 +91,32 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
             plot_training_curves(rows, run_dir / "training_curves.png")
         score = best.best_model_score
         choices = choose_operating_points(config, datamodule, [best.best_model_path, last.best_model_path])
+        model_file = write_shareable_model(run_dir, best.best_model_path or last.best_model_path)
         write_json_atomic(run_dir / "summary.json", {
             "best_checkpoint": best.best_model_path or None, "monitor": MONITOR,
             "best_score": None if score is None else float(score),
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "seconds": round(time.monotonic() - started, 1),
+            "model_file": str(model_file) if model_file else None,
             **({"operating_points": choices} if choices else {})})
     return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
                        Path(last.best_model_path) if last.best_model_path else None,
-                       None if best.best_model_score is None else float(best.best_model_score))
+                       None if best.best_model_score is None else float(best.best_model_score), model_file)
+
+
+#: The run's weights-only model file: ModelInfo and weights of the best checkpoint, for sharing
+#: and predict (a checkpoint also carries the optimizer state, for resuming).
+MODEL_FILE = "model.pt"
+
+
+def write_shareable_model(run_dir: Path, checkpoint: str | None) -> Path | None:
+    """model.pt from the run's best checkpoint (its operating point included)."""
+    if not checkpoint:
+        return None
+    from rockdet.models import load_model, write_model_file
+
+    model, info = load_model(checkpoint)
+    return write_model_file(run_dir / MODEL_FILE, model, info)
 
 
 def choose_operating_points(config: TrainConfig, datamodule: RockDataModule, checkpoints: list[str]) -> dict:

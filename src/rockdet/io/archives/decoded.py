@@ -8,7 +8,7 @@ import numpy as np
 
 from rockdet.errors import ImageReadError
 from rockdet.geometry.camera_models import reoriented
-from rockdet.io.archives.label_geometry import LabelGeometry
+from rockdet.geometry.frames import LabelGeometry
 
 
 @dataclass

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 from rockdet.errors import ImageReadError, exception_reason
+from rockdet.geometry.frames import CameraModelError, LabelGeometry
 from rockdet.io.archives.decoded import PdsImage
 from rockdet.io.archives.files import file_in_folder, refuse_non_product, with_suffix_whatever_case
-from rockdet.io.archives.label_geometry import CameraModelError, LabelGeometry, geometry_from_pds3, geometry_from_pds4
+from rockdet.io.archives.label_geometry import geometry_from_pds3, geometry_from_pds4
 from rockdet.io.archives.pds3 import read_pds3_values
 from rockdet.io.archives.pds4 import data_file_names, read_pds4_values
 
