@@ -29,16 +29,12 @@ from rockdet.data.settings import SplitConfig
 from rockdet.data.sources import load_source
 from rockdet.evaluation.metrics import DetectionMetrics
 from rockdet.evaluation.quality import judge_image, summarise
-from rockdet.models import load_checkpoint_model
-from rockdet.predict.detect import (
-    PredictSettings,
-    merge_tiles,
-    run_model,
-    tile_batches,
-    to_image_coordinates,
-    training_image_size,
-)
+from rockdet.models import load_model
+from rockdet.predict.detect import run_model
 from rockdet.predict.featureless import drop_featureless
+from rockdet.predict.merge import merge_tiles, to_image_coordinates
+from rockdet.predict.settings import PredictSettings
+from rockdet.predict.tiling import tile_batches
 
 #: The checker's featureless-black rule (shared/tools/catalog_sanity.py).
 BLACK_LEVEL, BLACK_SHARE = 12, 0.9
@@ -49,7 +45,7 @@ RULES = {"raw": {"nested_threshold": None, "sky_fraction": None, "cut_aware": Fa
 def detect(model, pixels_list, settings: PredictSettings, input_size: int, cut_aware: bool):
     """Rocks per image as predict makes them; ``cut_aware=False`` merges as before (no windows)."""
     parts: dict[int, list] = {}
-    for batch in tile_batches(enumerate(pixels_list), settings, input_size):
+    for batch in tile_batches(enumerate(pixels_list), settings, input_size, settings.tile_batch):
         predictions = drop_featureless(run_model(model, batch.tiles, "cpu"), batch.tiles,
                                        [w for _, w in batch.owners], settings.sky_level, settings.sky_fraction)
         for (index, window), prediction in zip(batch.owners, predictions):
@@ -69,7 +65,7 @@ def black_boxes(pixels: np.ndarray, rocks) -> int:
     return count
 
 
-def measure(model, hparams, label: str, spec: str, threshold: float) -> list[dict]:
+def measure(model, info, label: str, spec: str, threshold: float) -> list[dict]:
     coco, _, image_list = spec.partition(":")
     records = load_source(SplitConfig(annotations=Path(coco), image_list=Path(image_list) if image_list else None),
                           ["rock", "boulder"]).records
@@ -77,12 +73,11 @@ def measure(model, hparams, label: str, spec: str, threshold: float) -> list[dic
     masks = RockMasks(folder) if folder else None
     dataset = RockDataset(records)
     pixels = [dataset[i][0].mul(255).round().byte().permute(1, 2, 0).numpy() for i in range(len(dataset))]
-    input_size = training_image_size(hparams)
-    cap = int(hparams["model"]["detections_per_image"])
+    input_size, cap = info.input_size, info.detections_per_image
     rows = []
     for name, rule in RULES.items():
         options = {k: v for k, v in rule.items() if k != "cut_aware"}
-        settings = replace(PredictSettings(score_threshold=0.0, batch_size=8), **options)
+        settings = PredictSettings(score_threshold=0.0, tile_batch=8, **options)
         ranked = DetectionMetrics(threshold, max_detections=100)
         judged, black = [], 0
         for record, image, rocks in zip(records, pixels, detect(model, pixels, settings, input_size, rule["cut_aware"])):
@@ -125,14 +120,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     torch.manual_seed(0)
-    model, hparams = load_checkpoint_model(options.checkpoint)
-    threshold = options.score_threshold
-    if threshold is None:
-        threshold = float(hparams["evaluation"]["score_threshold"])
+    model, info = load_model(options.checkpoint)
+    threshold = info.operating_threshold if options.score_threshold is None else options.score_threshold
     rows = []
     for spec in options.set:
         label, _, rest = spec.partition("=")
-        rows += measure(model, hparams, label, rest, threshold)
+        rows += measure(model, info, label, rest, threshold)
     print(f"checkpoint {options.checkpoint}, operating point {threshold:.4f}")
     print(table(rows))
     if options.json:

@@ -6,7 +6,7 @@ Writes a 1024x1024 16-bit PDS3 Navcam-like product (attached label, 12 valid bit
 2352x1728 Chang'e PCAM-like level-2B frame (PDS4 label .2BL, 10-bit raw Bayer) into a temporary
 folder, with 16-bit PNGs of the same pixels, and times `read_image` on each, interleaved in one
 process. It also times the CPU recipe's detector (configs/lunar_cpu.yaml's architecture, random
-weights: the cost does not depend on them) over the same images through `predict_images`, so
+weights: the cost does not depend on them) over the same images through `detect_images`, so
 the decode share of predict's time per image can be read off (target: at most 10 %).
 """
 
@@ -27,7 +27,8 @@ from timing import median_seconds  # noqa: E402
 
 from rockdet.io.images import read_image  # noqa: E402
 from rockdet.models import build_detector  # noqa: E402
-from rockdet.predict.detect import PredictSettings, predict_images  # noqa: E402
+from rockdet.predict.detect import detect_images  # noqa: E402
+from rockdet.predict.settings import PredictSettings  # noqa: E402
 
 #: The CPU recipe's detector (configs/lunar_cpu.yaml) at its training size.
 RECIPE = {"arch": "fasterrcnn_resnet18_fpn", "fpn_channels": 128, "min_size": 432, "max_size": 432}
@@ -55,7 +56,7 @@ def main() -> None:
     options = parser.parse_args()
     torch.manual_seed(0)
     model = build_detector(**RECIPE).eval()
-    settings = PredictSettings(score_threshold=0.5, batch_size=4)
+    settings = PredictSettings(score_threshold=0.5, tile_batch=4)
     with tempfile.TemporaryDirectory() as folder:
         print(f"torch threads: {torch.get_num_threads()}")
         print("| product | PDS decode (s) | PNG decode (s) | model, tiled predict (s) | decode / model |")
@@ -64,7 +65,7 @@ def main() -> None:
             pds_seconds = median_seconds(lambda p=product: read_image(p), options.repeats, warm_up=False)
             png_seconds = median_seconds(lambda p=png: read_image(p), options.repeats, warm_up=False)
             pixels = read_image(product).pixels
-            model_seconds = median_seconds(lambda px=pixels: list(predict_images(model, [px], settings, 432)), 1,
+            model_seconds = median_seconds(lambda px=pixels: list(detect_images(model, [px], settings, 432)), 1,
                                            warm_up=False)
             print(f"| {name} | {pds_seconds:.3f} | {png_seconds:.3f} | {model_seconds:.2f} | "
                   f"{pds_seconds / model_seconds:.1%} |")

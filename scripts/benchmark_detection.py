@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader
 from rockdet.data.dataset import RockDataset, collate_detection
 from rockdet.data.formats import load_split
 from rockdet.evaluation.metrics import COCO_MAX_DETECTIONS, DetectionMetrics, OperatingPoint
-from rockdet.models import load_checkpoint_model
+from rockdet.models import load_model
 from rockdet.models.inference_head import InferenceHead
-from rockdet.predict.detect import detect_as_predict_does, training_image_size
+from rockdet.predict.detect import detect_as_predict_does
 from rockdet.training.config import SplitConfig
 
 
@@ -51,17 +51,17 @@ def main() -> None:
 def measure(spec: str, dataset: RockDataset, thresholds: list[float], head: InferenceHead) -> dict:
     label, _, rest = spec.rpartition("=")  # a label may hold "=", a checkpoint path rarely does
     checkpoint, _, extra = rest.partition("+")
-    model, hparams = load_checkpoint_model(checkpoint)
+    model, info = load_model(checkpoint)
     model.eval()
     applied = head.apply(model)
-    cap = int(hparams["model"]["detections_per_image"])
-    operating = float(hparams["evaluation"]["score_threshold"])
+    cap = info.detections_per_image
+    operating = info.operating_threshold
     coco100 = DetectionMetrics(operating, max_detections=COCO_MAX_DETECTIONS)
     coco_cap = DetectionMetrics(operating, max_detections=cap)
     points = {t: OperatingPoint(t) for t in thresholds}
     started = time.perf_counter()
     for images, targets in DataLoader(dataset, batch_size=4, collate_fn=collate_detection):
-        predictions = detect_as_predict_does(model, images, training_image_size(hparams), cap)
+        predictions = detect_as_predict_does(model, images, info.input_size, cap)
         for metric in (coco100, coco_cap, *points.values()):
             metric.update(predictions, targets)
     at100, at_cap = coco100.compute().scalars, coco_cap.compute().scalars

@@ -26,7 +26,7 @@ import torch
 from timing import median_seconds
 
 from rockdet.deploy.export import ExportError, check_parity, export_checkpoint, parity_image
-from rockdet.models import build_detector, load_checkpoint_model
+from rockdet.models import build_detector, load_model
 from rockdet.models.archs import ARCHS, is_two_stage
 from rockdet.predict.runtimes import load_exported
 
@@ -47,8 +47,8 @@ def main() -> None:
         for arch in options.only or ARCHS:
             if arch in trained:
                 checkpoint = Path(trained[arch])
-                model, hparams = load_checkpoint_model(checkpoint)
-                side = int(hparams.get("input_size") or options.side)
+                model, info = load_model(checkpoint)
+                side = info.input_size
                 export_row(arch, checkpoint, model, parity_image(side), Path(folder), options.repeats)
                 continue
             settings = {"arch": arch, "min_size": options.side, "max_size": options.side,

@@ -42,18 +42,14 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 from rockdet.deploy.export import export_checkpoint
-from rockdet.models import build_detector, load_checkpoint_model, to_inference_form
+from rockdet.models import build_detector, to_inference_form
+from rockdet.models import load_model as load_model_file
 from rockdet.models.inference_head import InferenceHead
-from rockdet.predict.detect import (
-    PredictSettings,
-    cut_tile,
-    merge_tiles,
-    plan_windows,
-    predict_images,
-    run_model,
-    to_image_coordinates,
-)
+from rockdet.predict.detect import detect_images, run_model
+from rockdet.predict.merge import merge_tiles, to_image_coordinates
 from rockdet.predict.runtimes import load_exported
+from rockdet.predict.settings import PredictSettings
+from rockdet.predict.tiling import cut_tile, plan_windows
 from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
 PCAM_SIZE = (2352, 1728)
@@ -72,8 +68,8 @@ def load_model(checkpoint: Path | None, device: str, scratch: Path):
         checkpoint = scratch / "random_init.ckpt"
         torch.save({"hyper_parameters": {"model": RANDOM_INIT, "input_size": 256},
                     "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
-    model, hparams = load_checkpoint_model(checkpoint)
-    return model.to(device), int(hparams.get("input_size") or hparams["model"]["min_size"]), checkpoint
+    model, info = load_model_file(checkpoint)
+    return model.to(device), info.input_size, checkpoint
 
 
 def sahi_predict(model, images, settings: PredictSettings, tile: int, device: str, batch_size: int):
@@ -111,8 +107,8 @@ def on_sahi_windows(model, images, settings: PredictSettings, tile: int, device:
                                                       overlap_height_ratio=settings.overlap,
                                                       overlap_width_ratio=settings.overlap)]
         parts = []
-        for start in range(0, len(windows), settings.batch_size):
-            batch = windows[start:start + settings.batch_size]
+        for start in range(0, len(windows), settings.tile_batch):
+            batch = windows[start:start + settings.tile_batch]
             predictions = run_model(model, [cut_tile(pixels, w, tile) for w in batch], device)
             parts += [to_image_coordinates(p, w, settings.score_threshold) for p, w in zip(predictions, batch)]
         rocks = merge_tiles(parts, settings)
@@ -191,7 +187,7 @@ def run(options, scratch: Path) -> int:
     source = str(options.checkpoint) if options.checkpoint else "random init (no checkpoint given)"
     tile = options.tile or input_size
     settings = PredictSettings(score_threshold=options.score_threshold, tile=tile, overlap=options.overlap,
-                               batch_size=options.batch_size)
+                               tile_batch=options.batch_size)
     scenes = [generate_scene(np.random.default_rng([7, i]), SceneSpec(width=PCAM_SIZE[0], height=PCAM_SIZE[1],
                                                                         empty_fraction=0.0))
               for i in range(options.images)]
@@ -214,7 +210,7 @@ def run(options, scratch: Path) -> int:
 
     warm_up = images[:1]
     with torch.inference_mode():  # allocator, kernels
-        list(predict_images(fast, warm_up, settings, input_size, options.device))
+        list(detect_images(fast, warm_up, settings, input_size, options.device))
     sahi_predict(model, warm_up, settings, tile, options.device, 1)
     functions = {"sahi": lambda: sahi_predict(model, images, settings, tile, options.device, 1), "rockdet": ours}
     if options.runtime == "torch":  # SAHI can run the inference-form PyTorch model too
@@ -259,8 +255,8 @@ def rockdet_model(model, checkpoint: Path, head: InferenceHead, runtime: str, sc
     if runtime in ("onnx", "openvino"):
         path = scratch / "rockdet.onnx"
         export_checkpoint(checkpoint, "onnx", path, head=head)
-        detector, _ = load_exported(path, threads=torch.get_num_threads(),
-                                    runtime="openvino" if runtime == "openvino" else "onnxruntime")
+        detector = load_exported(path, threads=torch.get_num_threads(),
+                                 runtime="openvino" if runtime == "openvino" else "onnxruntime")
         return detector, detector.describe()
     fast = copy.deepcopy(model)
     head.apply(fast)
@@ -270,7 +266,7 @@ def rockdet_model(model, checkpoint: Path, head: InferenceHead, runtime: str, sc
 def boxes_of(detector, images, settings, input_size, device) -> list:
     with torch.inference_mode():
         return [torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4)
-                for rocks in predict_images(detector, images, settings, input_size, device)]
+                for rocks in detect_images(detector, images, settings, input_size, device)]
 
 
 def head_curve(model, checkpoint, images, truth, settings, input_size, tile, options, scratch) -> list[dict]:
@@ -301,25 +297,28 @@ def head_curve(model, checkpoint, images, truth, settings, input_size, tile, opt
 
 def pipeline_vs_forward(model, checkpoint: Path, images, settings, input_size, options, folder: Path,
                         head: InferenceHead) -> dict:
-    from rockdet.predict.batch import predict_command
-    from rockdet.predict.job import PredictJob
+    from rockdet.predict.predictor import Predictor
 
     tiles = [cut_tile(pixels, window, settings.tile)
              for pixels in images for window in plan_windows(pixels.shape[0], pixels.shape[1], settings, input_size)]
 
     def bare():
         with torch.inference_mode():
-            for start in range(0, len(tiles), settings.batch_size):
-                model([t.to(options.device) for t in tiles[start:start + settings.batch_size]])
+            for start in range(0, len(tiles), settings.tile_batch):
+                model([t.to(options.device) for t in tiles[start:start + settings.tile_batch]])
 
     for i, pixels in enumerate(images):
         Image.fromarray(pixels).save(folder / f"pcam_{i}.png")
 
+    exported = checkpoint.suffix != ".ckpt"
+    predictor = Predictor.load(checkpoint, settings, overwrite=True, camera="none",
+                               proposals=None if exported else head.proposals,
+                               detections_per_tile=None if exported else head.detections,
+                               runtime="openvino" if options.runtime == "openvino" else "onnxruntime",
+                               device="cuda" if options.device.startswith("cuda") else "cpu")
+
     def pipeline():
-        predict_command(PredictJob(checkpoint, folder / "out", (str(folder / "pcam_*.png"),), settings,
-                                   overwrite=True, camera="none", head=head if checkpoint.suffix == ".ckpt" else InferenceHead(),
-                                   runtime="openvino" if options.runtime == "openvino" else "onnxruntime",
-                                   accelerator="gpu" if options.device.startswith("cuda") else "cpu"))
+        predictor.predict_batch([str(folder / "pcam_*.png")], folder / "out")
 
     pipeline()  # warm-up
     runs = timed({"bare": bare, "pipeline": pipeline}, options.repeats)

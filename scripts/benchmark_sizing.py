@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from rockdet.catalog.files import Rock
+from rockdet.catalog.rock import Rock
 from rockdet.geometry.cameras import load_camera
-from rockdet.geometry.sizing import imaged_ground_area, size_rocks
-from rockdet.predict.detect import PredictSettings, predict_image
+from rockdet.geometry.sizing import size_rocks
+from rockdet.predict.detect import detect_image
+from rockdet.predict.settings import PredictSettings
 from rockdet.stats.sfd import sfd_statistics
 from rockdet.synthetic.perspective import PerspectiveSpec, render_perspective_scene
 
@@ -60,24 +61,21 @@ def main() -> int:
     spec = PerspectiveSpec(k=options.k)
     model = None
     if options.checkpoint:
-        from rockdet.models import load_checkpoint_model
+        from rockdet.models import load_model
 
-        model, hparams = load_checkpoint_model(options.checkpoint)
-        input_size = int(hparams.get("input_size") or hparams["model"]["min_size"])
-    area = imaged_ground_area(camera) * options.scenes
+        model, info = load_model(options.checkpoint)
+        input_size = info.input_size
+    area = camera.ground_area() * options.scenes
     truth_rows, detection_rows, detected_diameters = [], [], []
     started = time.monotonic()
     for index in range(options.scenes):
         image, _, truths = render_perspective_scene(np.random.default_rng([options.seed, index]), camera, spec)
-        rocks = [Rock(i + 1, 1.0, *t.box) for i, t in enumerate(truths)]
-        for rock in rocks:
-            rock.contact_x, rock.contact_y = (rock.x_min + rock.x_max) / 2, rock.y_max
-        size_rocks(camera, rocks)
+        rocks = size_rocks(camera, [Rock.detected(i + 1, 1.0, t.box) for i, t in enumerate(truths)])
         truth_rows += [(t.diameter_m, r.diameter_m if r.diameter_m else np.nan, t.range_m, r.width_px)
                        for t, r in zip(truths, rocks)]
         if model is not None and truths:
-            found = predict_image(model, image, PredictSettings(score_threshold=options.score_threshold), input_size)
-            size_rocks(camera, found)
+            found = detect_image(model, image, PredictSettings(score_threshold=options.score_threshold), input_size)
+            found = size_rocks(camera, found)
             detected_diameters += [r.diameter_m for r in found if r.diameter_m]
             if found:
                 ious = box_iou(torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in found]),

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch.profiler import profile
 
-from rockdet.models import load_checkpoint_model, to_inference_form
-from rockdet.predict.detect import PredictSettings, cut_tile, plan_windows
+from rockdet.models import load_model, to_inference_form
+from rockdet.predict.settings import PredictSettings
+from rockdet.predict.tiling import cut_tile, plan_windows
 from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
 BATCH_SIZES = (1, 4, 8)
@@ -60,7 +61,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     options = parser.parse_args()
-    trained, _ = load_checkpoint_model(options.checkpoint)
+    trained, _ = load_model(options.checkpoint)
     fast = copy.deepcopy(trained)
     form = to_inference_form(fast)
     models = {"as trained": trained.to(options.device), "inference form": fast.to(options.device)}

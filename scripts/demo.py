@@ -13,8 +13,8 @@ import torch
 from rockdet.cli.main import main as rockdet
 from rockdet.data.dataset import RockDataset
 from rockdet.data.formats import load_split
-from rockdet.evaluation.metrics import evaluate_model
-from rockdet.models import build_detector, load_checkpoint_model
+from rockdet.evaluation.evaluate import evaluate_model
+from rockdet.models import build_detector, load_model
 from rockdet.training.config import SplitConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,14 +83,13 @@ def make_new_images(folder: Path) -> Path:
 
 
 def compare_with_untrained(checkpoint: Path, annotations: Path) -> tuple[float, float]:
-    model, hparams = load_checkpoint_model(checkpoint)
+    model, info = load_model(checkpoint)
     records = load_split(SplitConfig(annotations=annotations), ["rock"]).records
     dataset = RockDataset(records)
-    cap = hparams["model"]["detections_per_image"]
+    cap = info.detections_per_image
     trained = evaluate_model(model, dataset, max_detections=cap).scalars["recall_50"]
     torch.manual_seed(0)
-    settings = {k: v for k, v in hparams["model"].items() if k not in ("weights", "weights_backbone")}
-    untrained = evaluate_model(build_detector(**settings), dataset, max_detections=cap).scalars["recall_50"]
+    untrained = evaluate_model(build_detector(**info.build_arguments()), dataset, max_detections=cap).scalars["recall_50"]
     return trained, untrained
 
 

@@ -1,6 +1,8 @@
-"""The package's shape: module-level imports form no circle."""
+"""The package's shape: module-level imports form no circle, and checkpoints and exports are read
+through one typed record (models.info.ModelInfo), never by string keys elsewhere."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "rockdet"
@@ -41,3 +43,19 @@ def test_module_level_imports_form_no_circle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+#: Where a checkpoint's saved settings may be touched: the one reader, the file loader, and the
+#: training task that writes them.
+SETTINGS_READERS = {"models/info.py", "models/files.py", "training/task.py"}
+
+
+def test_checkpoint_settings_are_read_only_through_model_info():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).as_posix() in SETTINGS_READERS:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if re.search(r"\bhparams\b|hyper_parameters|\bexport_metadata\b", line):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+    assert not offenders, "read these through ModelInfo:\n" + "\n".join(offenders)

@@ -95,7 +95,7 @@ def write_rows_parquet(path: Path, columns: list[str], rows: list[dict[str, Any]
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise RockdetError("--format parquet needs pyarrow: pip install 'rockdet[parquet]'") from None
+        raise RockdetError("parquet catalogs need pyarrow: pip install 'rockdet[parquet]'") from None
     schema = catalog_schema(columns)
     table = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows], schema=schema)
     with atomic_path(path) as temp:

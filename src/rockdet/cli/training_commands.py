@@ -54,7 +54,7 @@ def train(options) -> int:
 def evaluate(options) -> int:
     from rockdet.atomic import write_json_atomic
     from rockdet.data.dataset import RockDataset
-    from rockdet.evaluation.metrics import evaluate_model, format_metrics_table, format_quality
+    from rockdet.evaluation.evaluate import evaluate_model, format_metrics_table, format_quality
     from rockdet.io.output_guard import check_output_file, refuse_inputs_as_outputs
     from rockdet.models import load_model
     from rockdet.report.plots import plot_pr_curve

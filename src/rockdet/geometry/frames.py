@@ -48,11 +48,6 @@ class LabelGeometry:
         known = rover_ground_z(None, self.frame) if self.frame in GROUND_ORIGIN_FRAMES else None
         return None if known is None else GroundPlane.level(known[0], f"z = {known[0]:g} m in {self.frame} ({known[1]})")
 
-    @property
-    def known_ground_z(self) -> float | None:
-        """Height of a level ground plane (z, down) the frame itself implies, else None."""
-        plane = self.ground_plane
-        return None if plane is None else plane.level_z
 
     def to_site(self, points: np.ndarray) -> np.ndarray | None:
         if self.site_rotation is None:

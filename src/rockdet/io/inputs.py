@@ -1,4 +1,4 @@
-"""Turn predict's INPUTS (files, folders, globs, list files) into image jobs with output keys."""
+"""Turn predict's INPUTS (files, folders, globs, list files) into input images with output keys."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class InputImage:
 
 def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda path: False
                    ) -> list[InputImage]:
-    """Expand every input into one job per distinct image file (by resolved path).
+    """Expand every input into one InputImage per distinct image file (by resolved path).
 
     A key is the path relative to the folder or glob root it came from, or the file name when
     the path leaves that root (``..`` in a glob, a symlink); ``exclude`` drops files such as
@@ -59,14 +59,14 @@ def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda p
     if missing:
         raise RockdetError(f"{'; '.join(missing)} (give image files, folders, globs or a .txt list); "
                            f"the other {len(inputs) - len(missing)} input(s) hold {len(found)} file(s)")
-    jobs = _distinct_images(found, exclude)
-    if not jobs:
+    images = _distinct_images(found, exclude)
+    if not images:
         raise RockdetError(f"no images found in {' '.join(inputs)}")
-    return jobs
+    return images
 
 
 def _distinct_images(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[InputImage]:
-    jobs, keys, files, excluded, repeated = [], set(), set(), 0, 0
+    images, keys, files, excluded, repeated = [], set(), set(), 0, 0
     for path, relative in found:
         if exclude(path):
             excluded += 1
@@ -82,13 +82,13 @@ def _distinct_images(found: list[tuple[Path, Path]], exclude: Callable[[Path], b
             n += 1
             key = f"{base}__{n}"
         keys.add(key)
-        jobs.append(InputImage(path, key))
+        images.append(InputImage(path, key))
     if excluded:
         log.info("left out %d of rockdet's own output files found among the inputs", excluded)
     if repeated:
         log.info("%d input(s) named a file already among the inputs (same resolved path): each file "
                  "is catalogued once", repeated)
-    return jobs
+    return images
 
 
 def _relative(path: Path, root: Path) -> Path:

@@ -32,7 +32,7 @@ def read_torch_file(path: Path, map_location: str | torch.device = "cpu", trust:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if trust:
-        log.warning("%s: loading with full unpickling (--trust-checkpoint): the file can run code", path)
+        log.warning("%s: loading with full unpickling (trust_checkpoint): the file can run code", path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as exc:
@@ -42,7 +42,7 @@ def read_torch_file(path: Path, map_location: str | torch.device = "cpu", trust:
                                   f"({exc.__class__.__name__})") from None  # its text is torch's advice
         raise CheckpointError(f"{path}: holds Python objects beyond tensors and plain data, and "
                               f"unpickling them could run code; refused. If you made this file, "
-                              f"pass --trust-checkpoint") from None
+                              f"pass --trust-checkpoint (trust_checkpoint=True in Python)") from None
     except Exception as exc:  # torch raises many types for a bad file
         reason = exception_reason(exc, with_type=True, limit=MAX_DETAIL_CHARS)
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None

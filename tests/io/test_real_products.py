@@ -14,7 +14,7 @@ from rockdet.cli.main import main
 from rockdet.io.archives.pds import product_files, read_pds_image
 from rockdet.io.images import read_image
 
-PRODUCTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pds-products"
+PRODUCTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "pds-products"
 NINE = sorted(PRODUCTS.glob("*.img")) if PRODUCTS.is_dir() else []
 pytestmark = pytest.mark.skipif(len(NINE) != 9, reason=f"the nine real MER products are not at {PRODUCTS}")
 

@@ -135,3 +135,15 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(tmp_path, capsys, monkey
                  str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "pip install 'rockdet[onnx]'" in err
+
+
+def test_an_export_of_the_previous_release_is_read_by_the_one_reader():
+    from pathlib import Path
+
+    from rockdet.models.info import ModelInfo
+
+    fixture = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "export_0.1.0_metadata.json").read_text())
+    info = ModelInfo.from_metadata(json.loads(fixture["metadata_props"]["rockdet"]), "m.onnx")
+    assert (info.arch, info.input_size, info.class_names) == ("fasterrcnn_resnet18_fpn", 128, ("rock",))
+    assert info.score_threshold == pytest.approx(0.50647, abs=1e-5) and info.head == {"proposals": 500, "detections": 300}
+    assert info.threshold_choice.rule == "best_f1 (dense labels)" and info.rockdet_version == "0.1.0"

@@ -18,7 +18,7 @@ from rockdet.evaluation.quality import RockMask
 from rockdet.predict.detect import RawTiles
 from rockdet.training.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def image_with(scores: list[float], right: list[int], rocks: int, mask: np.ndarray | None = None,

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_train_overrides, write_coco
-from oracle import draw_rocks, save
-from test_catalog_rules import FixedBoxes
+from oracle import FixedBoxes, draw_rocks, save
 
 from rockdet.cli.main import main
 from rockdet.data.datamodule import RockDataModule
@@ -17,7 +16,7 @@ from rockdet.predict.detect import detect_image
 from rockdet.predict.settings import PredictSettings
 from rockdet.training.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CATEGORIES = [{"id": 1, "name": "artifact"}, {"id": 2, "name": "rock"}]
 
 

@@ -309,7 +309,7 @@ def test_mer_frames_are_sized_on_the_ground_jpl_documents(tmp_path):
     for frame in ("ROVER_FRAME", "SITE_FRAME", "PMA_FRAME"):
         groups = host + camera_group("CAHV", navcam_for(side), frame) + "\n" + rover_group(**pose, frame="ROVER_FRAME")
         made[frame] = read_image(write_pds3(tmp_path / f"{frame}.IMG", terrain_values(side, side, ROCKS), groups))
-    assert made["ROVER_FRAME"].geometry.known_ground_z == pytest.approx(0.294)
+    assert made["ROVER_FRAME"].geometry.ground_plane.level_z == pytest.approx(0.294)
     assert "PigMER" in made["ROVER_FRAME"].geometry.ground_plane.source
     np.testing.assert_allclose(made["SITE_FRAME"].geometry.ground_plane.point, (-18.2, 2.7, -0.73 + 0.294))
     assert made["PMA_FRAME"].geometry.ground_plane is None

@@ -31,7 +31,7 @@ from rockdet.geometry.sizing import LabelSizer, size_rocks_on_ground
 from rockdet.io.archives.label_geometry import build_model, geometry_from_pds3
 from rockdet.io.images import read_image
 
-SHARED_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "planetary-labels"
+SHARED_LABELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "planetary-labels"
 Z_DOWN = np.array([0.0, 0.0, -1.0])
 
 
@@ -77,7 +77,7 @@ def test_round_trip_with_the_models_of_the_shared_labels():
         geometry = geometry_from_pds3(metadata)  # GEOMETRIC_CAMERA_MODEL and the Mastcam's ..._PARMS
         kinds.add(geometry.model.kind)
         assert geometry.frame == "ROVER_NAV_FRAME" and geometry.site_rotation is not None
-        assert geometry.known_ground_z == 0.0
+        assert geometry.ground_plane.level_z == 0.0
         # Ground points the camera sees: rays of its lower image half, met with z = 0.
         side = max(int(metadata["IMAGE"]["LINES"]), int(metadata["IMAGE"]["LINE_SAMPLES"]))
         grid = np.stack(np.meshgrid(np.linspace(1, side - 1, 9), np.linspace(side / 2, side - 1, 9)), -1).reshape(-1, 2)

@@ -26,7 +26,7 @@ from rockdet.cli.main import main
 from rockdet.models import build_detector
 from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURES / "golden_catalogs.json"
 #: Scores above this make the catalogs (a random-init model scores every box 0.5-0.7).
 THRESHOLD = "0.6"

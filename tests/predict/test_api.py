@@ -1,0 +1,96 @@
+"""The Python API as the README shows it: the example runs as written, and a Predictor gives the
+same rocks as `rockdet predict` on the same image."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_golden_catalogs import write_legacy_checkpoint, write_scenes
+
+from rockdet import Catalog, ModelInfo, Predictor, PredictSettings, Rock
+from rockdet.cli.main import main
+from rockdet.errors import SettingsError
+from rockdet.models import load_model, write_model_file
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_example() -> str:
+    section = README.read_text().split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture
+def model_file(tmp_path) -> Path:
+    """model.pt of the 0.1.0 fixture's detector (random init: it finds many 'rocks')."""
+    write_legacy_checkpoint(tmp_path / "legacy.ckpt")
+    model, info = load_model(tmp_path / "legacy.ckpt")
+    return write_model_file(tmp_path / "model.pt", model, info)
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(tmp_path, model_file, monkeypatch, capsys):
+    scenes = write_scenes(tmp_path / "imgs")
+    (tmp_path / "frame.png").write_bytes((scenes / "scene_0.png").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(readme_example(), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert re.match(r"\d+ rocks; the first at \(.*\) px, None m", printed[0])
+    assert printed[1].startswith("2 images,")
+    assert (tmp_path / "out" / "catalogs" / "frame.png.csv").is_file()
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["done"] == 2
+
+
+@pytest.mark.slow
+def test_a_predictor_gives_the_rocks_predict_writes(tmp_path, model_file):
+    images = write_scenes(tmp_path / "imgs")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(model_file), "--out", str(out), str(images),
+                 "--score-threshold", "0.6"]) == 0
+    predictor = Predictor.load(model_file, score_threshold=0.6)
+    catalog = predictor(images / "scene_0.png")
+    written = json.loads((out / "catalogs" / "scene_0.png.json").read_text())
+    assert [rock.row(False, False) for rock in catalog.rocks] == written["rocks"]
+    assert isinstance(catalog, Catalog) and isinstance(catalog.rocks[0], Rock)
+    assert isinstance(predictor.info, ModelInfo) and predictor.info.input_size == 128
+    # An array is catalogued like the file it came from, under the name it is given.
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(images / "scene_0.png").convert("RGB"))
+    from_array = predictor(pixels, name="scene_0")
+    assert from_array.rows() == catalog.rows() and from_array.image == "scene_0"
+    assert from_array.to_pandas().shape == (len(catalog.rocks), len(catalog.columns()))
+    with pytest.raises(dataclasses.FrozenInstanceError):  # rocks are values
+        catalog.rocks[0].score = 1.0
+
+
+def test_settings_are_checked_by_field_name():
+    with pytest.raises(SettingsError, match="tile: must be at least 32, got 8") as found:
+        PredictSettings.of(tile=8)
+    assert found.value.key == "tile"
+    with pytest.raises(SettingsError, match="device: choose auto, cpu, cuda or cuda:N"):
+        PredictSettings.of(device="gpu")
+    with pytest.raises(SettingsError, match="unknown key 'tiles'"):
+        PredictSettings.of(tiles=3)
+    with pytest.raises(SettingsError, match="image: give a path or 8-bit pixels"):
+        from rockdet.predict.predictor import decode
+
+        decode(np.zeros((4, 4, 3), np.float32), None)
+
+
+def test_a_model_file_of_a_newer_schema_is_refused_in_one_line(tmp_path):
+    from rockdet.errors import CheckpointError
+    from rockdet.models.files import MODEL_FILE_KEY
+
+    info = ModelInfo("fasterrcnn_mobilenet_v3_large_fpn", {"min_size": 64}, 64, score_threshold=0.5)
+    metadata = {**info.to_metadata(), "schema_version": 99, "rockdet_version": "9.0"}
+    torch.save({MODEL_FILE_KEY: metadata, "state_dict": {}}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=r"future.pt: written by rockdet 9.0 \(model schema 99\); this rockdet "
+                                              r"\S+ reads schema 1 at most: upgrade rockdet"):
+        load_model(tmp_path / "future.pt")
