@@ -117,3 +117,17 @@ def test_coco_map_and_the_operating_point_honour_crowd_regions(tmp_path, dense_s
     assert plain.compute().scalars["map_50"] == pytest.approx(0.5, abs=0.01)
     # evaluate: at the operating point 0.5 three detections are judged, the one on the blob is not.
     assert evaluate(tmp_path, dense_split)["metrics"]["precision_at_score"] == pytest.approx(1 / 3)
+
+
+def test_coco_map_over_every_iou_is_reported_at_the_models_cap():
+    import torch
+
+    from rockdet.evaluation.metrics import DetectionMetrics
+
+    # One rock found with IoU 0.62: right at COCO's IoU thresholds 0.5, 0.55 and 0.6 and wrong at the 7
+    # above, so COCO mAP is 0.3 (pycocotools' own summary gives -1 without 100 among its caps).
+    metrics = DetectionMetrics(0.5, max_detections=300)
+    metrics.update([{"boxes": torch.tensor([[0.0, 0.0, 10.0, 6.2]]), "scores": torch.tensor([0.9]),
+                     "labels": torch.ones(1, dtype=torch.int64)}],
+                   [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.ones(1, dtype=torch.int64)}])
+    assert metrics.compute().scalars["map"] == pytest.approx(0.3, abs=0.01)

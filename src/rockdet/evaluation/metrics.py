@@ -97,12 +97,16 @@ class DetectionMetrics(nn.Module):
     def compute(self) -> EvalResult:
         coco = self.coco.compute()
         scalars = {key: float(coco[key]) for key in _MAP_KEYS}
+        precision = coco["precision"]  # [IoU thresholds, recall points, classes, area ranges, max detections]
+        # pycocotools' summary takes "map" at 100 detections, which is not among ours (-1 then): the
+        # same average (every IoU threshold, all areas) at our cap, from its precision table.
+        valid = precision[..., 0, -1][precision[..., 0, -1] > -1] if precision.numel() else torch.zeros(0)
+        scalars["map"] = float(valid.mean()) if valid.numel() else -1.0
         scalars["mar"] = float(coco[f"mar_{self.max_detections}"])
         # recall: [IoU thresholds, classes, area ranges, max detections]; IoU 0.5, all, the cap
         recall = coco["recall"]
         scalars["recall_50"] = float(recall[0, :, 0, -1].clamp(min=0).mean()) if recall.numel() else 0.0
         scalars.update({k: float(v) for k, v in self.operating_point.compute().items()})
-        precision = coco["precision"]
         curve = (precision[0, :, :, 0, -1].clamp(min=0).mean(dim=1) if precision.numel()
                  else torch.zeros(101))
         return EvalResult(scalars, torch.linspace(0, 1, len(curve)).tolist(), curve.tolist())
