@@ -161,3 +161,18 @@ def test_inference_form_gives_the_same_detections(arch, frozen):
         assert len(want["boxes"]) == len(have["boxes"]) > 0
         assert torch.allclose(want["scores"], have["scores"], atol=1e-4)
         assert torch.allclose(want["boxes"], have["boxes"], atol=0.05)  # pixels
+
+
+def test_a_rock_detector_extended_with_a_hardware_class_keeps_its_rock_head(tmp_path):
+    import torch
+
+    from rockdet.models import build_detector
+
+    torch.manual_seed(0)
+    rocks_only = build_detector("fasterrcnn_resnet18_fpn", num_classes=2, fpn_channels=32, min_size=64, max_size=64)
+    torch.save(rocks_only.state_dict(), tmp_path / "rocks.pth")
+    with_hardware = build_detector("fasterrcnn_resnet18_fpn", num_classes=3, fpn_channels=32, min_size=64,
+                                   max_size=64, weights=str(tmp_path / "rocks.pth"))
+    old, new = rocks_only.roi_heads.box_predictor, with_hardware.roi_heads.box_predictor
+    assert torch.equal(new.cls_score.weight[:2], old.cls_score.weight) and new.cls_score.weight.shape[0] == 3
+    assert torch.equal(new.bbox_pred.bias[:8], old.bbox_pred.bias) and new.bbox_pred.bias.shape[0] == 12

@@ -159,18 +159,35 @@ def default_anchor_sizes(arch: str) -> list[list[float]]:
     return [list(level) for level in owner.anchor_generator.sizes]
 
 
+#: Per-class layers of the two-stage heads (rows grouped by class: 1 row per class, or 4 for box
+#: deltas): a detector given more classes than the file keeps the rows of the classes they share.
+CLASS_ROWS = {"roi_heads.box_predictor.cls_score.weight": 1, "roi_heads.box_predictor.cls_score.bias": 1,
+              "roi_heads.box_predictor.bbox_pred.weight": 4, "roi_heads.box_predictor.bbox_pred.bias": 4,
+              "roi_heads.mask_predictor.mask_fcn_logits.weight": 1, "roi_heads.mask_predictor.mask_fcn_logits.bias": 1}
+
+
 def load_weights_file(model: nn.Module, path: Path) -> None:
-    """Load every parameter whose name and shape match; class heads of other sizes are skipped."""
+    """Load every parameter whose name and shape match. A two-stage class head with more classes
+    than the file's (a hardware class added to a rock detector) keeps the file's rows for the
+    classes they share, background and rock, so the added class is the only new one; other class
+    heads of other sizes are skipped."""
     state = _read_state_dict(path)
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matched:
         raise CheckpointError(f"{path}: no parameter matches this architecture "
                               f"({len(state)} tensors in file, none with matching name and shape)")
-    skipped = sorted(set(state) - set(matched))
-    model.load_state_dict(matched, strict=False)
-    log.info("%s: loaded %d tensors, skipped %d (%s)", path, len(matched), len(skipped),
-             ", ".join(skipped[:4]) + (" ..." if len(skipped) > 4 else ""))
+    extended = {}
+    for key, rows in CLASS_ROWS.items():
+        if key in state and key in own and key not in matched and state[key].shape[1:] == own[key].shape[1:] \
+                and state[key].shape[0] < own[key].shape[0] and state[key].shape[0] % rows == 0:
+            grown = own[key].clone()
+            grown[:state[key].shape[0]] = state[key]
+            extended[key] = grown
+    skipped = sorted(set(state) - set(matched) - set(extended))
+    model.load_state_dict({**matched, **extended}, strict=False)
+    log.info("%s: loaded %d tensors, extended %d class heads, skipped %d (%s)", path, len(matched), len(extended),
+             len(skipped), ", ".join(skipped[:4]) + (" ..." if len(skipped) > 4 else ""))
 
 
 def load_backbone_file(model: nn.Module, path: Path) -> None:
