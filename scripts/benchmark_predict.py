@@ -48,7 +48,7 @@ from rockdet.models.inference_head import InferenceHead
 from rockdet.predict.detect import detect_images, run_model
 from rockdet.predict.merge import merge_tiles, to_image_coordinates
 from rockdet.predict.runtimes import load_exported
-from rockdet.predict.settings import PredictSettings
+from rockdet.predict.settings import CPU_TILE_BATCH, PredictSettings
 from rockdet.predict.tiling import cut_tile, plan_windows
 from rockdet.synthetic.scenes import SceneSpec, generate_scene
 
@@ -166,7 +166,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--tile", type=int, help="default: the checkpoint's input size")
     parser.add_argument("--overlap", type=float, default=0.2)
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward (rockdet's CPU default)")
+    parser.add_argument("--batch-size", type=int, default=CPU_TILE_BATCH, help="tiles per forward (rockdet's CPU default)")
     parser.add_argument("--score-threshold", type=float, default=0.25)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians reported")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

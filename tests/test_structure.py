@@ -56,6 +56,29 @@ def test_checkpoint_settings_are_read_only_through_model_info():
         if path.relative_to(PACKAGE).as_posix() in SETTINGS_READERS:
             continue
         for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if re.search(r"\bhparams\b|hyper_parameters|\bexport_metadata\b", line):
+            if re.search(r"\bhparams\b|hyper_parameters|\bexport_metadata\b|\bmetadata\[|\[\"evaluation\"\]|"
+                         r"\[\"input_size\"\]|\[\"rock_classes\"\]", line):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
     assert not offenders, "read these through ModelInfo:\n" + "\n".join(offenders)
+
+
+def test_packages_import_one_way_along_the_pipeline():
+    """Package by package (lazy imports inside functions included), nothing imports back up the
+    pipeline: e.g. io never needs catalog, geometry never needs io."""
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    graph: dict[str, set[str]] = {name: set() for name in packages}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).parts
+        if len(parts) < 2:
+            continue  # the top-level shared modules and the API
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rockdet."):
+                target = node.module.split(".")[1]
+                if target in packages and target != parts[0]:
+                    graph[parts[0]].add(target)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and not seen.add(n) and reaches(n, goal, seen)) for n in graph[start])
+
+    circles = sorted(f"{a} <-> {b}" for a in graph for b in graph[a] if reaches(b, a, set()))
+    assert not circles, f"packages importing each other: {circles}"

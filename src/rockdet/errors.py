@@ -35,21 +35,20 @@ def did_you_mean(key: str, candidates, prefix: str = "") -> str:
 MAX_REASON_CHARS = 200
 
 
-def exception_reason(exc: BaseException, with_type: bool = False, limit: int = MAX_REASON_CHARS) -> str:
+def exception_reason(exc: BaseException, with_type: bool = False, limit: int | None = MAX_REASON_CHARS) -> str:
     """An exception as one short line: the first non-empty line of its message (its type when
     it says nothing), prefixed with its type when ``with_type``, cut to ``limit`` characters."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     name = type(exc).__name__
-    if not lines:
-        return name[:limit]
-    return (f"{name}: {lines[0]}" if with_type else lines[0])[:limit]
+    text = name if not lines else f"{name}: {lines[0]}" if with_type else lines[0]
+    return text[:limit]
 
 
 def failure_reason(exc: BaseException) -> str:
     """One line for an image's failure: a rockdet error's own reason (without the path it
     starts with), else the exception's type and reason."""
     if isinstance(exc, RockdetError):
-        return exception_reason(exc).split(": ", 1)[-1]
+        return exception_reason(exc, limit=None).split(": ", 1)[-1][:MAX_REASON_CHARS]
     return exception_reason(exc, with_type=True)
 
 

@@ -126,7 +126,7 @@ def write_mask_folder(root: Path) -> Path:
 
 
 def test_a_mixed_split_reads_each_source_with_its_own_reader_and_weight(synthetic_data, tmp_path):
-    from rockdet.data.datamodule import RockDataModule
+    from rockdet.training.datamodule import RockDataModule
 
     masks_source = write_mask_folder(tmp_path / "mask_set")
     config = tmp_path / "mixed.yaml"

@@ -40,7 +40,7 @@ from pds_products import (
 from rockdet.catalog.rock import Rock
 from rockdet.cli.main import main
 from rockdet.errors import DataError, ImageReadError
-from rockdet.geometry.sizing import LabelSizer
+from rockdet.geometry.sizing import ImageFrame, LabelSizer
 from rockdet.io.archives.pds import read_pds_image
 from rockdet.io.images import read_image
 
@@ -314,8 +314,8 @@ def test_mer_frames_are_sized_on_the_ground_jpl_documents(tmp_path):
     np.testing.assert_allclose(made["SITE_FRAME"].geometry.ground_plane.point, (-18.2, 2.7, -0.73 + 0.294))
     assert made["PMA_FRAME"].geometry.ground_plane is None
     rock = Rock(1, 0.9, 20.0, 40.0, 30.0, 50.0)
-    sized = LabelSizer()([rock], made["PMA_FRAME"].frame)
+    sized = LabelSizer()([rock], ImageFrame.of(made["PMA_FRAME"]))
     assert sized.rocks[0].size_flag == "no_camera_model" and "--ground-z" in sized.record["geometry_note"]
-    sized = LabelSizer()([rock], made["ROVER_FRAME"].frame)
+    sized = LabelSizer()([rock], ImageFrame.of(made["ROVER_FRAME"]))
     assert sized.rocks[0].size_flag == "ok" and sized.record["ground_z_m"] == pytest.approx(0.294)
     assert rock.size_flag is None  # rocks are values: the sizer returned new ones

@@ -27,7 +27,7 @@ from rockdet.geometry.camera_models import CahvoreModel
 from rockdet.geometry.frames import LabelGeometry, quaternion_matrix
 from rockdet.geometry.ground import GroundView
 from rockdet.geometry.rover_ground import GroundPlane
-from rockdet.geometry.sizing import LabelSizer, size_rocks_on_ground
+from rockdet.geometry.sizing import ImageFrame, LabelSizer, size_rocks_on_ground
 from rockdet.io.archives.label_geometry import build_model, geometry_from_pds3
 from rockdet.io.images import read_image
 
@@ -151,7 +151,7 @@ def test_each_product_is_sized_with_its_own_pointing(tmp_path):
     ranges = []
     for path, components in zip(paths, (low, raised)):
         image = read_image(path)
-        (rock,) = sizer([Rock(1, 0.9, *map(float, rocks[0]))], image.frame).rocks
+        (rock,) = sizer([Rock(1, 0.9, *map(float, rocks[0]))], ImageFrame.of(image)).rocks
         expected = cahv_ground_point(components, rock.ground_contact)
         assert rock.range_m == pytest.approx(np.linalg.norm(expected[:2] - np.array(components[0])[:2]), rel=1e-6)
         ranges.append(rock.range_m)

@@ -40,7 +40,7 @@ from rockdet.cli.main import main
 from rockdet.errors import ImageReadError
 from rockdet.geometry.ground import GroundView
 from rockdet.geometry.rover_ground import GroundPlane
-from rockdet.geometry.sizing import LabelSizer, size_rocks_on_ground
+from rockdet.geometry.sizing import ImageFrame, LabelSizer, size_rocks_on_ground
 from rockdet.io.images import read_image
 
 ROCKS = [(20, 40, 30, 50)]
@@ -121,7 +121,7 @@ def test_senseless_camera_models_leave_the_image_unsized(tmp_path, components, r
     image = read_image(product(tmp_path / "m.IMG", components))
     assert image.geometry is None and re.search(reason, image.geometry_problem)
     rock = Rock(1, 0.9, *map(float, ROCKS[0]))
-    sized = LabelSizer()([rock], image.frame)
+    sized = LabelSizer()([rock], ImageFrame.of(image))
     (rock,), note = sized.rocks, sized.record["geometry_note"]
     assert rock.size_flag == "no_camera_model" and rock.range_m is None and "CAHV camera model" in note
 
@@ -134,7 +134,7 @@ def test_unusable_poses_cost_only_the_site_coordinates(tmp_path, pose, reason):
     image = read_image(product(tmp_path / "p.IMG", pose=pose))
     assert image.geometry is not None and image.geometry.site_rotation is None
     rock = Rock(1, 0.9, *map(float, ROCKS[0]))
-    sized = LabelSizer()([rock], image.frame)
+    sized = LabelSizer()([rock], ImageFrame.of(image))
     (rock,), note = sized.rocks, sized.record["geometry_note"]
     assert rock.size_flag == "ok" and rock.site_x_m is None and math.isfinite(rock.range_m)
     assert "no site coordinates: ROVER_COORDINATE_SYSTEM: ORIGIN_ROTATION_QUATERNION" in note
@@ -146,7 +146,7 @@ def test_a_pose_without_its_offset_costs_only_the_site_coordinates(tmp_path):
         line for line in rover_group(**NAVCAM_ROVER_POSE).splitlines() if "ORIGIN_OFFSET_VECTOR" not in line)
     image = read_image(write_pds3(tmp_path / "o.IMG", terrain_values(SIDE, SIDE, ROCKS), groups))
     rock = Rock(1, 0.9, *map(float, ROCKS[0]))
-    sized = LabelSizer()([rock], image.frame)
+    sized = LabelSizer()([rock], ImageFrame.of(image))
     (rock,), note = sized.rocks, sized.record["geometry_note"]
     assert rock.size_flag == "ok" and rock.site_x_m is None
     assert "no site coordinates: ROVER_COORDINATE_SYSTEM has no ORIGIN_OFFSET_VECTOR" in note
@@ -155,7 +155,7 @@ def test_a_pose_without_its_offset_costs_only_the_site_coordinates(tmp_path):
 def test_a_camera_below_its_ground_is_not_sized(tmp_path):
     image = read_image(product(tmp_path / "g.IMG"))  # the Navcam is 1.8 m above z = 0 (z down)
     rock = Rock(1, 0.9, *map(float, ROCKS[0]))
-    sized = LabelSizer(ground_z=-5.0)([rock], image.frame)  # a ground 5 m above the origin
+    sized = LabelSizer(ground_z=-5.0)([rock], ImageFrame.of(image))  # a ground 5 m above the origin
     (rock,), note = sized.rocks, sized.record["geometry_note"]
     assert rock.size_flag == "no_camera_model" and "the camera is not above the ground plane" in note
 

@@ -178,14 +178,13 @@ def test_bad_predict_options_are_one_line(tmp_path, oracle, capsys, option, mess
     assert re.search(message, err) and err.count("\n") == 1
 
 
-def test_no_input_or_bad_checkpoint_exit_non_zero(tmp_path, capsys, monkeypatch):
+def test_no_input_or_bad_checkpoint_exit_non_zero(tmp_path, capsys):
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "o"), str(tmp_path / "none")]) == 2
+    assert "input not found" in capsys.readouterr().err  # before any model is loaded
     save(draw_rocks(10, 10, []), tmp_path / "a.png")
     assert main(["predict", "--checkpoint", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "o"),
                  str(tmp_path / "a.png")]) == 2
     assert "checkpoint file not found" in capsys.readouterr().err
-    use_model(monkeypatch, DarkBlobDetector(), oracle_info())
-    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "o"), str(tmp_path / "none")]) == 2
-    assert "input not found" in capsys.readouterr().err
 
 
 def test_interrupted_run_loses_nothing_and_rerun_redoes_only_the_rest(tmp_path, oracle, monkeypatch):

@@ -11,9 +11,9 @@ from conftest import write_coco
 
 from rockdet.catalog.catalog import Catalog, write_catalog
 from rockdet.catalog.rock import Rock
-from rockdet.data.datamodule import RockDataModule
 from rockdet.evaluation.metrics import DetectionMetrics
 from rockdet.training.config import DataConfig, SplitConfig
+from rockdet.training.datamodule import RockDataModule
 
 
 def _same_image_many_times(synthetic_data, tmp_path, copies=8):

@@ -11,10 +11,10 @@ from conftest import tiny_train_overrides, write_coco
 from oracle import FixedBoxes, draw_rocks, save
 
 from rockdet.cli.main import main
-from rockdet.data.datamodule import RockDataModule
 from rockdet.predict.detect import detect_image
 from rockdet.predict.settings import PredictSettings
 from rockdet.training.config import load_config
+from rockdet.training.datamodule import RockDataModule
 
 ROOT = Path(__file__).resolve().parents[2]
 CATEGORIES = [{"id": 1, "name": "artifact"}, {"id": 2, "name": "rock"}]

@@ -9,9 +9,9 @@ from typing import Any, Mapping
 
 from rockdet.atomic import write_json_atomic
 from rockdet.catalog.files import CATALOG_VERSION, CatalogPaths, write_rows_csv, write_rows_parquet
-from rockdet.catalog.layout import OutputLayout, safe_key
 from rockdet.catalog.rock import Rock, catalog_columns
 from rockdet.errors import RockdetError
+from rockdet.io.layout import OutputLayout, safe_key
 
 #: The files of a catalog unless asked otherwise: the JSON marks it complete.
 DEFAULT_FORMATS = ("csv", "json")

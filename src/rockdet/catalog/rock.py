@@ -22,8 +22,6 @@ BASE_COLUMNS = ["rock_id", "score", "x_min", "y_min", "x_max", "y_max", "x_cente
                 "width_px", "height_px", "diameter_px", "area_px", "range_m", "diameter_m"]
 MASK_COLUMNS = ["major_axis_px", "minor_axis_px"]
 GEOMETRY_COLUMNS = ["ground_x_m", "ground_y_m", "height_m", "size_flag", "site_x_m", "site_y_m", "site_z_m"]
-#: size_flag of a rock whose metric size was measured.
-SIZED = "ok"
 
 
 @dataclass(frozen=True)

@@ -101,14 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
                          f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
     _add_head_arguments(predict)
-    predict.add_argument("--runtime", choices=("onnxruntime", "openvino"), default="onnxruntime",
+    predict.add_argument("--runtime", choices=("onnxruntime", "openvino"), default=DEFAULTS.runtime,
                          help="what runs an exported .onnx --checkpoint (openvino: rockdet[openvino])")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    predict.add_argument("--devices", type=_count(1), default=1, help="number of GPUs (DDP)")
-    predict.add_argument("--workers", type=_count(0), default=0, help="image-decoding worker processes")
+    predict.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:N")
+    predict.add_argument("--devices", type=_count(1), default=DEFAULTS.devices, help="number of GPUs (DDP)")
+    predict.add_argument("--workers", type=_count(0), default=DEFAULTS.workers, help="image-decoding worker processes")
     predict.add_argument("--overlay", action="store_true", help="write overlays/NAME.png with boxes and ids")
-    predict.add_argument("--format", default="csv,json", help="csv,json[,parquet]")
-    predict.add_argument("--camera", default="auto", metavar="auto|none|FILE",
+    predict.add_argument("--format", default=",".join(DEFAULTS.formats), help="csv,json[,parquet][,coco]")
+    predict.add_argument("--camera", default=DEFAULTS.camera, metavar="auto|none|FILE",
                          help="metric sizes: auto (default) uses each PDS product's own camera model "
                          "from its label; FILE is one camera YAML for every image; none turns sizing off")
     predict.add_argument("--ground-z", type=float, metavar="METRES", help="ground plane height (z, down) "

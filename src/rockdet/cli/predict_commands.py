@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def predict(options) -> int:
-    from rockdet.catalog.layout import CATALOG_DIR, ROCKS_FILE, SUMMARY_FILE
+    from rockdet.io.layout import CATALOG_DIR, ROCKS_FILE, SUMMARY_FILE
+    from rockdet.predict.batch import check_batch, run_batch
     from rockdet.predict.predictor import Predictor
     from rockdet.predict.settings import PredictSettings
 
@@ -19,7 +20,9 @@ def predict(options) -> int:
         trust_checkpoint=options.trust_checkpoint, camera=options.camera, ground_z=options.ground_z,
         formats=tuple(f.strip() for f in options.format.split(",") if f.strip()), overlay=options.overlay,
         overwrite=options.overwrite, workers=options.workers, wait_for_lock=options.wait)
-    summary = Predictor.load(options.checkpoint, settings).predict_batch(options.inputs, options.out)
+    # Inputs, outputs and devices are checked before the model loads: a typo costs no model load.
+    checked = check_batch(options.inputs, options.out, settings, options.checkpoint)
+    summary = run_batch(Predictor.load(options.checkpoint, settings), options.inputs, options.out, checked)
     if summary is None:  # another process of a multi-device run; the first one reports
         return 0
     print(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed of "

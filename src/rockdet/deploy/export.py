@@ -35,7 +35,7 @@ from rockdet.predict.runtimes import METADATA_KEY, ONNX_SUFFIXES, TORCHSCRIPT_ME
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript")
 #: ONNX opset: 17 has every operator torchvision's detectors need (RoIAlign, NMS, Resize).
 ONNX_OPSET = 17
 BOX_TOLERANCE_PX = 0.5
@@ -74,8 +74,8 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
                       ) -> tuple[ModelInfo, Parity]:
     """Write ``out`` and return the ModelInfo it carries and the parity check's result (raises if
     it fails)."""
-    if export_format not in FORMATS:
-        raise ExportError(f"--format {export_format}: choose one of {list(FORMATS)}")
+    if export_format not in EXPORT_FORMATS:
+        raise ExportError(f"--format {export_format}: choose one of {list(EXPORT_FORMATS)}")
     check_export_path(Path(checkpoint), Path(out), export_format)
     model, info = load_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()

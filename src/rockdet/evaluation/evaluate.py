@@ -24,7 +24,7 @@ def evaluate_model(model: nn.Module, dataset: RockDataset, batch_size: int = 4,
     """Run ``model`` over a labelled dataset and compute the metrics (``max_detections``: see
     DetectionMetrics). With ``input_size`` (the training image size) images are tiled and
     merged exactly as `rockdet predict` does; without it each image is one forward pass.
-    ``quality`` judges the detections at ``score_threshold`` (catalog_quality), against dense
+    ``quality`` judges the detections at ``score_threshold`` (evaluation.quality), against dense
     ``rock_masks`` too when given."""
     model = model.to(device).eval()
     metrics = DetectionMetrics(score_threshold, iou_threshold, max_detections)

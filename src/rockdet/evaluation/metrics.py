@@ -25,7 +25,7 @@ class EvalResult:
     #: Precision at COCO's 101 recall points, IoU 0.5, all sizes (for the PR curve).
     pr_recall: list[float]
     pr_precision: list[float]
-    #: Catalog quality at the operating point: totals, by size, by image (catalog_quality.summarise).
+    #: Catalog quality at the operating point: totals, by size, by image (evaluation.quality.summarise).
     quality: dict = field(default_factory=dict)
 
 

@@ -21,19 +21,19 @@ Every sizer returns new rocks (rocks are values) and what the catalog records of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence, TypeVar
 
 import cv2
 import numpy as np
 
-from rockdet.catalog.rock import SIZED, Rock
 from rockdet.errors import ConfigError, exception_reason
 from rockdet.geometry.cameras import Camera
 from rockdet.geometry.frames import LabelGeometry
 from rockdet.geometry.ground import GroundView, imaged_ground_area
 from rockdet.geometry.rover_ground import GroundPlane
 
-# size_flag values: why a rock has no metric size
+# size_flag values: "ok" when a rock was sized, else why it has no metric size
+SIZED = "ok"
 ABOVE_HORIZON = "above_horizon"
 BEYOND_MAX_RANGE = "beyond_max_range"
 NEARER_THAN_MIN_RANGE = "nearer_than_min_range"
@@ -54,6 +54,30 @@ MIN_ROWS_PER_METRE = 1.0
 ACROSS_STEP_M = 1e-3
 
 
+class Measurable(Protocol):
+    """What sizing needs of a rock (catalog.rock.Rock is one): its box, where it meets the ground,
+    and how to make the same rock with a metric size."""
+
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+    @property
+    def width_px(self) -> float: ...
+
+    @property
+    def diameter_px(self) -> float: ...
+
+    @property
+    def ground_contact(self) -> tuple[float, float]: ...
+
+    def with_size(self, size_flag: str, **metres: float | None) -> Any: ...
+
+
+Rock = TypeVar("Rock", bound=Measurable)
+
+
 @dataclass(frozen=True)
 class ImageFrame:
     """What sizing needs to know of one image."""
@@ -66,6 +90,11 @@ class ImageFrame:
     #: Pixels with data (False: the product's no-data), or None when all are.
     valid: np.ndarray | None = None
 
+    @classmethod
+    def of(cls, image: Any) -> ImageFrame:
+        """The frame of anything decoded with these attributes (a LoadedImage, a batch's ImageMeta)."""
+        return cls(image.width, image.height, image.geometry, image.geometry_problem, image.valid)
+
 
 @dataclass(frozen=True)
 class Sized:
@@ -73,12 +102,12 @@ class Sized:
     of the sizing (ground area, camera model, notes); ``record`` None: the image was not sized at
     all, so its catalog has no metric columns."""
 
-    rocks: tuple[Rock, ...]
+    rocks: tuple[Any, ...]
     record: dict[str, Any] | None
 
 
 class Sizer(Protocol):
-    def __call__(self, rocks: Sequence[Rock], image: ImageFrame) -> Sized: ...
+    def __call__(self, rocks: Sequence[Measurable], image: ImageFrame) -> Sized: ...
 
 
 # --- one camera for the batch (a YAML file) ---------------------------------------------------

@@ -46,12 +46,6 @@ class LoadedImage:
     def height(self) -> int:
         return int(self.pixels.shape[0])
 
-    @property
-    def frame(self):
-        """What sizing needs of the image (geometry.sizing.ImageFrame)."""
-        from rockdet.geometry.sizing import ImageFrame
-
-        return ImageFrame(self.width, self.height, self.geometry, self.geometry_problem, self.valid)
 
     @property
     def width(self) -> int:

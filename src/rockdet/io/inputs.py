@@ -11,9 +11,9 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from rockdet.catalog.layout import LOCK_FILE, OutputLayout, safe_key
 from rockdet.errors import RockdetError
 from rockdet.io.images import IMAGE_SUFFIXES
+from rockdet.io.layout import LOCK_FILE, OutputLayout, safe_key
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 form of a trained detector."""
 
 from rockdet.models.builder import build_detector
-from rockdet.models.files import load_model, read_model_info, write_model_file
+from rockdet.models.files import load_model, write_model_file
 from rockdet.models.inference_form import to_inference_form
 from rockdet.models.info import ModelInfo
 
-__all__ = ["ModelInfo", "build_detector", "load_model", "read_model_info", "to_inference_form", "write_model_file"]
+__all__ = ["ModelInfo", "build_detector", "load_model", "to_inference_form", "write_model_file"]

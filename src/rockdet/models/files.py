@@ -1,6 +1,6 @@
 """Model files, read as (detector, ModelInfo): a rockdet checkpoint (``.ckpt``: Lightning's, with the
 optimizer state to resume training) or a model file (``model.pt``: ModelInfo and weights only, a
-quarter of the size, for sharing and predict). Both are read as tensors and plain data only
+third of the size, for sharing and predict). Both are read as tensors and plain data only
 (``weights_only``), so loading one cannot run code; ``trust`` allows full unpickling of a file
 you made yourself, with a warning."""
 
@@ -81,15 +81,11 @@ def load_model(path: Path | str, map_location: str | torch.device = "cpu",
     return model.eval(), info
 
 
-def read_model_info(path: Path | str, trust: bool = False) -> ModelInfo:
-    """A checkpoint's or model file's ModelInfo, without building the detector."""
-    return info_of(read_torch_file(Path(path), trust=trust), str(path))
-
-
 def write_model_file(path: Path, model: nn.Module, info: ModelInfo) -> Path:
-    """model.pt: the ModelInfo and the detector's weights, nothing to resume training with."""
+    """model.pt: the ModelInfo and the detector's weights, nothing to resume training with (a
+    third of a checkpoint, which keeps the optimizer's two moments per weight)."""
     with atomic_path(path) as temp:
-        torch.save({MODEL_FILE_KEY: info.to_metadata(format="model.pt"),
+        torch.save({MODEL_FILE_KEY: info.to_metadata(keep_unchosen=True, format="model.pt"),
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, temp)
     return path
 
@@ -98,7 +94,7 @@ def store_model_info(path: Path, info: ModelInfo) -> None:
     """Write ``info`` (e.g. a chosen operating point) into a checkpoint or model file, atomically."""
     contents = read_torch_file(Path(path))
     if MODEL_FILE_KEY in contents:
-        contents[MODEL_FILE_KEY] = info.to_metadata(format="model.pt")
+        contents[MODEL_FILE_KEY] = info.to_metadata(keep_unchosen=True, format="model.pt")
     else:
         contents["hyper_parameters"] = info.to_hparams()
     with atomic_path(path) as temp:

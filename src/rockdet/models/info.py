@@ -85,10 +85,6 @@ class ModelInfo:
         return self.arch.startswith("maskrcnn")
 
     @property
-    def has_hardware_class(self) -> bool:
-        return int(self.detector.get("num_classes", ROCK_CLASSES_WITH_BACKGROUND)) > ROCK_CLASSES_WITH_BACKGROUND
-
-    @property
     def detections_per_image(self) -> int:
         return int(self.detector.get("detections_per_image", 300))
 
@@ -106,7 +102,10 @@ class ModelInfo:
         return {"arch": self.arch, **{k: v for k, v in self.detector.items() if k not in WEIGHT_SOURCES}}
 
     def with_threshold(self, choice: ThresholdChoice) -> ModelInfo:
-        return replace(self, score_threshold=choice.score_threshold, threshold_choice=choice)
+        evaluation = {**dict(self.training.get("evaluation", {})), "score_threshold": choice.score_threshold,
+                      "threshold_choice": asdict(choice)}
+        return replace(self, score_threshold=choice.score_threshold, threshold_choice=choice,
+                       training={**self.training, "evaluation": evaluation})
 
     def describe(self) -> str:
         threshold = "unchosen" if self.score_threshold is None else f"{self.score_threshold:g}"
@@ -129,7 +128,7 @@ class ModelInfo:
                    class_names=_class_names(hparams.get("rock_classes")),
                    score_threshold=_threshold(evaluation.get("score_threshold", PROVISIONAL_THRESHOLD), source),
                    threshold_choice=ThresholdChoice.read(evaluation.get("threshold_choice")),
-                   iou_threshold=float(evaluation.get("iou_threshold", 0.5)),
+                   iou_threshold=_iou(evaluation.get("iou_threshold"), source),
                    rockdet_version=str(hparams.get("rockdet_version", "0.1.0")),
                    training={k: hparams[k] for k in ("optimizer", "scheduler", "evaluation") if k in hparams})
 
@@ -161,7 +160,6 @@ class ModelInfo:
         model = metadata["model"]
         if not isinstance(model.get("arch"), str):
             raise CheckpointError(f"{source}: rockdet metadata 'model' must name its arch; re-export it")
-        _check_detector_settings(model, source)
         threshold = metadata.get("score_threshold", evaluation.get("score_threshold"))
         head = metadata.get("head")
         if head is not None and not (isinstance(head, Mapping) and all(_is_count(v) for v in head.values())):
@@ -174,16 +172,19 @@ class ModelInfo:
                    input_size=_input_size(metadata.get("input_size"), model, source),
                    class_names=tuple(names), score_threshold=_threshold(threshold, source),
                    threshold_choice=ThresholdChoice.read(evaluation.get("threshold_choice")),
-                   iou_threshold=float(evaluation.get("iou_threshold", 0.5)),
+                   iou_threshold=_iou(evaluation.get("iou_threshold"), source),
                    head=dict(head) if head is not None else None,
                    rockdet_version=str(metadata.get("rockdet_version", "0.1.0")),
                    training={"evaluation": dict(evaluation)} if evaluation else {})
 
-    def to_metadata(self, **extra: Any) -> dict[str, Any]:
-        """The metadata an export or a model.pt carries (``extra``: format, opset, ...). Its
-        keys are those rockdet 0.1.0 wrote, so older readers still find what they need."""
-        threshold = AUTO if self.score_threshold is None else self.score_threshold
-        evaluation = {"iou_threshold": self.iou_threshold, "score_threshold": threshold}
+    def to_metadata(self, keep_unchosen: bool = False, **extra: Any) -> dict[str, Any]:
+        """The metadata an export or a model.pt carries (``extra``: format, opset, ...), in the
+        keys rockdet 0.1.0 wrote. An unchosen operating point is written as the provisional 0.5
+        (a number, as 0.1.0 readers need) unless ``keep_unchosen`` (model.pt) keeps it ``auto``."""
+        threshold = self.operating_threshold if not keep_unchosen or self.score_threshold is not None else AUTO
+        evaluation = {**dict(self.training.get("evaluation", {})), "iou_threshold": self.iou_threshold,
+                      "score_threshold": threshold}
+        evaluation.pop("threshold_choice", None)
         if self.threshold_choice is not None:
             evaluation["threshold_choice"] = asdict(self.threshold_choice)
         return {**extra, "schema_version": self.schema_version, "rockdet_version": self.rockdet_version,
@@ -222,10 +223,22 @@ def _is_count(value: Any) -> bool:
 
 
 def _input_size(value: Any, model: Mapping, source: str) -> int:
-    size = value if value is not None else model.get("min_size")
+    """The training image side; 0 or missing (a run that could not measure it, e.g. generated
+    scenes only) means the model's own input size."""
+    size = value or model.get("min_size")
+    if isinstance(size, float) and size.is_integer():
+        size = int(size)
     if not _is_count(size):
         raise CheckpointError(f"{source}: input_size {str(size)[:40]!r} is not a positive integer")
     return int(size)
+
+
+def _iou(value: Any, source: str) -> float:
+    if value is None:
+        return 0.5
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise CheckpointError(f"{source}: iou_threshold {str(value)[:40]!r} is not in (0, 1]")
+    return float(value)
 
 
 def _class_names(value: Any) -> tuple[str, ...]:

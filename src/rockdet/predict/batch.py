@@ -5,28 +5,50 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from rockdet.catalog.layout import OutputLayout, hold_output_lock, refuse_overwriting
+from rockdet.io.archives.pds import product_files
 from rockdet.io.inputs import InputImage, collect_inputs
-from rockdet.predict.lightning_run import run_prediction
-from rockdet.predict.predictor import Predictor
+from rockdet.io.layout import OutputLayout, hold_output_lock, refuse_overwriting
+from rockdet.predict.lightning_run import lightning_devices, run_prediction
+from rockdet.predict.predictor import Predictor, choose_camera
 from rockdet.predict.resume import MADE_WITH, plan_batch
+from rockdet.predict.settings import PredictSettings
 from rockdet.predict.summary import finish_batch
 
 log = logging.getLogger(__name__)
 
 
-def run_batch(predictor: Predictor, inputs: list[str], out: Path) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class BatchInputs:
+    """A batch's inputs and output folder, checked before any model is loaded."""
+
+    layout: OutputLayout
+    images: list[InputImage]
+
+
+def check_batch(inputs: list[str], out: Path, settings: PredictSettings, model_file: Path | None) -> BatchInputs:
+    """Everything about a batch that can be wrong before its model loads, each one line: a missing
+    input, outputs that would replace an input (the model file and camera files included), an
+    output folder that cannot be used, a device that is not there."""
+    layout = OutputLayout.at(out)
+    images = collect_inputs(list(inputs), exclude=layout.is_own_output)
+    refuse_overwriting(layout, (image.key for image in images), settings.formats, settings.overlay,
+                       files_read(model_file, choose_camera(settings).files, images))
+    lightning_devices(settings)
+    return BatchInputs(layout, images)
+
+
+def run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: BatchInputs | None = None
+              ) -> dict[str, Any] | None:
     """Catalogue every input image under ``out`` and return the summary also written to
     ``out/summary.json`` (None in the other processes of a multi-device run: the first writes it)."""
     started = time.monotonic()
     settings = predictor.settings
-    layout = OutputLayout.at(out)
-    images = collect_inputs(list(inputs), exclude=layout.is_own_output)
-    refuse_overwriting(layout, (image.key for image in images), settings.formats, settings.overlay,
-                       files_read(predictor, images))
+    checked = checked or check_batch(inputs, out, settings, predictor.source)
+    layout, images = checked.layout, checked.images
     with hold_output_lock(layout, settings.wait_for_lock):
         todo, skipped, redone, unusable = plan_batch(images, predictor.context, layout, settings.image_formats,
                                                      settings.overwrite)
@@ -40,12 +62,10 @@ def run_batch(predictor: Predictor, inputs: list[str], out: Path) -> dict[str, A
         return finish_batch(predictor, layout, images, outcomes + skipped, started, (redone, unusable))
 
 
-def files_read(predictor: Predictor, images: list[InputImage]) -> Iterator[Path]:
+def files_read(model_file: Path | None, camera_files: list[Path], images: list[InputImage]) -> Iterator[Path]:
     """Every file the run reads: what its outputs must never replace."""
-    from rockdet.io.archives.pds import product_files
-
-    if predictor.source is not None:
-        yield predictor.source
-    yield from predictor.camera.files
+    if model_file is not None:
+        yield Path(model_file)
+    yield from camera_files
     for image in images:
         yield from product_files(image.path)

@@ -9,7 +9,7 @@ its last tile is back. A broken image is recorded and the batch goes on.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Iterator
 
@@ -21,12 +21,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from rockdet.catalog.catalog import write_catalog
-from rockdet.catalog.layout import OutputLayout
 from rockdet.console import progress_interval
 from rockdet.errors import RockdetError, failure_reason
-from rockdet.geometry.sizing import ImageFrame
 from rockdet.io.images import read_image
 from rockdet.io.inputs import InputImage, file_sha256
+from rockdet.io.layout import OutputLayout
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.predict.detect import run_model
 from rockdet.predict.featureless import drop_featureless
@@ -58,18 +57,12 @@ class ImageMeta:
     #: The image shrunk for the report's thumbnail, and the scale applied (None: no thumbnail).
     thumbnail: np.ndarray | None = None
     thumbnail_scale: float = 1.0
-    #: The decoded pixels, kept for the overlay when one is asked for (decoded once).
-    pixels: np.ndarray | None = None
     #: Why reading the image failed after its first tiles were cut (windowed frames), else None.
     failure: str | None = None
 
     @property
     def path(self):
         return self.image.path
-
-    @property
-    def frame(self) -> ImageFrame:
-        return ImageFrame(self.width, self.height, self.geometry, self.geometry_problem, self.valid)
 
 
 class TileStream(IterableDataset):
@@ -86,8 +79,11 @@ class TileStream(IterableDataset):
         shard, shards = _shard(self.rank, self.world_size, worker.id if worker else 0,
                                worker.num_workers if worker else 0)
         failed: list[Outcome] = []
+        # With overlays, an image's decoded pixels travel once, beside its last tile: the overlay is
+        # drawn from them, not from a second decode.
         for batch in tile_batches(self._decoded(self.images[shard::shards], failed), self.settings,
-                                  self.input_size, self.tiles_per_batch):
+                                  self.input_size, self.tiles_per_batch,
+                                  keep_pixels=self.settings.overlay):
             batch.failed = failed.copy()
             failed.clear()  # in place: the decoding generator appends to this very list
             yield batch
@@ -106,8 +102,8 @@ class TileStream(IterableDataset):
                 failed.append(Outcome(image.key, "failed", failure_reason(exc)))
                 continue
             yield ImageMeta(image, loaded.width, loaded.height, loaded.sha256, loaded.notes, loaded.valid,
-                            loaded.geometry, loaded.geometry_problem, thumbnail=small, thumbnail_scale=scale,
-                            pixels=loaded.pixels if self.settings.overlay else None), loaded.pixels
+                            loaded.geometry, loaded.geometry_problem, thumbnail=small,
+                            thumbnail_scale=scale), loaded.pixels
 
 
 def _windowed(image: InputImage, failed: list[Outcome]) -> Iterator[tuple[ImageMeta, WindowedTiff]]:
@@ -214,7 +210,7 @@ class CatalogWriter(BasePredictionWriter):
         threshold = self.predictor.settings.score_threshold
         for (meta, window), output in zip(batch.owners, prediction):
             self.parts.setdefault(meta.image.key, []).append(to_image_coordinates(output, window, threshold))
-        for meta, tiles in batch.finished:
+        for number, (meta, tiles) in enumerate(batch.finished):
             key = meta.image.key
             if meta.failure is not None:  # its pixels stopped coming mid-image
                 self.parts.pop(key, None)
@@ -222,7 +218,8 @@ class CatalogWriter(BasePredictionWriter):
                 self.outcomes.append(Outcome(key, "failed", meta.failure))
                 continue
             try:
-                self.outcomes.append(self._finish(meta, tiles))
+                pixels = batch.pixels[number] if batch.pixels else None
+                self.outcomes.append(self._finish(meta, tiles, pixels))
             except Exception as exc:  # sizing, catalog, overlay: this image fails, the batch goes on
                 self.parts.pop(key, None)
                 reason = f"writing outputs failed: {exc}" if isinstance(exc, (OSError, RockdetError)) \
@@ -234,16 +231,18 @@ class CatalogWriter(BasePredictionWriter):
                                       failed=sum(o.status == "failed" for o in self.outcomes), refresh=False)
             self.progress.update(len(batch.failed) + len(batch.finished))
 
-    def _finish(self, meta: ImageMeta, tiles: int) -> Outcome:
+    def _finish(self, meta: ImageMeta, tiles: int, pixels: np.ndarray | None) -> Outcome:
         key, settings = meta.image.key, self.predictor.settings
-        if settings.overlay and meta.windowed:
-            meta.notes.append("no overlay for a windowed frame (it would need the whole image in memory)")
         catalog = self.predictor.catalog_of(meta, merge_tiles(self.parts.pop(key, []), settings), tiles)
-        if settings.overlay and meta.pixels is not None:
-            write_overlay(meta.pixels, catalog.rocks, self.layout.overlay_file(key))
+        if settings.overlay and meta.windowed:
+            notes = [*catalog.context["image_notes"],
+                     "no overlay for a windowed frame (it would need the whole image in memory)"]
+            catalog = replace(catalog, context={**catalog.context, "image_notes": notes})
+        if settings.overlay and pixels is not None and not meta.windowed:
+            write_overlay(pixels, catalog.rocks, self.layout.overlay_file(key))
         if meta.thumbnail is not None:
             write_thumbnail(meta.thumbnail, meta.thumbnail_scale, catalog.rocks, self.layout.thumbnail_file(key))
-        write_catalog(catalog, partial(self.layout.catalog_file, key), settings.image_formats)
+        write_catalog(catalog, partial(self.layout.catalog_file, key), settings.formats)
         return Outcome(key, "done", rocks=len(catalog.rocks), notes=list(catalog.context["image_notes"]),
                        digest=CatalogDigest.of(key, catalog))
 

@@ -51,9 +51,12 @@ class DecodedImage:
     path: Path | None = None
 
     @property
-    def frame(self) -> ImageFrame:
-        return ImageFrame(self.pixels.shape[1], self.pixels.shape[0], self.geometry, self.geometry_problem,
-                          self.valid)
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
 
 
 class CameraChoice(NamedTuple):
@@ -111,8 +114,6 @@ class Predictor:
         #: The settings with the operating point filled in (the model's own unless given).
         self.settings = settings.updated(score_threshold=threshold)
         self.device = resolve_device(settings.device)
-        if isinstance(detector, TorchDetector):
-            self.detector.to(self.device)
         self.camera = choose_camera(self.settings)
         self.checkpoint_sha256 = checkpoint_sha256 or (file_sha256(self.source) if self.source else None)
 
@@ -131,9 +132,10 @@ class Predictor:
         """This predictor with other settings that need no reload (threshold, tiling, camera, outputs)."""
         if not changes:
             return self
-        reload = {"runtime", "trust_checkpoint", "as_trained", "proposals", "detections_per_tile"} & set(changes)
+        reload = sorted(key for key in ("runtime", "trust_checkpoint", "as_trained", "proposals", "detections_per_tile")
+                        if key in changes and changes[key] != getattr(self.settings, key))
         if reload:
-            raise SettingsError(sorted(reload)[0], "changes how the model is loaded; use Predictor.load")
+            raise SettingsError(reload[0], "changes how the model is loaded; use Predictor.load")
         return Predictor(self.detector, self.settings.updated(**changes), self.source, self.checkpoint_sha256)
 
     # --- what the catalogs record ------------------------------------------------------------
@@ -162,7 +164,7 @@ class Predictor:
 
     def catalog_of(self, image: DecodedImage | Any, rocks: list[Rock], tiles: int, name: str | None = None) -> Catalog:
         """One image's catalog from its merged rocks: no-data dropped, sized, recorded."""
-        frame = image.frame
+        frame = ImageFrame.of(image)
         rocks = drop_rocks_on_no_data(rocks, frame.valid)
         sized = self.camera.sizer(rocks, frame) if self.camera.sizer is not None else None
         record = dict(sized.record) if sized is not None and sized.record is not None else None
@@ -183,6 +185,8 @@ class Predictor:
     def predict_images(self, images: Iterable[str | Path | np.ndarray], names: Iterable[str] | None = None
                        ) -> Iterator[Catalog]:
         """Catalogs of several images in order; their tiles share forward passes."""
+        if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
+            images = [images]  # one image, not its characters or rows
         names = iter(names) if names is not None else None
         decoded: list[DecodedImage] = []
 
@@ -192,11 +196,14 @@ class Predictor:
                 decoded.append(item)
                 yield item.pixels
 
-        with torch.inference_mode():
-            for raw in detect_raw(self.detector, pixels(), self.settings, self.input_size, self.device,
-                                  self.tiles_per_batch):
-                image = decoded.pop(0)
-                yield self.catalog_of(image, raw.rocks(self.settings), len(raw.windows))
+        # The detector may be shared (with_settings) or left elsewhere by a batch run: placed here,
+        # where it runs, not when the predictor is made (a multi-device run places it per process).
+        if isinstance(self.detector, TorchDetector):
+            self.detector.to(self.device)
+        for raw in detect_raw(self.detector, pixels(), self.settings, self.input_size, self.device,
+                              self.tiles_per_batch):
+            image = decoded.pop(0)
+            yield self.catalog_of(image, raw.rocks(self.settings), len(raw.windows))
 
     def predict_batch(self, inputs: Iterable[str | Path], out: str | Path, **changes: Any) -> dict[str, Any] | None:
         """Exactly what `rockdet predict` does: a catalog per image under ``out``, resumable, and
@@ -204,6 +211,7 @@ class Predictor:
         (None in the other processes of a multi-device run)."""
         from rockdet.predict.batch import run_batch
 
+        inputs = [inputs] if isinstance(inputs, (str, Path)) else inputs
         return run_batch(self.with_settings(**changes), [str(i) for i in inputs], Path(out))
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from rockdet.catalog.files import earlier_catalog
-from rockdet.catalog.layout import OutputLayout
 from rockdet.io.inputs import InputImage, file_sha256, product_sha256
+from rockdet.io.layout import OutputLayout
 from rockdet.predict.summary import CatalogDigest, Outcome
 
 log = logging.getLogger(__name__)

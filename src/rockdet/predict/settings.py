@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rockdet.catalog.catalog import DEFAULT_FORMATS
+from rockdet.catalog.files import FORMATS
 from rockdet.errors import SettingsError
 from rockdet.typed_yaml import KeyProblem, first_problem
 
@@ -21,9 +23,6 @@ CPU_TILE_BATCH = 4
 GPU_TILE_BATCH = 16
 #: ``camera`` values besides a YAML file: each PDS product's own label model, or no sizing.
 CAMERA_AUTO, CAMERA_NONE = "auto", "none"
-#: Catalog formats written per image; ``coco`` is the batch's rocks as one COCO file.
-IMAGE_FORMATS = ("csv", "json", "parquet")
-BATCH_FORMATS = ("coco",)
 #: Devices: auto, cpu, cuda or cuda:N.
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+")
 
@@ -77,13 +76,20 @@ class PredictSettings(BaseModel):
     ground_z: float | None = None
 
     # --- what a batch writes ---------------------------------------------------------------------
-    formats: tuple[Literal["csv", "json", "parquet", "coco"], ...] = ("csv", "json")
+    #: Catalog formats written per image (csv, json, parquet); coco adds the batch's rocks as one
+    #: COCO file of pre-annotations.
+    formats: tuple[Literal["csv", "json", "parquet", "coco"], ...] = DEFAULT_FORMATS
     overlay: bool = False
     overwrite: bool = False
     #: Image-decoding worker processes.
     workers: int = Field(0, ge=0)
     #: Wait for another run writing to the same output folder instead of refusing.
     wait_for_lock: bool = False
+
+    @field_validator("camera", mode="before")
+    @classmethod
+    def _camera_as_text(cls, camera: Any) -> Any:
+        return str(camera) if isinstance(camera, Path) else camera
 
     @field_validator("device")
     @classmethod
@@ -116,11 +122,8 @@ class PredictSettings(BaseModel):
 
     @property
     def image_formats(self) -> tuple[str, ...]:
-        return tuple(f for f in self.formats if f in IMAGE_FORMATS)
-
-    @property
-    def camera_file(self) -> Path | None:
-        return None if self.camera in (CAMERA_AUTO, CAMERA_NONE) else Path(self.camera)
+        """The formats written per image (not the batch's COCO file)."""
+        return tuple(f for f in self.formats if f in FORMATS)
 
     def tiles_per_batch(self, on_gpu: bool) -> int:
         if self.tile_batch is not None:

@@ -16,9 +16,9 @@ from rockdet.atomic import write_json_atomic
 from rockdet.catalog.catalog import Catalog
 from rockdet.catalog.coco import write_predictions_coco
 from rockdet.catalog.files import write_rows_csv
-from rockdet.catalog.layout import COCO_FILE, REPORT_FILE, ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout
 from rockdet.catalog.rock import catalog_columns
 from rockdet.io.inputs import InputImage
+from rockdet.io.layout import COCO_FILE, REPORT_FILE, ROCKS_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout
 from rockdet.predict.settings import CAMERA_AUTO
 
 
@@ -79,7 +79,6 @@ def finish_batch(predictor, layout: OutputLayout, images: list[InputImage], outc
         "failed": len(by_status["failed"]),
         "failures": [{"image": o.image, "reason": o.reason} for o in by_status["failed"]],
         "skipped_images": [{"image": o.image, "reason": o.reason} for o in by_status["skipped"]],
-        "left_out_of_rocks_csv": [],
         "rocks_this_run": sum(o.rocks for o in by_status["done"]), "rocks_total": len(rows),
         "notes": {o.image: o.notes for o in by_status["done"] if o.notes},
         "seconds": round(seconds, 2), "images_per_second": round(done / seconds, 3) if seconds else None,
@@ -88,14 +87,15 @@ def finish_batch(predictor, layout: OutputLayout, images: list[InputImage], outc
     if any(row.get("diameter_m") is not None for row in rows):
         from rockdet.report.sfd import write_batch_sfd
         from rockdet.report.site_map import write_site_map
-        from rockdet.stats.sfd import sizes_of_catalogs
 
-        sizes = sizes_of_catalogs((d.key, list(d.rows), d.ground_area_m2) for d in finished)
-        summary["sfd"] = write_batch_sfd(layout.root, sizes)
+        # By catalog key, as `rockdet sfd OUT` reads a folder: the same bootstrap for the same rocks.
+        summary["sfd"] = write_batch_sfd(layout.root, ((d.key, list(d.rows), d.ground_area_m2)
+                                                       for d in sorted(finished, key=lambda d: d.key)))
         summary["site_map"] = write_site_map(rows, layout.batch_file(SITE_MAP_FILE))
     summary["report"] = str(layout.batch_file(REPORT_FILE))
-    write_report(layout.root, summary, finished)
+    # The summary first: a report that cannot be drawn leaves it, and `rockdet report` can retry.
     write_json_atomic(layout.batch_file(SUMMARY_FILE), summary)
+    write_report(layout.root, summary, finished)
     return summary
 
 

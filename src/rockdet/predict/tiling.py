@@ -78,10 +78,13 @@ class TileBatch:
     finished: list[tuple[Any, int]] = field(default_factory=list)
     #: Owners that gave no tiles (e.g. images that could not be read), for the caller to record.
     failed: list[Any] = field(default_factory=list)
+    #: With ``keep_pixels``: the decoded pixels of each finished image, aligned with ``finished``
+    #: (they travel once, with the image's last tile, e.g. for its overlay).
+    pixels: list[Any] = field(default_factory=list)
 
 
 def tile_batches(images: Iterable[tuple[Any, np.ndarray]], settings: PredictSettings, input_size: int,
-                 tiles_per_batch: int) -> Iterator[TileBatch]:
+                 tiles_per_batch: int, keep_pixels: bool = False) -> Iterator[TileBatch]:
     """The one tile stream of rockdet: each (owner, 8-bit RGB pixels) cut into tiles, tiles of
     consecutive images sharing batches of ``tiles_per_batch``. Library calls and the Lightning
     predict run both consume it, so they tile and batch the same way."""
@@ -95,6 +98,8 @@ def tile_batches(images: Iterable[tuple[Any, np.ndarray]], settings: PredictSett
             batch.owners.append((owner, window))
             if number == len(windows):
                 batch.finished.append((owner, len(windows)))
+                if keep_pixels:
+                    batch.pixels.append(pixels)
             if len(batch.tiles) >= tiles_per_batch:
                 yield batch
                 batch = TileBatch()

@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 
 from rockdet.atomic import atomic_path, write_text_atomic
 from rockdet.catalog.files import read_catalog_json
-from rockdet.catalog.layout import (
+from rockdet.errors import RockdetError
+from rockdet.io.layout import (
     CATALOG_DIR,
     OVERLAY_DIR,
     REPORT_FILE,
@@ -33,7 +34,6 @@ from rockdet.catalog.layout import (
     SUMMARY_FILE,
     THUMBNAIL_DIR,
 )
-from rockdet.errors import RockdetError
 from rockdet.io.output_guard import check_output_files_in, check_output_folder
 
 DATA_FILE, HISTOGRAM_FILE = REPORT_FILES[1], REPORT_FILES[2]
@@ -228,7 +228,7 @@ function render() {{
   const pages = Math.max(1, Math.ceil(rows.length / perPage));
   page = Math.min(Math.max(page, 0), pages - 1);
   const body = rows.slice(page * perPage, (page + 1) * perPage).map(r => {{
-    // Links arrive percent-encoded per path segment (batch_report.link): used as they are.
+    // Links arrive percent-encoded per path segment (report.html.link): used as they are.
     const thumb = r.thumbnail ?
       `<a href="${{r.overlay || r.thumbnail}}"><img loading="lazy" src="${{r.thumbnail}}" alt="overlay"></a>` : "";
     if (r.unreadable) return `<tr class="unreadable"><td>${{text(r.image)}}</td><td></td>` +

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Iterable
 
 from rockdet.atomic import write_json_atomic
-from rockdet.catalog.layout import SFD_FILES
 from rockdet.errors import RockdetError, exception_reason
+from rockdet.io.layout import SFD_FILES
 from rockdet.report.plots import plot_sfd
-from rockdet.stats.sfd import MetricSizes, SfdResult, sfd_statistics
+from rockdet.stats.sfd import SfdResult, sfd_statistics, sizes_of_catalogs
 
 SFD_JSON, SFD_PNG = SFD_FILES
 
@@ -32,9 +33,11 @@ def write_sfd(result: SfdResult, out_dir: Path, left_out: dict | None = None) ->
     return {k: v for k, v in asdict(result).items() if k != "cumulative"}
 
 
-def write_batch_sfd(out_dir: Path, sizes: MetricSizes) -> dict:
-    """The batch's SFD from the sizes its catalogs hold; a batch without ground area reports why."""
+def write_batch_sfd(out_dir: Path, catalogs: Iterable[tuple[str, list, Any]]) -> dict:
+    """The batch's SFD from its catalogs' (name, rock rows, ground_area_m2); a batch without
+    ground area, or with a corrupted one, reports why."""
     try:
+        sizes = sizes_of_catalogs(catalogs)
         result = sfd_statistics(sizes.diameters, sizes.area_m2)
         return {**write_sfd(result, out_dir, sizes.left_out()), "unreadable_catalogs": sizes.unreadable,
                 "invalid_diameters": sizes.invalid_diameters, "absurd_diameters": sizes.absurd_diameters}

@@ -18,8 +18,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from rockdet.catalog.files import read_catalog_csv, read_catalog_json
-from rockdet.catalog.layout import BATCH_FILES, CATALOG_DIR
 from rockdet.errors import RockdetError
+from rockdet.io.layout import BATCH_FILES, CATALOG_DIR
 
 log = logging.getLogger(__name__)
 

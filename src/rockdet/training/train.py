@@ -16,7 +16,6 @@ from pytorch_lightning.loggers import CSVLogger
 
 from rockdet.atomic import atomic_path, write_json_atomic, write_text_atomic
 from rockdet.console import lightning_progress_refresh
-from rockdet.data.datamodule import RockDataModule
 from rockdet.data.dense_masks import dense_masks_of
 from rockdet.data.records import ROCK_LABEL, AnnotatedImage
 from rockdet.data.settings import source_list
@@ -26,6 +25,7 @@ from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_inpu
 from rockdet.models.builder import NUM_CLASSES, default_anchor_sizes
 from rockdet.report.plots import plot_training_curves
 from rockdet.training.config import AUTO, ModelConfig, TrainConfig
+from rockdet.training.datamodule import RockDataModule
 from rockdet.training.task import MONITOR, RockDetectionTask
 from rockdet.typed_yaml import as_plain_data
 
@@ -38,7 +38,7 @@ class TrainResult:
     best_checkpoint: Path | None
     last_checkpoint: Path | None
     best_score: float | None
-    #: model.pt: the best checkpoint's ModelInfo and weights (None when no validation ran).
+    #: model.pt: ModelInfo and weights of the best checkpoint (the last when no validation ran).
     model_file: Path | None = None
 
 
