@@ -73,3 +73,16 @@ class FixedBoxes(nn.Module):
     def forward(self, images):
         return [{"boxes": self.boxes.clone(), "scores": self.scores.clone(),
                  "labels": torch.ones(len(self.boxes), dtype=torch.int64)} for _ in images]
+
+
+def tiny_checkpoint(path, score_threshold: float = 0.5):
+    """A real (random) rockdet checkpoint of the smallest detector, for runs in a subprocess."""
+    from rockdet.models import build_detector
+
+    torch.manual_seed(0)
+    settings = {"arch": "fasterrcnn_mobilenet_v3_large_fpn", "min_size": 64, "max_size": 64}
+    model = build_detector(**settings)
+    torch.save({"hyper_parameters": {"model": settings, "input_size": 64,
+                                     "evaluation": {"score_threshold": score_threshold}},
+                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
+    return path

@@ -1,4 +1,4 @@
-"""What rockdet prints: log levels, known-harmless library chatter, and progress bars in log files.
+"""What rockdet prints: log levels, known-harmless library chatter, terminal or log file.
 
 Set up once by the command-line entry point only, so code that imports rockdet as a library keeps
 its own logging and warning settings.
@@ -22,8 +22,6 @@ HARMLESS_WARNINGS = (
 HARMLESS_LOG_TEXT = ("litlogger", "LitLogger")
 #: Seconds between progress-bar redraws when output goes to a file, not a terminal.
 LOG_FILE_REFRESH_SECONDS = 30.0
-#: Lightning's bar redraws per batch, not per second: in a log file, once every this many batches.
-LOG_FILE_REFRESH_BATCHES = 100
 
 
 class _DropHarmless(logging.Filter):
@@ -55,7 +53,3 @@ def progress_interval() -> float:
     """tqdm's ``mininterval``: its default on a terminal, a line every half minute in a log file."""
     return 0.1 if interactive() else LOG_FILE_REFRESH_SECONDS
 
-
-def lightning_progress_refresh() -> int:
-    """Batches between Lightning progress-bar redraws (every one on a terminal)."""
-    return 1 if interactive() else LOG_FILE_REFRESH_BATCHES

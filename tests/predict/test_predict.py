@@ -164,7 +164,7 @@ def test_bad_inputs_are_recorded_and_the_batch_continues(tmp_path, oracle, capsy
     printed = capsys.readouterr()
     assert "failed: corrupt" in printed.out
     # progress is counted in images, failures included, with the total known from the start
-    assert re.search(r"Predicting: 100%.*14/14", printed.err)
+    assert re.search(r"Predicting: 14/14 images \(100%\), .*failed 7", printed.err)
 
 
 @pytest.mark.parametrize("option, message", [(["--tile", "0"], "--tile: must be at least 32, got 0"),

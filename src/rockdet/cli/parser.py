@@ -11,7 +11,8 @@ from rockdet.predict.settings import CPU_TILE_BATCH, GPU_TILE_BATCH, PredictSett
 DESCRIPTION = "rockdet: train, evaluate, predict, pseudo-label, data-report, synth, sfd, export, report"
 #: Settings whose command-line flag is not their name with dashes.
 FLAGS = {"tile_batch": "--batch-size", "formats": "--format", "wait_for_lock": "--wait",
-         "nested_threshold": "--keep-nested", "sky_fraction": "--keep-on-black", "image": "INPUT"}
+         "nested_threshold": "--keep-nested", "sky_fraction": "--keep-on-black",
+         "drop_above_horizon": "--keep-above-horizon", "image": "INPUT"}
 
 
 def flag_of(key: str) -> str:
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "another (default: the higher-scoring of the two stays; one rock, one row)")
     predict.add_argument("--keep-on-black", action="store_true", help="keep detections on featureless "
                          "black (default: dropped; sky and no-data borders hold no rocks)")
+    predict.add_argument("--keep-above-horizon", action="store_true", help="keep detections whose "
+                         "ground contact lies above the horizon of a known camera model (default: left out "
+                         "as sky and counted in the catalog)")
     predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
                          "once (rocks larger than a tile)")
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
@@ -114,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--ground-z", type=float, metavar="METRES", help="ground plane height (z, down) "
                          "in the label model's frame (default: 0 in ROVER_NAV_FRAME)")
     predict.add_argument("--overwrite", action="store_true", help="redo images already catalogued")
+    predict.add_argument("--verify", action="store_true", help="on resume, hash every finished input "
+                         "(default: trust inputs whose size and times are as the journal recorded them)")
     _add_trust_argument(predict)
     predict.add_argument("--wait", action="store_true", help="if another run is writing to --out, "
                          "wait for it to finish instead of refusing")

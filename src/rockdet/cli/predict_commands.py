@@ -16,10 +16,11 @@ def predict(options) -> int:
         merge_method=options.merge_method, full_image_pass=options.full_image_pass,
         nested_threshold=None if options.keep_nested else PredictSettings().nested_threshold,
         sky_fraction=None if options.keep_on_black else PredictSettings().sky_fraction,
+        drop_above_horizon=not options.keep_above_horizon,
         device=options.device, devices=options.devices, runtime=options.runtime, as_trained=options.as_trained,
         trust_checkpoint=options.trust_checkpoint, camera=options.camera, ground_z=options.ground_z,
         formats=tuple(f.strip() for f in options.format.split(",") if f.strip()), overlay=options.overlay,
-        overwrite=options.overwrite, workers=options.workers, wait_for_lock=options.wait)
+        overwrite=options.overwrite, verify=options.verify, workers=options.workers, wait_for_lock=options.wait)
     # Inputs, outputs and devices are checked before the model loads: a typo costs no model load.
     checked = check_batch(options.inputs, options.out, settings, options.checkpoint)
     summary = run_batch(Predictor.load(options.checkpoint, settings), options.inputs, options.out, checked)

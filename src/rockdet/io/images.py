@@ -33,8 +33,8 @@ class LoadedImage:
 
     pixels: np.ndarray  # uint8 [H, W, 3]
     notes: list[str] = field(default_factory=list)
-    #: SHA-256 of the file's bytes.
-    sha256: str = ""
+    #: SHA-256 of the file's bytes (None for pixels that never were a file).
+    sha256: str | None = ""
     #: False where the product marks no data (PDS missing/invalid constants): never a rock.
     valid: np.ndarray | None = None
     #: The image's own camera model and pose from its label (geometry.frames.LabelGeometry).

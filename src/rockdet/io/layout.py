@@ -4,6 +4,7 @@ Per-image outputs and batch-level files live in separate namespaces, so no input
 collide with a batch file:
 
     OUT/summary.json, OUT/rocks.csv, OUT/sfd.json, OUT/sfd.png      the batch
+    OUT/journal.jsonl                                               a line per image as it finishes
     OUT/catalogs/<input>.csv|.json|.parquet                         one catalog per input image
     OUT/overlays/<input>.png                                        --overlay
 
@@ -45,7 +46,11 @@ SITE_MAP_FILE = "site_map.png"
 #: The batch's rocks as COCO pre-annotations (--format ...,coco).
 COCO_FILE = "predictions.coco.json"
 LOCK_FILE = ".rockdet.lock"
-BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, *REPORT_FILES, LOCK_FILE)
+#: What happened to each image, a line as it finished: the resume record (predict.journal).
+JOURNAL_FILE = "journal.jsonl"
+#: Batch files written in place (opened, not replaced by a rename).
+APPENDED_FILES = (LOCK_FILE, JOURNAL_FILE)
+BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, *REPORT_FILES, LOCK_FILE, JOURNAL_FILE)
 #: What the per-image folders hold: "<input name with its suffix>.<one of these>".
 OWN_SUFFIXES = {CATALOG_DIR: (".csv", ".json", ".parquet"), OVERLAY_DIR: (".png",), THUMBNAIL_DIR: (".jpg",)}
 
@@ -112,7 +117,8 @@ class OutputLayout:
 
 #: What each batch file is, for the line that refuses to overwrite an input with it.
 _BATCH_WHAT = {SUMMARY_FILE: "the batch summary", ROCKS_FILE: "the batch's rocks", SITE_MAP_FILE: "the site map",
-               COCO_FILE: "the COCO pre-annotations", LOCK_FILE: "the lock", **dict.fromkeys(SFD_FILES, "the SFD fit"),
+               COCO_FILE: "the COCO pre-annotations", LOCK_FILE: "the lock", JOURNAL_FILE: "the journal",
+               **dict.fromkeys(SFD_FILES, "the SFD fit"),
                **dict.fromkeys(REPORT_FILES, "the report")}
 
 
@@ -132,6 +138,10 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
         if (root / name).is_dir():
             raise RockdetError(f"{root / name}: a folder where predict writes {_BATCH_WHAT[name]}; "
                                f"move it or choose another --out")
+    for name in APPENDED_FILES:  # written in place, not replaced: a link would send them elsewhere
+        if (root / name).is_symlink():
+            raise RockdetError(f"{root / name}: a symbolic link where predict writes {_BATCH_WHAT[name]}; "
+                               f"remove it or choose another --out")
     if not layout.holds_a_run():
         foreign = [name for name in BATCH_FILES if (root / name).exists()]
         if foreign:

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 
 from rockdet.io.archives.pds import product_files
 from rockdet.io.inputs import InputImage, collect_inputs
-from rockdet.io.layout import OutputLayout, hold_output_lock, refuse_overwriting
+from rockdet.io.layout import JOURNAL_FILE, OutputLayout, hold_output_lock, refuse_overwriting
+from rockdet.predict.journal import Journal
 from rockdet.predict.lightning_run import lightning_devices, run_prediction
 from rockdet.predict.predictor import Predictor, choose_camera
 from rockdet.predict.resume import MADE_WITH, plan_batch
@@ -50,16 +51,24 @@ def run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: Batch
     checked = checked or check_batch(inputs, out, settings, predictor.source)
     layout, images = checked.layout, checked.images
     with hold_output_lock(layout, settings.wait_for_lock):
-        todo, skipped, redone, unusable = plan_batch(images, predictor.context, layout, settings.image_formats,
-                                                     settings.overwrite)
-        log.info("%d images: %d to do, %d already complete", len(images), len(todo), len(skipped))
-        if redone:
+        journal = Journal(layout.batch_file(JOURNAL_FILE))
+        try:
+            plan = plan_batch(images, predictor.context, layout, settings.image_formats, settings.overwrite,
+                              settings.verify, journal)
+        finally:
+            journal.close()
+        log.info("%d images: %d to do, %d already complete (%d known unchanged by the journal's file "
+                 "sizes and times, %d by hashing)", len(images), len(plan.todo), len(plan.skipped),
+                 plan.kept_by_file_times, plan.kept_by_hash)
+        if plan.redone:
             log.warning("%d catalogs in %s were made from another image, checkpoint or settings "
-                        "(%s): redoing them", redone, layout.root, ", ".join(MADE_WITH))
-        outcomes, is_main = run_prediction(predictor, todo, layout) if todo else ([], True)
+                        "(%s): redoing them", plan.redone, layout.root, ", ".join(MADE_WITH))
+        outcomes, is_main = run_prediction(predictor, plan.todo, layout) if plan.todo else ([], True)
         if not is_main:
             return None
-        return finish_batch(predictor, layout, images, outcomes + skipped, started, (redone, unusable))
+        return finish_batch(predictor, layout, images, outcomes + plan.skipped, started, {
+            "redone_made_otherwise": plan.redone, "redone_unusable_catalog": plan.unusable,
+            "kept_by_file_times": plan.kept_by_file_times, "kept_by_hash": plan.kept_by_hash})
 
 
 def files_read(model_file: Path | None, camera_files: list[Path], images: list[InputImage]) -> Iterator[Path]:

@@ -18,22 +18,22 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from tqdm.auto import tqdm
 
 from rockdet.catalog.catalog import write_catalog
-from rockdet.console import progress_interval
 from rockdet.errors import RockdetError, failure_reason
 from rockdet.io.images import read_image
 from rockdet.io.inputs import InputImage, file_sha256
-from rockdet.io.layout import OutputLayout
+from rockdet.io.layout import JOURNAL_FILE, OutputLayout
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.predict.detect import run_model
 from rockdet.predict.featureless import drop_featureless
+from rockdet.predict.journal import Journal, entry, file_stamps, now_ns
 from rockdet.predict.merge import TileDetections, merge_tiles, to_image_coordinates
 from rockdet.predict.predictor import Predictor
 from rockdet.predict.settings import PredictSettings
 from rockdet.predict.summary import CatalogDigest, Outcome
 from rockdet.predict.tiling import TileBatch, tile_batches
+from rockdet.progress import ProgressBar, ProgressLines, progress
 from rockdet.report.overlays import shrink_for_thumbnail, write_overlay, write_thumbnail
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ class ImageMeta:
     thumbnail_scale: float = 1.0
     #: Why reading the image failed after its first tiles were cut (windowed frames), else None.
     failure: str | None = None
+    #: Its files' sizes and times, taken before it was read, and when (predict.journal).
+    stamps: dict[str, list[int]] | None = None
+    stamped_at: int | None = None
 
     @property
     def path(self):
@@ -92,8 +95,9 @@ class TileStream(IterableDataset):
 
     def _decoded(self, images: list[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, Any]]:
         for image in images:
+            stamped_at, stamps = now_ns(), file_stamps(image.path)  # before reading: a later change shows
             if is_windowed_tiff(image.path):
-                yield from _windowed(image, failed)
+                yield from _windowed(image, failed, stamps, stamped_at)
                 continue
             try:
                 loaded = read_image(image.path)
@@ -103,15 +107,17 @@ class TileStream(IterableDataset):
                 continue
             yield ImageMeta(image, loaded.width, loaded.height, loaded.sha256, loaded.notes, loaded.valid,
                             loaded.geometry, loaded.geometry_problem, thumbnail=small,
-                            thumbnail_scale=scale), loaded.pixels
+                            thumbnail_scale=scale, stamps=stamps, stamped_at=stamped_at), loaded.pixels
 
 
-def _windowed(image: InputImage, failed: list[Outcome]) -> Iterator[tuple[ImageMeta, WindowedTiff]]:
+def _windowed(image: InputImage, failed: list[Outcome], stamps: dict[str, list[int]], stamped_at: int
+              ) -> Iterator[tuple[ImageMeta, WindowedTiff]]:
     """A tiled TIFF as windows: its tiles are cut (and decoded) while this generator waits at
     the yield, so the file is closed as soon as the image's last tile is out."""
     try:
         frame = WindowedTiff(image.path)
-        meta = ImageMeta(image, frame.width, frame.height, file_sha256(image.path) or "", frame.notes, windowed=True)
+        meta = ImageMeta(image, frame.width, frame.height, file_sha256(image.path) or "", frame.notes, windowed=True,
+                         stamps=stamps, stamped_at=stamped_at)
     except Exception as exc:  # one image, one outcome
         failed.append(Outcome(image.key, "failed", failure_reason(exc)))
         return
@@ -189,21 +195,25 @@ class CatalogWriter(BasePredictionWriter):
         self.predictor, self.layout, self.images = predictor, layout, images
         self.parts: dict[str, list[TileDetections]] = {}
         self.outcomes: list[Outcome] = []
-        self.progress: tqdm | None = None
+        self.progress: ProgressBar | ProgressLines | None = None
+        self.rocks = self.failed = 0  # running counts for the progress line
+        self.journal = Journal(layout.batch_file(JOURNAL_FILE))
 
     def on_predict_start(self, trainer, pl_module) -> None:
         # Counted in images, not tile batches, so a long run shows how many are left and when it
         # ends. In a multi-device run the first process shows its own share.
         share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.predictor.settings.workers)
-        self.progress = tqdm(total=share, unit="image", desc="Predicting", dynamic_ncols=True,
-                             disable=not trainer.is_global_zero, mininterval=progress_interval())
+        if trainer.is_global_zero:
+            self.progress = progress("Predicting", share, "image")
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.progress is not None:
             self.progress.close()
+        self.journal.close()
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
+        first = len(self.outcomes)
         self.outcomes += batch.failed
         for outcome in batch.failed:
             log.warning("%s: %s", outcome.image, outcome.reason)
@@ -226,10 +236,14 @@ class CatalogWriter(BasePredictionWriter):
                     else failure_reason(exc)
                 log.warning("%s: %s", key, reason)
                 self.outcomes.append(Outcome(key, "failed", reason))
+        finished = self.outcomes[first:]
+        for outcome in finished:
+            if outcome.status == "failed":
+                self.journal.record(entry(outcome.image, "failed", reason=outcome.reason))
+        self.rocks += sum(o.rocks for o in finished)
+        self.failed += sum(o.status == "failed" for o in finished)
         if self.progress is not None:
-            self.progress.set_postfix(rocks=sum(o.rocks for o in self.outcomes),
-                                      failed=sum(o.status == "failed" for o in self.outcomes), refresh=False)
-            self.progress.update(len(batch.failed) + len(batch.finished))
+            self.progress.update(len(batch.failed) + len(batch.finished), rocks=self.rocks, failed=self.failed)
 
     def _finish(self, meta: ImageMeta, tiles: int, pixels: np.ndarray | None) -> Outcome:
         key, settings = meta.image.key, self.predictor.settings
@@ -243,6 +257,9 @@ class CatalogWriter(BasePredictionWriter):
         if meta.thumbnail is not None:
             write_thumbnail(meta.thumbnail, meta.thumbnail_scale, catalog.rocks, self.layout.thumbnail_file(key))
         write_catalog(catalog, partial(self.layout.catalog_file, key), settings.formats)
+        # After the catalog's files: a journal line always names a catalog that is all there.
+        self.journal.record(entry(key, "done", source=meta.path, sha256=meta.sha256, stamps=meta.stamps,
+                                  stamped_at=meta.stamped_at, rocks=len(catalog.rocks)))
         return Outcome(key, "done", rocks=len(catalog.rocks), notes=list(catalog.context["image_notes"]),
                        digest=CatalogDigest.of(key, catalog))
 

@@ -13,7 +13,7 @@ rocks merged, no-data dropped, sized by the camera, recorded with how they were 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
@@ -23,8 +23,8 @@ import torch
 from rockdet.catalog.catalog import Catalog
 from rockdet.catalog.rock import Rock
 from rockdet.errors import SettingsError
-from rockdet.geometry.sizing import CameraSizer, ImageFrame, LabelSizer, Sizer
-from rockdet.io.images import read_image
+from rockdet.geometry.sizing import ABOVE_HORIZON, CameraSizer, ImageFrame, LabelSizer, Sizer
+from rockdet.io.images import LoadedImage, read_image
 from rockdet.io.inputs import file_sha256
 from rockdet.models.info import ModelInfo
 from rockdet.predict.detect import detect_raw
@@ -36,27 +36,13 @@ from rockdet.predict.settings import CAMERA_AUTO, CAMERA_NONE, PredictSettings
 ARRAY_NAME = "array"
 
 
-@dataclass
-class DecodedImage:
-    """An image's pixels and what is known of it, from a file or an array."""
+@dataclass(kw_only=True)
+class DecodedImage(LoadedImage):
+    """An image given to a Predictor: its pixels and what is known of it, from a file or an array."""
 
     name: str
-    pixels: np.ndarray  # uint8 [H, W, 3]
-    sha256: str | None = None
-    notes: list[str] = field(default_factory=list)
-    valid: np.ndarray | None = None
-    geometry: Any = None
-    geometry_problem: str | None = None
     #: The file it came from (its resolved path is recorded as the catalog's source).
     path: Path | None = None
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
 
 
 class CameraChoice(NamedTuple):
@@ -159,7 +145,8 @@ class Predictor:
                            "merge": f"{settings.merge_method}/{settings.merge_metric}>{settings.merge_threshold}",
                            "full_image_pass": settings.full_image_pass, "nested": settings.nested_threshold,
                            "featureless_black": None if settings.sky_fraction is None else
-                           f"{settings.sky_fraction} below {settings.sky_level}"},
+                           f"{settings.sky_fraction} below {settings.sky_level}",
+                           "above_horizon": "left out" if settings.drop_above_horizon else "kept"},
                 "camera": self.camera.record, "head": self.detector.head}
 
     def catalog_of(self, image: DecodedImage | Any, rocks: list[Rock], tiles: int, name: str | None = None) -> Catalog:
@@ -168,6 +155,11 @@ class Predictor:
         rocks = drop_rocks_on_no_data(rocks, frame.valid)
         sized = self.camera.sizer(rocks, frame) if self.camera.sizer is not None else None
         record = dict(sized.record) if sized is not None and sized.record is not None else None
+        if record is not None and self.settings.drop_above_horizon:
+            on_ground = tuple(rock for rock in sized.rocks if rock.size_flag != ABOVE_HORIZON)
+            record["left_out_above_horizon"] = len(sized.rocks) - len(on_ground)
+            if record["left_out_above_horizon"]:
+                sized = replace(sized, rocks=tuple(rock.numbered(n) for n, rock in enumerate(on_ground, start=1)))
         notes = list(image.notes) + ([record["geometry_note"]] if record and record.get("geometry_note") else [])
         source = str(Path(image.path).resolve()) if image.path is not None else None
         return Catalog(str(image.path) if image.path is not None else (name or image.name), frame.width, frame.height,
@@ -219,12 +211,12 @@ def decode(image: str | Path | np.ndarray, name: str | None, number: int = 0) ->
     """An image given to a Predictor, decoded (a file) or checked (an array)."""
     if isinstance(image, (str, Path)):
         loaded = read_image(image)
-        return DecodedImage(name or Path(image).name, loaded.pixels, loaded.sha256, loaded.notes, loaded.valid,
-                            loaded.geometry, loaded.geometry_problem, Path(image))
+        return DecodedImage(**vars(loaded), name=name or Path(image).name, path=Path(image))
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
         raise SettingsError("image", f"give a path or 8-bit pixels [H, W, 3] (RGB) or [H, W]; got an array of "
                                      f"shape {array.shape} and type {array.dtype}")
-    return DecodedImage(name or (ARRAY_NAME if number == 0 else f"{ARRAY_NAME}_{number}"), np.ascontiguousarray(array))
+    return DecodedImage(pixels=np.ascontiguousarray(array), sha256=None,
+                        name=name or (ARRAY_NAME if number == 0 else f"{ARRAY_NAME}_{number}"))

@@ -1,17 +1,20 @@
 """Resuming a batch: an image whose catalog an earlier run finished, from the same input with the
-same model and settings, is skipped; any other catalog found is redone."""
+same model and settings, is skipped; any other catalog found is redone. The input is known to be
+the same by the journal's sizes and times (predict.journal), or else by hashing its files."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rockdet.catalog.files import earlier_catalog
 from rockdet.io.inputs import InputImage, file_sha256, product_sha256
-from rockdet.io.layout import OutputLayout
+from rockdet.io.layout import JOURNAL_FILE, OutputLayout
+from rockdet.predict.journal import Journal, entry, file_stamps, now_ns, read_journal, unchanged_since_journal
 from rockdet.predict.summary import CatalogDigest, Outcome
 
 log = logging.getLogger(__name__)
@@ -20,26 +23,58 @@ log = logging.getLogger(__name__)
 MADE_WITH = ("checkpoint_sha256", "arch", "score_threshold", "tiling", "camera", "head")
 
 
+@dataclass
+class BatchPlan:
+    """What a run has to do, and what it keeps of an earlier run."""
+
+    todo: list[InputImage] = field(default_factory=list)
+    #: Images kept, with the digests of their finished catalogs.
+    skipped: list[Outcome] = field(default_factory=list)
+    #: Finished catalogs redone: made from another image, checkpoint or settings...
+    redone: int = 0
+    #: ...and those that cannot be kept: tampered, alien or missing a file.
+    unusable: int = 0
+    #: Kept because the journal shows their inputs unchanged (sizes and times), or by hashing.
+    kept_by_file_times: int = 0
+    kept_by_hash: int = 0
+
+
 def plan_batch(images: list[InputImage], context: dict[str, Any], layout: OutputLayout, formats: tuple[str, ...],
-               overwrite: bool) -> tuple[list[InputImage], list[Outcome], int, int]:
-    """(images to do, skipped outcomes with the digests of their finished catalogs, how many
-    finished catalogs are redone because they were made from another image, checkpoint or
-    settings, how many because their catalog cannot be kept: tampered, alien or missing a file)."""
+               overwrite: bool, verify: bool = False, journal: Journal | None = None) -> BatchPlan:
+    """Which images to do. A finished catalog made with the same model and settings is kept when
+    its input is unchanged: by the journal's sizes and times, or (``verify``, no journal line, times
+    that cannot be trusted) by hashing the input's files; a kept-by-hash image gets a fresh journal
+    line, so the next resume need not hash it again."""
     wanted = made_with(context)
-    todo, skipped, redone, unusable = [], [], 0, 0
+    lines = {} if overwrite or verify else read_journal(layout.batch_file(JOURNAL_FILE))
+    plan = BatchPlan()
     for image in images:
         earlier, problem = (None, None) if overwrite else earlier_catalog(partial(layout.catalog_file, image.key),
                                                                           formats)
-        if earlier is not None and made_with(earlier) == wanted and same_input(earlier, image.path):
-            skipped.append(Outcome(image.key, "skipped", "catalog already complete (use --overwrite to redo)",
-                                   digest=CatalogDigest.of_document(image.key, earlier)))
-            continue
+        if earlier is not None and made_with(earlier) == wanted:
+            if unchanged_since_journal(lines.get(image.key), image.path, earlier):
+                plan.kept_by_file_times += 1
+                plan.skipped.append(_kept(image.key, earlier))
+                continue
+            stamped_at, stamps = now_ns(), file_stamps(image.path)  # before hashing: a later change shows
+            if same_input(earlier, image.path):
+                plan.kept_by_hash += 1
+                plan.skipped.append(_kept(image.key, earlier))
+                if journal is not None:
+                    journal.record(entry(image.key, "done", source=image.path, sha256=earlier.get("sha256"),
+                                         stamps=stamps, stamped_at=stamped_at, rocks=len(earlier.get("rocks", []))))
+                continue
         if problem:
             log.warning("%s: redoing it (%s)", image.key, problem)
-        redone += earlier is not None
-        unusable += problem is not None
-        todo.append(image)
-    return todo, skipped, redone, unusable
+        plan.redone += earlier is not None
+        plan.unusable += problem is not None
+        plan.todo.append(image)
+    return plan
+
+
+def _kept(key: str, catalog: dict[str, Any]) -> Outcome:
+    return Outcome(key, "skipped", "catalog already complete (use --overwrite to redo)",
+                   digest=CatalogDigest.of_document(key, catalog))
 
 
 def same_input(catalog: dict[str, Any], path: Path) -> bool:

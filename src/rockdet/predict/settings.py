@@ -55,6 +55,10 @@ class PredictSettings(BaseModel):
     #: ``sky_fraction`` of its pixels darker than ``sky_level`` (of 255) is dropped; None keeps it.
     sky_level: int = Field(12, ge=0, le=255)
     sky_fraction: float | None = Field(0.9, gt=0.0, le=1.0)
+    #: Where the camera geometry is known, a detection whose ground contact lies above the
+    #: horizon is sky, not a rock: left out of the catalog (counted in it as
+    #: ``left_out_above_horizon``). False keeps it, flagged ``above_horizon`` and unsized.
+    drop_above_horizon: bool = True
 
     # --- running the model ---------------------------------------------------------------------
     #: auto, cpu, cuda or cuda:N.
@@ -81,6 +85,8 @@ class PredictSettings(BaseModel):
     formats: tuple[Literal["csv", "json", "parquet", "coco"], ...] = DEFAULT_FORMATS
     overlay: bool = False
     overwrite: bool = False
+    #: On resume, hash every finished input instead of trusting the journal's sizes and times.
+    verify: bool = False
     #: Image-decoding worker processes.
     workers: int = Field(0, ge=0)
     #: Wait for another run writing to the same output folder instead of refusing.

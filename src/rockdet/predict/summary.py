@@ -56,9 +56,9 @@ class Outcome:
 
 
 def finish_batch(predictor, layout: OutputLayout, images: list[InputImage], outcomes: list[Outcome],
-                 started: float, redone: tuple[int, int] = (0, 0)) -> dict[str, Any]:
-    """Write the batch files and return the summary written to summary.json. ``redone``: how many
-    finished catalogs were redone because they were made otherwise, and because they were unusable."""
+                 started: float, resume: dict[str, int] | None = None) -> dict[str, Any]:
+    """Write the batch files and return the summary written to summary.json. ``resume``: what
+    the run did with an earlier run's catalogs (counts of those redone and kept, and why)."""
     from rockdet.report.html import write_report
 
     settings = predictor.settings
@@ -83,7 +83,8 @@ def finish_batch(predictor, layout: OutputLayout, images: list[InputImage], outc
         "notes": {o.image: o.notes for o in by_status["done"] if o.notes},
         "seconds": round(seconds, 2), "images_per_second": round(done / seconds, 3) if seconds else None,
         **predictor.context, "formats": list(settings.formats), "versions": versions(),
-        "redone_made_otherwise": redone[0], "redone_unusable_catalog": redone[1]}
+        "redone_made_otherwise": 0, "redone_unusable_catalog": 0, "kept_by_file_times": 0, "kept_by_hash": 0,
+        **(resume or {})}
     if any(row.get("diameter_m") is not None for row in rows):
         from rockdet.report.sfd import write_batch_sfd
         from rockdet.report.site_map import write_site_map

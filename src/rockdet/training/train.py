@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import CSVLogger
 
 from rockdet.atomic import atomic_path, write_json_atomic, write_text_atomic
-from rockdet.console import lightning_progress_refresh
+from rockdet.console import interactive
 from rockdet.data.dense_masks import dense_masks_of
 from rockdet.data.records import ROCK_LABEL, AnnotatedImage
 from rockdet.data.settings import source_list
@@ -23,6 +23,7 @@ from rockdet.data.sources import source_name
 from rockdet.errors import ConfigError
 from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_input
 from rockdet.models.builder import NUM_CLASSES, default_anchor_sizes
+from rockdet.progress import TrainingProgressLines
 from rockdet.report.plots import plot_training_curves
 from rockdet.training.config import AUTO, ModelConfig, TrainConfig
 from rockdet.training.datamodule import RockDataModule
@@ -70,14 +71,17 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     last = ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
     callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
-    if config.trainer.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=lightning_progress_refresh()))
+    show_progress = config.trainer.get("enable_progress_bar", True)
+    if show_progress:
+        # A redrawn bar on a terminal; in a log file (SLURM, nohup) plain lines with rate and ETA.
+        callbacks.append(TQDMProgressBar() if interactive() else TrainingProgressLines())
     if config.early_stopping.enabled:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="max",
                                        patience=config.early_stopping.patience,
                                        min_delta=config.early_stopping.min_delta,
                                        check_on_train_epoch_end=False))
-    options = {"default_root_dir": str(run_dir), "log_every_n_steps": 10, **config.trainer}
+    options = {"default_root_dir": str(run_dir), "log_every_n_steps": 10, **config.trainer,
+               "enable_progress_bar": bool(show_progress and interactive())}
     for reserved in ("callbacks", "logger", "default_root_dir"):
         if reserved in config.trainer:
             raise ConfigError(f"trainer.{reserved} is set by rockdet; remove it from the config")

@@ -1,0 +1,121 @@
+"""The batch's journal, ``OUT/journal.jsonl``: one JSON line per image as it finishes (catalogued or
+failed), appended and flushed at once, so a run killed at any point (kill -9 included) leaves a
+record of every image it finished.
+
+A resumed run reads it to keep finished catalogs without hashing their inputs again: an input
+whose files have the size, modification time and change time the journal recorded when it was
+catalogued is taken as unchanged. Times too close to that moment are not trusted (a file rewritten
+within the clock's resolution keeps its times), nor a journal line that does not name the very
+catalog found; those inputs are hashed as before, and so is every input with ``verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rockdet.io.archives.pds import product_files
+from rockdet.io.layout import JOURNAL_FILE
+
+log = logging.getLogger(__name__)
+
+__all__ = ["JOURNAL_FILE", "Journal", "entry", "file_stamps", "read_journal", "unchanged_since_journal"]
+#: A file modified this close to (or after) the moment its times were recorded may change again
+#: without its times changing (coarse clocks, FAT's 2 s): it is hashed instead.
+RACY_NANOSECONDS = 2_000_000_000
+
+
+def file_stamps(path: Path) -> dict[str, list[int]]:
+    """Size, modification and change time (ns) of every file the input at ``path`` is made of."""
+    stamps = {}
+    for file in product_files(Path(path)):
+        try:
+            status = file.stat()
+        except OSError:
+            continue
+        stamps[str(file)] = [status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+    return stamps
+
+
+def entry(key: str, status: str, *, source: Path | None = None, sha256: str | None = None,
+          stamps: dict[str, list[int]] | None = None, stamped_at: int | None = None, rocks: int = 0,
+          reason: str | None = None) -> dict[str, Any]:
+    """One journal line. ``stamps`` were taken at ``stamped_at`` (ns), before the input was read."""
+    line: dict[str, Any] = {"image": key, "status": status, "rocks": rocks}
+    if reason is not None:
+        line["reason"] = reason
+    if source is not None:
+        line.update(source=str(Path(source).resolve()), sha256=sha256, files=stamps, stamped_at=stamped_at)
+    return line
+
+
+class Journal:
+    """Appends lines to the journal: one ``write`` each to a file opened for appending, so the
+    processes of a multi-device run (each its own Journal) never interleave within a line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def record(self, line: dict[str, Any]) -> None:
+        if self._fd is None:
+            # Never through a symlink: the journal is written inside --out, not where a link points.
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        os.write(self._fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_journal(path: Path) -> dict[str, dict[str, Any]]:
+    """The last line of each image (a later run's line replaces an earlier one). A line cut off
+    by a kill, or not a journal line, is skipped: its image is simply checked by hashing."""
+    latest: dict[str, dict[str, Any]] = {}
+    try:
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return latest
+    except OSError as exc:
+        log.warning("%s: not readable (%s); finished images are checked by hashing", path, exc.strerror or exc)
+        return latest
+    skipped = 0
+    with handle:
+        for text in handle:
+            try:
+                line = json.loads(text)
+            except ValueError:
+                skipped += 1
+                continue
+            if isinstance(line, dict) and isinstance(line.get("image"), str):
+                latest[line["image"]] = line
+            else:
+                skipped += 1
+    if skipped:
+        log.info("%s: %d line(s) cut off or not a journal's, ignored", path, skipped)
+    return latest
+
+
+def unchanged_since_journal(line: dict[str, Any] | None, path: Path, catalog: dict[str, Any]) -> bool:
+    """Whether the journal shows the input at ``path`` unchanged since ``catalog`` was made from it,
+    by its files' sizes and times alone."""
+    if not line or line.get("status") != "done" or not isinstance(line.get("files"), dict):
+        return False
+    stamped_at = line.get("stamped_at")
+    if not isinstance(stamped_at, int) or line.get("source") != str(Path(path).resolve()) \
+            or line["source"] != catalog.get("source") or line.get("sha256") != catalog.get("sha256"):
+        return False
+    recorded = line["files"]
+    if any(not isinstance(stamp, list) or len(stamp) != 3 or max(stamp[1:]) >= stamped_at - RACY_NANOSECONDS
+           for stamp in recorded.values()):
+        return False
+    return file_stamps(path) == recorded
+
+
+def now_ns() -> int:
+    return time.time_ns()

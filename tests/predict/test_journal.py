@@ -1,0 +1,130 @@
+"""The batch journal: a line per image as it finishes, the record a resumed run trusts instead of
+hashing every finished input again (unless --verify), and what survives a kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from oracle import draw_rocks, save, tiny_checkpoint
+
+from rockdet.catalog.files import read_catalog_csv
+from rockdet.cli.main import main
+from rockdet.predict.journal import RACY_NANOSECONDS
+
+ROCKS = [(20, 20, 40, 40), (70, 60, 95, 90), (10, 80, 30, 100)]
+SMALL_ROCKS = [(5, 5, 20, 20), (30, 30, 50, 50), (10, 40, 25, 60)]
+
+
+def write_inputs(folder, count, size=(130, 120), suffix="png"):
+    rocks = ROCKS if size[0] > 100 else SMALL_ROCKS
+    for i in range(count):
+        save(draw_rocks(*size, rocks[: i % 3 + 1]), folder / f"img{i:03d}.{suffix}")
+    return folder
+
+
+def settle():
+    """Archive inputs are old; a file written this very moment may change again unseen (its times
+    are too close to when they were recorded), so resume would hash it."""
+    time.sleep(RACY_NANOSECONDS / 1e9 + 0.1)
+
+
+def predict(out, folder, *extra):
+    return main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(folder), "--tile", "64", *extra])
+
+
+def journal_lines(out):
+    return [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+
+
+def summary_of(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_each_finished_or_failed_image_is_one_journal_line(tmp_path, oracle):
+    folder = write_inputs(tmp_path / "in", 3)
+    (folder / "broken.png").write_bytes(b"not a png")
+    assert predict(tmp_path / "out", folder) == 0
+    lines = {line["image"]: line for line in journal_lines(tmp_path / "out")}
+    assert sorted(lines) == ["broken.png", "img000.png", "img001.png", "img002.png"]
+    assert lines["broken.png"]["status"] == "failed" and lines["broken.png"]["reason"]
+    done = lines["img002.png"]
+    assert (done["status"], done["rocks"], done["source"]) == ("done", 3, str((folder / "img002.png").resolve()))
+    size = (folder / "img002.png").stat().st_size
+    assert done["files"][str((folder / "img002.png").resolve())][0] == size
+
+
+def test_resume_trusts_unchanged_inputs_by_size_and_times_and_hashes_with_verify(tmp_path, oracle):
+    folder, out = write_inputs(tmp_path / "in", 4), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0 and summary_of(out)["done"] == 4
+    assert predict(out, folder) == 0
+    assert (summary_of(out)["skipped"], summary_of(out)["kept_by_file_times"], summary_of(out)["kept_by_hash"]) == (4, 4, 0)
+    assert predict(out, folder, "--verify") == 0
+    assert (summary_of(out)["skipped"], summary_of(out)["kept_by_file_times"], summary_of(out)["kept_by_hash"]) == (4, 0, 4)
+
+
+def test_an_input_rewritten_with_its_old_size_and_modification_time_is_redone(tmp_path, oracle):
+    folder, out = write_inputs(tmp_path / "in", 2, suffix="bmp"), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0 and summary_of(out)["rocks_total"] == 1 + 2
+    image = folder / "img000.bmp"
+    before = image.stat()
+    save(draw_rocks(130, 120, ROCKS[:2]), image)  # another rock; uncompressed, so the same size
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` or `rsync -t` leave it
+    assert image.stat().st_size == before.st_size and image.stat().st_mtime_ns == before.st_mtime_ns
+    assert predict(out, folder) == 0
+    summary = summary_of(out)
+    assert (summary["done"], summary["skipped"], summary["redone_made_otherwise"]) == (1, 1, 1)
+
+
+def run_predict(model, out, folder) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rockdet.cli.main", "predict", "--checkpoint", str(model),
+                             "--out", str(out), str(folder), "--device", "cpu", "--batch-size", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_run_killed_with_sigkill_resumes_from_its_journal_to_the_catalogs_of_an_uninterrupted_run(tmp_path):
+    folder, model = write_inputs(tmp_path / "in", 40, size=(64, 64)), tiny_checkpoint(tmp_path / "m.ckpt", score_threshold=0.0)
+    settle()
+    killed = run_predict(model, tmp_path / "killed", folder)
+    journal = tmp_path / "killed" / "journal.jsonl"
+    deadline = time.monotonic() + 300
+    while killed.poll() is None and time.monotonic() < deadline:
+        if journal.is_file() and journal.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    finished = [line["image"] for line in journal_lines(tmp_path / "killed") if line["status"] == "done"]
+    assert 3 <= len(finished) < 40 and not (tmp_path / "killed" / "summary.json").exists()
+
+    assert run_predict(model, tmp_path / "killed", folder).wait() == 0
+    resumed = summary_of(tmp_path / "killed")
+    # Every image the journal names is kept unhashed; one catalogued just before the kill, its
+    # journal line not yet written, is kept by hashing.
+    assert resumed["kept_by_file_times"] == len(finished)
+    assert resumed["skipped"] - resumed["kept_by_hash"] == len(finished)
+    assert resumed["done"] + resumed["skipped"] == 40 and resumed["failed"] == 0
+    assert run_predict(model, tmp_path / "whole", folder).wait() == 0
+    assert read_catalog_csv(tmp_path / "killed" / "rocks.csv") == read_catalog_csv(tmp_path / "whole" / "rocks.csv")
+    assert summary_of(tmp_path / "killed")["rocks_total"] == summary_of(tmp_path / "whole")["rocks_total"]
+
+
+def test_a_journal_symlinked_to_a_file_elsewhere_is_refused_in_one_line_and_the_file_untouched(tmp_path, oracle,
+                                                                                                capsys):
+    folder, out = write_inputs(tmp_path / "in", 1), tmp_path / "out"
+    assert predict(out, folder) == 0
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (out / "journal.jsonl").unlink()
+    (out / "journal.jsonl").symlink_to(precious)
+    assert predict(out, folder, "--overwrite") == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "journal.jsonl: a symbolic link where predict writes the journal" in error
+    assert precious.read_text() == "keep me"
