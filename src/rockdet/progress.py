@@ -39,7 +39,17 @@ def plural(unit: str) -> str:
 
 
 def _value(value: object) -> str:
+    if hasattr(value, "item"):  # a tensor kept as it was logged: read only when a line is printed
+        value = value.item()
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print(line: str, stream: TextIO | None) -> None:
+    """Progress is never worth a crash: a closed or full log loses the line, not the run."""
+    try:
+        print(line, file=stream or sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class ProgressLines:
@@ -90,8 +100,7 @@ class ProgressLines:
         return f"{self.label}: " + ", ".join(parts)
 
     def _print(self, now: float) -> None:
-        stream = self.stream or sys.stderr
-        print(self.line(now), file=stream, flush=True)
+        _print(self.line(now), self.stream)
         self.last_line, self.printed_done = now, self.done
         if self.total:
             while self.next_part * self.total <= self.done * PARTS:
@@ -124,12 +133,12 @@ def progress(label: str, total: int | None, unit: str) -> ProgressLines | Progre
     return ProgressBar(label, total, unit) if interactive() else ProgressLines(label, total, unit)
 
 
-def _loss_of(outputs: object) -> float | None:
+def _loss_of(outputs: object) -> object | None:
+    """The step's loss, detached but not read (reading a GPU tensor every step would sync it)."""
     loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-    try:
-        return float(loss)
-    except (TypeError, ValueError, RuntimeError):
-        return None
+    if hasattr(loss, "detach") and getattr(loss, "numel", lambda: 0)() == 1:
+        return loss.detach()
+    return loss if isinstance(loss, float) else None
 
 
 class TrainingProgressLines(pl.Callback):
@@ -182,7 +191,6 @@ class TrainingProgressLines(pl.Callback):
                        if name.startswith("val_") and getattr(value, "numel", lambda: 1)() == 1
                        and float(value) >= 0}  # COCO's -1: no rock of that size to score
             text = ", ".join(f"{name} {value:.3f}" for name, value in sorted(figures.items())) or "no figures"
-            print(f"validation after epoch {trainer.current_epoch}: {text}", file=self.stream or sys.stderr,
-                  flush=True)
+            _print(f"validation after epoch {trainer.current_epoch}: {text}", self.stream)
         self.lines = getattr(self, "_paused", None)
         self._paused = None

@@ -126,5 +126,52 @@ def test_a_journal_symlinked_to_a_file_elsewhere_is_refused_in_one_line_and_the_
     (out / "journal.jsonl").symlink_to(precious)
     assert predict(out, folder, "--overwrite") == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "journal.jsonl: a symbolic link where predict writes the journal" in error
+    assert "journal.jsonl: a symbolic link, where predict writes the journal" in error
     assert precious.read_text() == "keep me"
+
+
+def test_a_journal_hard_linked_to_another_file_is_refused(tmp_path, oracle, capsys):
+    folder, out = write_inputs(tmp_path / "in", 1), tmp_path / "out"
+    assert predict(out, folder) == 0
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep me")
+    (out / "journal.jsonl").unlink()
+    os.link(elsewhere, out / "journal.jsonl")
+    assert predict(out, folder, "--overwrite") == 2
+    assert "journal.jsonl: a hard link to another file" in capsys.readouterr().err
+    assert elsewhere.read_text() == "keep me"
+
+
+def test_a_journal_that_cannot_be_written_costs_a_warning_not_the_batch(tmp_path, oracle, monkeypatch, capsys):
+    import rockdet.predict.journal as journal
+
+    def disk_full(descriptor, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal.os, "write", disk_full)
+    assert predict(tmp_path / "out", write_inputs(tmp_path / "in", 3)) == 0
+    summary = summary_of(tmp_path / "out")
+    assert (summary["done"], summary["failed"]) == (3, 0)
+    assert capsys.readouterr().err.count("journal.jsonl: cannot be written (No space left on device)") == 1
+
+
+def test_an_input_that_changes_while_it_is_read_fails_instead_of_being_catalogued(tmp_path, oracle, monkeypatch):
+    import rockdet.predict.lightning_run as run
+
+    real_stamps, calls = run.file_stamps, []
+
+    def rewritten_meanwhile(path):
+        calls.append(path.name)
+        stamps = real_stamps(path)
+        if calls.count("img001.png") > 1 and path.name == "img001.png":  # between the read and the catalog
+            stamps = {name: [size + 1, *rest] for name, (size, *rest) in stamps.items()}
+        return stamps
+
+    monkeypatch.setattr(run, "file_stamps", rewritten_meanwhile)
+    out = tmp_path / "out"
+    assert predict(out, write_inputs(tmp_path / "in", 2)) == 0
+    summary = summary_of(out)
+    assert (summary["done"], summary["failed"]) == (1, 1)
+    assert summary["failures"][0] == {"image": "img001.png", "reason": "the input changed while it was being read; "
+                                                                       "run again to catalogue it"}
+    assert not (out / "catalogs" / "img001.png.json").exists()

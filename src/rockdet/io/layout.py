@@ -139,8 +139,11 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
             raise RockdetError(f"{root / name}: a folder where predict writes {_BATCH_WHAT[name]}; "
                                f"move it or choose another --out")
     for name in APPENDED_FILES:  # written in place, not replaced: a link would send them elsewhere
-        if (root / name).is_symlink():
-            raise RockdetError(f"{root / name}: a symbolic link where predict writes {_BATCH_WHAT[name]}; "
+        path = root / name
+        if path.is_symlink() or (path.exists() and (not path.is_file() or path.stat().st_nlink > 1)):
+            what = "a symbolic link" if path.is_symlink() else "not a plain file" if not path.is_file() \
+                else "a hard link to another file"
+            raise RockdetError(f"{path}: {what}, where predict writes {_BATCH_WHAT[name]}; "
                                f"remove it or choose another --out")
     if not layout.holds_a_run():
         foreign = [name for name in BATCH_FILES if (root / name).exists()]

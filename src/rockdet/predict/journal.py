@@ -3,8 +3,8 @@ failed), appended and flushed at once, so a run killed at any point (kill -9 inc
 record of every image it finished.
 
 A resumed run reads it to keep finished catalogs without hashing their inputs again: an input
-whose files have the size, modification time and change time the journal recorded when it was
-catalogued is taken as unchanged. Times too close to that moment are not trusted (a file rewritten
+whose files have the size, modification time, change time and inode the journal recorded when it
+was catalogued is taken as unchanged. Times too close to that moment are not trusted (a file rewritten
 within the clock's resolution keeps its times), nor a journal line that does not name the very
 catalog found; those inputs are hashed as before, and so is every input with ``verify``.
 """
@@ -30,14 +30,24 @@ RACY_NANOSECONDS = 2_000_000_000
 
 
 def file_stamps(path: Path) -> dict[str, list[int]]:
-    """Size, modification and change time (ns) of every file the input at ``path`` is made of."""
+    """Size, modification time, change time (ns) and inode of every file the input at ``path`` is
+    made of. Each file is opened, not only stat'ed: on NFS an open revalidates the attributes a
+    bare stat may answer from the client's cache."""
+    try:
+        files = product_files(Path(path))
+    except OSError:
+        files = [Path(path).resolve()]
     stamps = {}
-    for file in product_files(Path(path)):
+    for file in files:
         try:
-            status = file.stat()
+            descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                status = os.fstat(descriptor)
+            finally:
+                os.close(descriptor)
         except OSError:
             continue
-        stamps[str(file)] = [status.st_size, status.st_mtime_ns, status.st_ctime_ns]
+        stamps[str(file)] = [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
     return stamps
 
 
@@ -60,12 +70,36 @@ class Journal:
     def __init__(self, path: Path):
         self.path = path
         self._fd: int | None = None
+        self.broken = False
 
     def record(self, line: dict[str, Any]) -> None:
-        if self._fd is None:
-            # Never through a symlink: the journal is written inside --out, not where a link points.
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        os.write(self._fd, (json.dumps(line, separators=(",", ":")) + "\n").encode())
+        """Append one line. A journal that cannot be written (full disk) is given up with one
+        warning: the catalogs still are written, and a resume hashes what it cannot look up."""
+        if self.broken:
+            return
+        try:
+            if self._fd is None:
+                self._fd = self._open()
+            data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+            if os.write(self._fd, data) != len(data):
+                raise OSError("short write")
+        except OSError as exc:
+            self.broken = True
+            log.warning("%s: cannot be written (%s); no more journal lines this run (a resume will hash "
+                        "the inputs of the images it misses)", self.path, exc.strerror or exc)
+
+    def _open(self) -> int:
+        # Never through a symlink (layout refuses one up front; this closes the race), never blocking.
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK,
+                             0o644)
+        size = os.fstat(descriptor).st_size
+        if size:
+            with open(self.path, "rb") as handle:
+                handle.seek(size - 1)
+                cut_short = handle.read(1) != b"\n"
+            if cut_short:  # a line a kill cut short stays alone, not glued to the next one
+                os.write(descriptor, b"\n")
+        return descriptor
 
     def close(self) -> None:
         if self._fd is not None:
@@ -111,7 +145,7 @@ def unchanged_since_journal(line: dict[str, Any] | None, path: Path, catalog: di
             or line["source"] != catalog.get("source") or line.get("sha256") != catalog.get("sha256"):
         return False
     recorded = line["files"]
-    if any(not isinstance(stamp, list) or len(stamp) != 3 or max(stamp[1:]) >= stamped_at - RACY_NANOSECONDS
+    if any(not isinstance(stamp, list) or len(stamp) != 4 or max(stamp[1:3]) >= stamped_at - RACY_NANOSECONDS
            for stamp in recorded.values()):
         return False
     return file_stamps(path) == recorded

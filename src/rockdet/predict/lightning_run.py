@@ -222,7 +222,10 @@ class CatalogWriter(BasePredictionWriter):
             self.parts.setdefault(meta.image.key, []).append(to_image_coordinates(output, window, threshold))
         for number, (meta, tiles) in enumerate(batch.finished):
             key = meta.image.key
-            if meta.failure is not None:  # its pixels stopped coming mid-image
+            if meta.failure is None and meta.stamps is not None and file_stamps(meta.path) != meta.stamps:
+                # Its catalog would record bytes other than those detected on, and a resume keep it.
+                meta.failure = "the input changed while it was being read; run again to catalogue it"
+            if meta.failure is not None:  # its pixels stopped coming mid-image, or changed
                 self.parts.pop(key, None)
                 log.warning("%s: %s", key, meta.failure)
                 self.outcomes.append(Outcome(key, "failed", meta.failure))

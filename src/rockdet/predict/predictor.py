@@ -146,7 +146,9 @@ class Predictor:
                            "full_image_pass": settings.full_image_pass, "nested": settings.nested_threshold,
                            "featureless_black": None if settings.sky_fraction is None else
                            f"{settings.sky_fraction} below {settings.sky_level}",
-                           "above_horizon": "left out" if settings.drop_above_horizon else "kept"},
+                           # Only where a camera sizes rocks: without one the rule cannot apply.
+                           **({"above_horizon": "left out" if settings.drop_above_horizon else "kept"}
+                              if self.camera.sizer is not None else {})},
                 "camera": self.camera.record, "head": self.detector.head}
 
     def catalog_of(self, image: DecodedImage | Any, rocks: list[Rock], tiles: int, name: str | None = None) -> Catalog:

@@ -40,6 +40,8 @@ LABEL_SUFFIXES = {".lbl", ".2al", ".2bl", ".2cl", ".xml"}
 ODL_START = re.compile(rb"^\s*(?:/\*.*?\*/\s*)*(?:PDS_VERSION_ID|ODL_VERSION_ID|CCSD)", re.S)
 #: Bytes read to find an attached label's pointers (a label longer than this keeps its pointers early).
 POINTER_SCAN_BYTES = 1 << 20
+#: Bytes read first, to tell a label or labelled product from an ordinary raster (PNG, TIFF, JPEG).
+SNIFF_BYTES = 4096
 POINTER_LINE = re.compile(r"^\s*\^(\w+)\s*=\s*(.+?)\s*$", re.M)
 
 
@@ -78,7 +80,11 @@ def product_files(path: Path) -> list[Path]:
 def _names_in_label(holder: Path) -> list[str]:
     try:
         with open(holder, "rb") as handle:
-            head = handle.read(POINTER_SCAN_BYTES)
+            head = handle.read(SNIFF_BYTES)
+            if not (head.lstrip()[:1] in (b"<", b"/") or ODL_START.match(head)
+                    or holder.suffix.lower() in LABEL_SUFFIXES):
+                return []  # an ordinary raster: no label, so nothing more to read
+            head += handle.read(POINTER_SCAN_BYTES - len(head))
     except OSError:
         return []
     if head.lstrip().startswith(b"<"):
