@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from oracle import draw_rocks, save, tiny_checkpoint
 
@@ -175,3 +176,70 @@ def test_an_input_that_changes_while_it_is_read_fails_instead_of_being_catalogue
     assert summary["failures"][0] == {"image": "img001.png", "reason": "the input changed while it was being read; "
                                                                        "run again to catalogue it"}
     assert not (out / "catalogs" / "img001.png.json").exists()
+
+
+def rows_of(out):
+    return read_catalog_csv(out / "rocks.csv")
+
+
+def test_shards_then_one_run_without_a_shard_equal_a_single_run(tmp_path, oracle):
+    folder = write_inputs(tmp_path / "in", 7)
+    settle()
+    out = tmp_path / "sharded"
+    for k in (1, 2, 3):  # array jobs, in any order
+        assert predict(out, folder, "--shard", f"{k}/3") == 0
+        assert not (out / "summary.json").exists()  # the batch files wait for the last step
+    shards = {line["image"] for k in (1, 2, 3) for line in journal_lines_of(out / f"journal.shard-{k}-of-3.jsonl")}
+    assert len(shards) == 7
+    assert predict(out, folder) == 0
+    final = summary_of(out)
+    assert (final["done"], final["skipped"], final["kept_by_file_times"], final["kept_by_hash"]) == (0, 7, 7, 0)
+    assert predict(tmp_path / "single", folder) == 0
+    assert rows_of(out) == rows_of(tmp_path / "single") and final["rocks_total"] == summary_of(tmp_path / "single")["rocks_total"]
+    for catalog in (tmp_path / "single" / "catalogs").glob("*.csv"):
+        assert read_catalog_csv(out / "catalogs" / catalog.name) == read_catalog_csv(catalog)
+
+
+def journal_lines_of(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_shards_run_side_by_side_but_a_whole_run_or_the_same_shard_is_refused(tmp_path, oracle, capsys):
+    folder, out = write_inputs(tmp_path / "in", 4), tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from rockdet.io.layout import OutputLayout, hold_output_lock\n"
+                               "with hold_output_lock(OutputLayout.at(sys.argv[1]), shard=(1, 2)):\n"
+                               "    print('held', flush=True); time.sleep(60)\n", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert predict(out, folder, "--shard", "2/2") == 0  # another shard: side by side
+        capsys.readouterr()
+        assert predict(out, folder, "--shard", "1/2") == 2
+        assert "shard 1/2 is already running here (pid" in capsys.readouterr().err
+        assert predict(out, folder) == 2
+        assert "another rockdet run is writing here (shard runs" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert predict(out, folder) == 0  # the shards are done: the whole run writes the batch files
+
+
+SBATCH = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "predict_shards.sbatch"
+
+
+def test_the_slurm_array_example_catalogues_each_image_once_and_the_last_job_writes_the_batch(tmp_path):
+    folder, model = write_inputs(tmp_path / "in", 5, size=(64, 64)), tiny_checkpoint(tmp_path / "m.ckpt")
+    out = tmp_path / "out"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                   "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "2", "SLURM_CPUS_PER_TASK": "1"}
+    for task in ("2", "1"):
+        done = subprocess.run(["bash", str(SBATCH), str(model), str(out), str(folder), "--device", "cpu"],
+                              env={**environment, "SLURM_ARRAY_TASK_ID": task}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert f"shard {task}/2: " in done.stdout
+    journals = [journal_lines_of(out / f"journal.shard-{k}-of-2.jsonl") for k in (1, 2)]
+    assert sorted(line["image"] for lines in journals for line in lines) == [f"img{i:03d}.png" for i in range(5)]
+    assert subprocess.run([sys.executable, "-m", "rockdet.cli.main", "predict", "--checkpoint", str(model), "--out",
+                           str(out), str(folder), "--device", "cpu"], capture_output=True).returncode == 0
+    assert (summary_of(out)["images"], summary_of(out)["done"], summary_of(out)["skipped"]) == (5, 0, 5)

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--verify", action="store_true", help="on resume, hash every finished input "
                          "(default: trust inputs whose size and times are as the journal recorded them)")
     _add_trust_argument(predict)
+    predict.add_argument("--shard", metavar="K/N", help="catalogue only every N-th input from the K-th "
+                         "(array jobs into one --out); then run once without --shard to write the batch files")
     predict.add_argument("--wait", action="store_true", help="if another run is writing to --out, "
                          "wait for it to finish instead of refusing")
     predict.add_argument("--as-trained", action="store_true", help="run the model exactly as trained, "

@@ -20,11 +20,20 @@ def predict(options) -> int:
         device=options.device, devices=options.devices, runtime=options.runtime, as_trained=options.as_trained,
         trust_checkpoint=options.trust_checkpoint, camera=options.camera, ground_z=options.ground_z,
         formats=tuple(f.strip() for f in options.format.split(",") if f.strip()), overlay=options.overlay,
-        overwrite=options.overwrite, verify=options.verify, workers=options.workers, wait_for_lock=options.wait)
+        overwrite=options.overwrite, verify=options.verify, workers=options.workers, wait_for_lock=options.wait,
+        shard=options.shard)
     # Inputs, outputs and devices are checked before the model loads: a typo costs no model load.
     checked = check_batch(options.inputs, options.out, settings, options.checkpoint)
     summary = run_batch(Predictor.load(options.checkpoint, settings), options.inputs, options.out, checked)
     if summary is None:  # another process of a multi-device run; the first one reports
+        return 0
+    if settings.shard is not None:
+        print(f"shard {settings.shard}: {summary['done']} done, {summary['skipped']} skipped, {summary['failed']} "
+              f"failed of its {summary['images']} images; catalogs in {options.out / CATALOG_DIR}. When every "
+              f"shard has finished, run the same command without --shard to write the batch files "
+              f"(it keeps every catalog, unhashed, by the shards' journals)")
+        for failure in summary["failures"]:
+            print(f"  failed: {failure['image']}: {failure['reason']}")
         return 0
     print(f"{summary['done']} done, {summary['skipped']} skipped, {summary['failed']} failed of "
           f"{summary['images']} images; {summary['rocks_total']} rocks in {options.out / ROCKS_FILE}")

@@ -15,6 +15,7 @@ in suffix or after a dot never share a catalog.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -138,12 +139,15 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
         if (root / name).is_dir():
             raise RockdetError(f"{root / name}: a folder where predict writes {_BATCH_WHAT[name]}; "
                                f"move it or choose another --out")
-    for name in APPENDED_FILES:  # written in place, not replaced: a link would send them elsewhere
-        path = root / name
+    appended = [root / name for name in APPENDED_FILES] + sorted(root.glob("journal.shard-*-of-*.jsonl")) \
+        + sorted(root.glob(".rockdet.shard-*-of-*.lock"))
+    for path in appended:  # written in place, not replaced: a link would send them elsewhere
+        name = path.name
         if path.is_symlink() or (path.exists() and (not path.is_file() or path.stat().st_nlink > 1)):
             what = "a symbolic link" if path.is_symlink() else "not a plain file" if not path.is_file() \
                 else "a hard link to another file"
-            raise RockdetError(f"{path}: {what}, where predict writes {_BATCH_WHAT[name]}; "
+            written = _BATCH_WHAT.get(name, "a shard's journal or lock")
+            raise RockdetError(f"{path}: {what}, where predict writes {written}; "
                                f"remove it or choose another --out")
     if not layout.holds_a_run():
         foreign = [name for name in BATCH_FILES if (root / name).exists()]
@@ -188,15 +192,53 @@ def remove_leftover_temp_files(layout: OutputLayout) -> int:
 LOCK_HOLDER_ENV = "ROCKDET_OUT_LOCK"
 
 
+def shard_name(shard: tuple[int, int] | None) -> str:
+    """How a shard's own files are named: ``shard-K-of-N``; "" for a whole run."""
+    return "" if shard is None else f"shard-{shard[0]}-of-{shard[1]}"
+
+
+def journal_file(shard: tuple[int, int] | None = None) -> str:
+    """The journal a run appends to: a shard has its own (appends from many machines to one file
+    on a network file system can interleave)."""
+    return JOURNAL_FILE if shard is None else f"journal.{shard_name(shard)}.jsonl"
+
+
+def journal_files(layout: OutputLayout) -> list[Path]:
+    """Every journal in ``--out``: the shards' first, then the whole runs' (usually the later)."""
+    return sorted(layout.root.glob("journal.shard-*-of-*.jsonl")) + [layout.batch_file(JOURNAL_FILE)]
+
+
 @contextmanager
-def hold_output_lock(layout: OutputLayout, wait: bool = False) -> Iterator[None]:
+def hold_output_lock(layout: OutputLayout, wait: bool = False, shard: tuple[int, int] | None = None
+                     ) -> Iterator[None]:
     """An advisory lock on ``--out`` for the whole run: a second run into the same folder
     refuses with one line naming the holder (or waits with ``wait``), so one batch never mixes
-    the catalogs of two runs. Also proves the folder writable before any work."""
+    the catalogs of two runs. Also proves the folder writable before any work.
+
+    Shards (``--shard K/N``) share the folder: each holds the run lock shared and its own shard
+    lock exclusively, so shards run side by side, a whole run waits for (or refuses) them all, and
+    the same shard cannot run twice. Only a whole run removes a killed run's temporary files."""
     if os.environ.get(LOCK_HOLDER_ENV) == str(layout.root):
         yield
         return
-    path = layout.batch_file(LOCK_FILE)
+    with _locked(layout, LOCK_FILE, wait, shared=shard is not None, refusal="another rockdet run is writing here"):
+        if shard is None:
+            remove_leftover_temp_files(layout)  # only the holder: the processes it starts share its outputs
+            locks = contextlib.nullcontext()
+        else:
+            locks = _locked(layout, f".rockdet.{shard_name(shard)}.lock", wait, shared=False,
+                            refusal=f"shard {shard[0]}/{shard[1]} is already running here")
+        with locks:
+            os.environ[LOCK_HOLDER_ENV] = str(layout.root)
+            try:
+                yield
+            finally:
+                os.environ.pop(LOCK_HOLDER_ENV, None)
+
+
+@contextmanager
+def _locked(layout: OutputLayout, name: str, wait: bool, shared: bool, refusal: str) -> Iterator[None]:
+    path = layout.batch_file(name)
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
@@ -204,21 +246,19 @@ def hold_output_lock(layout: OutputLayout, wait: bool = False) -> Iterator[None]
         raise RockdetError(f"{layout.root}: cannot write to --out ({exc.strerror or exc})") from None
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "unknown process"
-            raise RockdetError(f"{layout.root}: another rockdet run is writing here ({holder}); "
+            holder = handle.read().strip() or "shard runs (each named in its .rockdet.shard-*.lock)"
+            raise RockdetError(f"{layout.root}: {refusal} ({holder}); "
                                f"wait for it, use another --out, or pass --wait") from None
         handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.truncate()  # shared holders leave it empty: a refused whole run names the shards' files
+        if not shared:
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         handle.flush()
-        remove_leftover_temp_files(layout)  # only the holder: the processes it starts share its outputs
-        os.environ[LOCK_HOLDER_ENV] = str(layout.root)
         try:
             yield
         finally:
-            os.environ.pop(LOCK_HOLDER_ENV, None)
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from rockdet.io.archives.pds import product_files
 from rockdet.io.inputs import InputImage, collect_inputs
-from rockdet.io.layout import JOURNAL_FILE, OutputLayout, hold_output_lock, refuse_overwriting
+from rockdet.io.layout import OutputLayout, hold_output_lock, journal_file, refuse_overwriting
 from rockdet.predict.journal import Journal
 from rockdet.predict.lightning_run import lightning_devices, run_prediction
 from rockdet.predict.predictor import Predictor, choose_camera
@@ -45,13 +45,18 @@ def check_batch(inputs: list[str], out: Path, settings: PredictSettings, model_f
 def run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: BatchInputs | None = None
               ) -> dict[str, Any] | None:
     """Catalogue every input image under ``out`` and return the summary also written to
-    ``out/summary.json`` (None in the other processes of a multi-device run: the first writes it)."""
+    ``out/summary.json`` (None in the other processes of a multi-device run: the first writes it).
+    A shard (``settings.shard``) catalogues its share and returns its counts; it writes no batch
+    files, since a run without a shard writes them once every shard has finished."""
     started = time.monotonic()
     settings = predictor.settings
     checked = checked or check_batch(inputs, out, settings, predictor.source)
     layout, images = checked.layout, checked.images
-    with hold_output_lock(layout, settings.wait_for_lock):
-        journal = Journal(layout.batch_file(JOURNAL_FILE))
+    shard = settings.shard_of
+    if shard is not None:
+        images = images[shard[0] - 1::shard[1]]  # inputs come in a stable order: the shards part them
+    with hold_output_lock(layout, settings.wait_for_lock, shard):
+        journal = Journal(layout.batch_file(journal_file(shard)))
         try:
             plan = plan_batch(images, predictor.context, layout, settings.image_formats, settings.overwrite,
                               settings.verify, journal)
@@ -66,6 +71,12 @@ def run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: Batch
         outcomes, is_main = run_prediction(predictor, plan.todo, layout) if plan.todo else ([], True)
         if not is_main:
             return None
+        if shard is not None:
+            outcomes += plan.skipped
+            failed = [o for o in outcomes if o.status == "failed"]
+            return {"shard": settings.shard, "images": len(images), "done": sum(o.status == "done" for o in outcomes),
+                    "skipped": len(plan.skipped), "failed": len(failed),
+                    "failures": [{"image": o.image, "reason": o.reason} for o in failed]}
         return finish_batch(predictor, layout, images, outcomes + plan.skipped, started, {
             "redone_made_otherwise": plan.redone, "redone_unusable_catalog": plan.unusable,
             "kept_by_file_times": plan.kept_by_file_times, "kept_by_hash": plan.kept_by_hash})

@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from rockdet.io.archives.pds import product_files
-from rockdet.io.layout import JOURNAL_FILE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JOURNAL_FILE", "Journal", "entry", "file_stamps", "read_journal", "unchanged_since_journal"]
 #: A file modified this close to (or after) the moment its times were recorded may change again
 #: without its times changing (coarse clocks, FAT's 2 s): it is hashed instead.
 RACY_NANOSECONDS = 2_000_000_000
@@ -105,6 +103,15 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def read_journals(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """The last line of each image over the journals in order (a later line replaces an earlier
+    one; a stale line only costs a hash, since it must match the catalog found)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        latest.update(read_journal(path))
+    return latest
 
 
 def read_journal(path: Path) -> dict[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ from rockdet.catalog.catalog import write_catalog
 from rockdet.errors import RockdetError, failure_reason
 from rockdet.io.images import read_image
 from rockdet.io.inputs import InputImage, file_sha256
-from rockdet.io.layout import JOURNAL_FILE, OutputLayout
+from rockdet.io.layout import OutputLayout, journal_file
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.predict.detect import run_model
 from rockdet.predict.featureless import drop_featureless
@@ -197,7 +197,7 @@ class CatalogWriter(BasePredictionWriter):
         self.outcomes: list[Outcome] = []
         self.progress: ProgressBar | ProgressLines | None = None
         self.rocks = self.failed = 0  # running counts for the progress line
-        self.journal = Journal(layout.batch_file(JOURNAL_FILE))
+        self.journal = Journal(layout.batch_file(journal_file(predictor.settings.shard_of)))
 
     def on_predict_start(self, trainer, pl_module) -> None:
         # Counted in images, not tile batches, so a long run shows how many are left and when it

@@ -13,8 +13,8 @@ from typing import Any
 
 from rockdet.catalog.files import earlier_catalog
 from rockdet.io.inputs import InputImage, file_sha256, product_sha256
-from rockdet.io.layout import JOURNAL_FILE, OutputLayout
-from rockdet.predict.journal import Journal, entry, file_stamps, now_ns, read_journal, unchanged_since_journal
+from rockdet.io.layout import OutputLayout, journal_files
+from rockdet.predict.journal import Journal, entry, file_stamps, now_ns, read_journals, unchanged_since_journal
 from rockdet.predict.summary import CatalogDigest, Outcome
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def plan_batch(images: list[InputImage], context: dict[str, Any], layout: Output
     that cannot be trusted) by hashing the input's files; a kept-by-hash image gets a fresh journal
     line, so the next resume need not hash it again."""
     wanted = made_with(context)
-    lines = {} if overwrite or verify else read_journal(layout.batch_file(JOURNAL_FILE))
+    lines = {} if overwrite or verify else read_journals(journal_files(layout))
     plan = BatchPlan()
     for image in images:
         earlier, problem = (None, None) if overwrite else earlier_catalog(partial(layout.catalog_file, image.key),

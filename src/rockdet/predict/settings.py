@@ -91,6 +91,27 @@ class PredictSettings(BaseModel):
     workers: int = Field(0, ge=0)
     #: Wait for another run writing to the same output folder instead of refusing.
     wait_for_lock: bool = False
+    #: "K/N": catalogue only every N-th input from the K-th (independent array jobs into one
+    #: --out); the batch files are written by a run without a shard once all N have finished.
+    shard: str | None = None
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_k_of_n(cls, shard: str | None) -> str | None:
+        if shard is None:
+            return None
+        k, _, n = shard.partition("/")
+        if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+            raise ValueError(f"give K/N with 1 <= K <= N (e.g. 3/8), got {shard!r}")
+        return f"{int(k)}/{int(n)}"
+
+    @property
+    def shard_of(self) -> tuple[int, int] | None:
+        """(K, N) of ``shard``, or None."""
+        if self.shard is None:
+            return None
+        k, n = self.shard.split("/")
+        return int(k), int(n)
 
     @field_validator("camera", mode="before")
     @classmethod
