@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from oracle import draw_rocks, save, tiny_checkpoint
 
 from rockdet.catalog.files import read_catalog_csv
@@ -89,6 +90,7 @@ def run_predict(model, out, folder) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_its_journal_to_the_catalogs_of_an_uninterrupted_run(tmp_path):
     folder, model = write_inputs(tmp_path / "in", 40, size=(64, 64)), tiny_checkpoint(tmp_path / "m.ckpt", score_threshold=0.0)
     settle()
@@ -228,6 +230,7 @@ def test_shards_run_side_by_side_but_a_whole_run_or_the_same_shard_is_refused(tm
 SBATCH = Path(__file__).resolve().parents[2] / "scripts" / "slurm" / "predict_shards.sbatch"
 
 
+@pytest.mark.slow
 def test_the_slurm_array_example_catalogues_each_image_once_and_the_last_job_writes_the_batch(tmp_path):
     folder, model = write_inputs(tmp_path / "in", 5, size=(64, 64)), tiny_checkpoint(tmp_path / "m.ckpt")
     out = tmp_path / "out"

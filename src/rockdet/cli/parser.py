@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what runs an exported .onnx --checkpoint (openvino: rockdet[openvino])")
     predict.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:N")
     predict.add_argument("--devices", type=_count(1), default=DEFAULTS.devices, help="number of GPUs (DDP)")
+    predict.add_argument("--num-nodes", type=_count(1), default=DEFAULTS.num_nodes,
+                         help="machines of a multi-node run started by SLURM or torchrun (--devices on each)")
     predict.add_argument("--workers", type=_count(0), default=DEFAULTS.workers, help="image-decoding worker processes")
     predict.add_argument("--overlay", action="store_true", help="write overlays/NAME.png with boxes and ids")
     predict.add_argument("--format", default=",".join(DEFAULTS.formats), help="csv,json[,parquet][,coco]")

@@ -139,7 +139,7 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
         if (root / name).is_dir():
             raise RockdetError(f"{root / name}: a folder where predict writes {_BATCH_WHAT[name]}; "
                                f"move it or choose another --out")
-    appended = [root / name for name in APPENDED_FILES] + sorted(root.glob("journal.shard-*-of-*.jsonl")) \
+    appended = [root / name for name in APPENDED_FILES] + sorted(root.glob(OTHER_JOURNALS)) \
         + sorted(root.glob(".rockdet.shard-*-of-*.lock"))
     for path in appended:  # written in place, not replaced: a link would send them elsewhere
         name = path.name
@@ -190,6 +190,21 @@ def remove_leftover_temp_files(layout: OutputLayout) -> int:
 #: Set in the environment of the process holding an output folder's lock, so the processes it
 #: starts itself (DDP ranks) do not wait on their own parent.
 LOCK_HOLDER_ENV = "ROCKDET_OUT_LOCK"
+#: Seconds a process of a multi-machine run waits for the lock holder to write its run id.
+RUN_ID_WAIT_SECONDS = 10.0
+
+
+def shared_run_id() -> str | None:
+    """The id every process of one run has, on every machine, from the cluster's environment:
+    ``ROCKDET_RUN_ID`` if set, torchrun's rendezvous id, or the SLURM job and step. A process of a
+    multi-machine run is not a child of the lock holder: this id lets it join the holder's lock."""
+    if os.environ.get("ROCKDET_RUN_ID"):
+        return "rockdet:" + os.environ["ROCKDET_RUN_ID"]
+    if os.environ.get("TORCHELASTIC_RUN_ID", "none") != "none":
+        return "torchrun:" + os.environ["TORCHELASTIC_RUN_ID"]
+    if os.environ.get("SLURM_JOB_ID"):
+        return f"slurm:{os.environ['SLURM_JOB_ID']}.{os.environ.get('SLURM_STEP_ID', 'batch')}"
+    return None
 
 
 def shard_name(shard: tuple[int, int] | None) -> str:
@@ -197,15 +212,21 @@ def shard_name(shard: tuple[int, int] | None) -> str:
     return "" if shard is None else f"shard-{shard[0]}-of-{shard[1]}"
 
 
-def journal_file(shard: tuple[int, int] | None = None) -> str:
-    """The journal a run appends to: a shard has its own (appends from many machines to one file
-    on a network file system can interleave)."""
-    return JOURNAL_FILE if shard is None else f"journal.{shard_name(shard)}.jsonl"
+def journal_file(shard: tuple[int, int] | None = None, node: int | None = None) -> str:
+    """The journal a process appends to: a shard, and each machine of a multi-node run, has its
+    own (appends from many machines to one file on a network file system can interleave)."""
+    parts = ([shard_name(shard)] if shard is not None else []) + ([f"node-{node}"] if node is not None else [])
+    return f"journal.{'.'.join(parts)}.jsonl" if parts else JOURNAL_FILE
+
+
+#: Journals other than journal.jsonl: of shards and of the machines of multi-node runs.
+OTHER_JOURNALS = "journal.*.jsonl"
 
 
 def journal_files(layout: OutputLayout) -> list[Path]:
-    """Every journal in ``--out``: the shards' first, then the whole runs' (usually the later)."""
-    return sorted(layout.root.glob("journal.shard-*-of-*.jsonl")) + [layout.batch_file(JOURNAL_FILE)]
+    """Every journal in ``--out``: the shards' and machines' first, then the whole runs' (usually
+    the later ones)."""
+    return sorted(layout.root.glob(OTHER_JOURNALS)) + [layout.batch_file(JOURNAL_FILE)]
 
 
 @contextmanager
@@ -217,13 +238,19 @@ def hold_output_lock(layout: OutputLayout, wait: bool = False, shard: tuple[int,
 
     Shards (``--shard K/N``) share the folder: each holds the run lock shared and its own shard
     lock exclusively, so shards run side by side, a whole run waits for (or refuses) them all, and
-    the same shard cannot run twice. Only a whole run removes a killed run's temporary files."""
+    the same shard cannot run twice. Only a whole run removes a killed run's temporary files.
+
+    The processes of one run on other machines (``--num-nodes``) are not children of the holder:
+    each joins the lock when the holder's line names the same run id (shared_run_id), and a run
+    of another id is still refused."""
     if os.environ.get(LOCK_HOLDER_ENV) == str(layout.root):
         yield
         return
-    with _locked(layout, LOCK_FILE, wait, shared=shard is not None, refusal="another rockdet run is writing here"):
+    with _locked(layout, LOCK_FILE, wait, shared=shard is not None,
+                 refusal="another rockdet run is writing here") as holds:
         if shard is None:
-            remove_leftover_temp_files(layout)  # only the holder: the processes it starts share its outputs
+            if holds:  # only the holder: the processes of its run share its outputs
+                remove_leftover_temp_files(layout)
             locks = contextlib.nullcontext()
         else:
             locks = _locked(layout, f".rockdet.{shard_name(shard)}.lock", wait, shared=False,
@@ -237,28 +264,48 @@ def hold_output_lock(layout: OutputLayout, wait: bool = False, shard: tuple[int,
 
 
 @contextmanager
-def _locked(layout: OutputLayout, name: str, wait: bool, shared: bool, refusal: str) -> Iterator[None]:
+def _locked(layout: OutputLayout, name: str, wait: bool, shared: bool, refusal: str) -> Iterator[bool]:
+    """Holds the lock file ``name`` (yields True), or joins the machine of this run that holds it
+    (yields False)."""
     path = layout.batch_file(name)
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
     except OSError as exc:
         raise RockdetError(f"{layout.root}: cannot write to --out ({exc.strerror or exc})") from None
+    run_id = shared_run_id()
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with handle:
         try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "shard runs (each named in its .rockdet.shard-*.lock)"
-            raise RockdetError(f"{layout.root}: {refusal} ({holder}); "
-                               f"wait for it, use another --out, or pass --wait") from None
+            holder = _holder(handle, run_id) or "shard runs, each named in its .rockdet.shard-*.lock"
+            if run_id is not None and holder.endswith(f"; run {run_id}"):
+                yield False  # another machine of this very run holds it
+                return
+            if not wait:
+                raise RockdetError(f"{layout.root}: {refusal} ({holder}); "
+                                   f"wait for it, use another --out, or pass --wait") from None
+            fcntl.flock(handle, mode)
         handle.seek(0)
         handle.truncate()  # shared holders leave it empty: a refused whole run names the shards' files
         if not shared:
-            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                         + (f"; run {run_id}" if run_id else "") + "\n")
         handle.flush()
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _holder(handle, run_id: str | None) -> str:
+    """What the lock file says of its holder. A process of a multi-machine run may come just after
+    the holder took the lock and before it wrote its name: it waits a little for the name."""
+    deadline = time.monotonic() + (RUN_ID_WAIT_SECONDS if run_id else 0)
+    while True:
+        handle.seek(0)
+        holder = handle.read().strip()
+        if holder or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.1)

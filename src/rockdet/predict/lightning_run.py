@@ -203,6 +203,10 @@ class CatalogWriter(BasePredictionWriter):
         # Counted in images, not tile batches, so a long run shows how many are left and when it
         # ends. In a multi-device run the first process shows its own share.
         share = images_in_share(self.images, trainer.global_rank, trainer.world_size, self.predictor.settings.workers)
+        # Machines append to journals of their own (appends from two machines to one file on a
+        # network file system can interleave).
+        node = trainer.node_rank if trainer.num_nodes > 1 else None
+        self.journal = Journal(self.layout.batch_file(journal_file(self.predictor.settings.shard_of, node)))
         if trainer.is_global_zero:
             self.progress = progress("Predicting", share, "image")
 
@@ -288,9 +292,10 @@ def run_prediction(predictor: Predictor, images: list[InputImage], layout: Outpu
     writer = CatalogWriter(predictor, layout, len(images))
     module = PredictModule(predictor, images)
     accelerator, devices = lightning_devices(predictor.settings)
-    strategy = "ddp" if isinstance(devices, int) and devices > 1 else "auto"
+    nodes = predictor.settings.num_nodes
+    strategy = "ddp" if (isinstance(devices, int) and devices > 1) or nodes > 1 else "auto"
     # The writer's bar counts images; Lightning's would count tile batches of unknown number.
-    trainer = pl.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
+    trainer = pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=nodes, strategy=strategy, logger=False,
                          callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=False)
     trainer.predict(module, return_predictions=False)

@@ -65,6 +65,8 @@ class PredictSettings(BaseModel):
     device: str = "auto"
     #: Devices of a batch run (DDP, one process each; on the CPU, processes over gloo).
     devices: int = Field(1, ge=1)
+    #: Machines of a batch run, started by the cluster (SLURM, torchrun), ``devices`` on each.
+    num_nodes: int = Field(1, ge=1)
     #: What runs an exported .onnx file.
     runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
     #: Run a checkpoint exactly as trained instead of its faster inference form (same rocks up

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from rockdet.data.records import ROCK_LABEL, AnnotatedImage
 from rockdet.data.settings import source_list
 from rockdet.data.sources import source_name
 from rockdet.errors import ConfigError
+from rockdet.io.layout import shared_run_id
 from rockdet.models.anchors import derive_anchor_sizes, rock_sides_in_model_input
 from rockdet.models.builder import NUM_CLASSES, default_anchor_sizes
 from rockdet.progress import TrainingProgressLines
@@ -47,6 +50,16 @@ def train(config: TrainConfig, resume: Path | None = None) -> TrainResult:
     """Fit the detector; checkpoints, metrics and curves go to the run folder."""
     pl.seed_everything(config.seed, workers=True)
     run_dir = resolve_run_dir(config, resume)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # for the processes DDP starts
+    try:
+        return _train(config, resume, run_dir)
+    finally:
+        if inherited is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+
+
+def _train(config: TrainConfig, resume: Path | None, run_dir: Path) -> TrainResult:
     checkpoints = run_dir / "checkpoints"
     datamodule = RockDataModule(config.data, with_masks=config.model.has_masks, seed=config.seed)
     datamodule.setup("fit")
@@ -188,13 +201,24 @@ def auto_anchor_sizes(model: ModelConfig, records: list[AnnotatedImage],
     return derive_anchor_sizes(sides, default_anchor_sizes(model.arch))
 
 
+#: Set while a run trains: the processes DDP starts (on this machine) use the folder of the first.
+RUN_DIR_ENV = "ROCKDET_RUN_DIR"
+
+
 def resolve_run_dir(config: TrainConfig, resume: Path | None) -> Path:
+    """One folder for every process of the run: ``run.dir``, the resumed run's, or the name with
+    the cluster's run id (SLURM job, torchrun rendezvous, ROCKDET_RUN_ID: the same on every
+    machine) or, on one machine, the start time the first process chose."""
     if config.run.dir is not None:
         run_dir = Path(config.run.dir)
     elif resume is not None and (Path(resume).parent.parent / "config.yaml").is_file():
         run_dir = Path(resume).parent.parent  # runs/NAME/checkpoints/last.ckpt
+    elif os.environ.get(RUN_DIR_ENV):
+        run_dir = Path(os.environ[RUN_DIR_ENV])
     else:
-        run_dir = Path(config.run.out_dir) / f"{config.run.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+        run_id = shared_run_id()
+        suffix = re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id) if run_id else time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(config.run.out_dir) / f"{config.run.name}_{suffix}"
     if resume is not None and not Path(resume).is_file():
         raise ConfigError(f"{resume}: checkpoint to resume from not found")
     run_dir.mkdir(parents=True, exist_ok=True)
