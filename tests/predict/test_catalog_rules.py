@@ -145,7 +145,7 @@ def test_a_dropped_nested_box_gives_nothing_to_the_kept_rocks_mask():
     assert len(rocks) == 1 and rocks[0].mask_area_px == 15 * 30
 
 
-def test_above_the_horizon_of_a_known_camera_is_sky_and_holds_no_rocks(tmp_path, monkeypatch):
+def test_above_the_horizon_of_a_known_camera_rocks_are_flagged_or_left_out_on_request(tmp_path, monkeypatch):
     save(draw_rocks(64, 64, [(5, 2, 15, 12), (20, 40, 30, 50)]), tmp_path / "in" / "navcam.png")
     camera = tmp_path / "level.yaml"  # looking level: the horizon is the middle row
     camera.write_text("image_width: 64\nimage_height: 64\nhfov_deg: 60\nheight_m: 1.5\npitch_deg: 0\n")
@@ -155,10 +155,10 @@ def test_above_the_horizon_of_a_known_camera_is_sky_and_holds_no_rocks(tmp_path,
     command = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in"),
                "--camera", str(camera), "--score-threshold", "0.1"]
     catalogs = tmp_path / "out" / "catalogs"
-    assert main(command) == 0
+    assert main(command) == 0  # by default kept, unsized (on a slope the terrain rises above it)
+    flags = sorted(row["size_flag"] for row in csv.DictReader(open(catalogs / "navcam.png.csv")))
+    assert flags == ["above_horizon", "ok"]
+    assert main([*command, "--drop-above-horizon"]) == 0  # another rule: redone, not kept
     (rock,) = csv.DictReader(open(catalogs / "navcam.png.csv"))
     assert (rock["rock_id"], rock["y_min"], rock["size_flag"]) == ("1", "40.0", "ok")
     assert json.loads((catalogs / "navcam.png.json").read_text())["left_out_above_horizon"] == 1
-    assert main([*command, "--keep-above-horizon"]) == 0  # another rule: redone, not kept
-    flags = sorted(row["size_flag"] for row in csv.DictReader(open(catalogs / "navcam.png.csv")))
-    assert flags == ["above_horizon", "ok"]

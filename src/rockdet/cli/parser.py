@@ -12,7 +12,7 @@ DESCRIPTION = "rockdet: train, evaluate, predict, pseudo-label, data-report, syn
 #: Settings whose command-line flag is not their name with dashes.
 FLAGS = {"tile_batch": "--batch-size", "formats": "--format", "wait_for_lock": "--wait",
          "nested_threshold": "--keep-nested", "sky_fraction": "--keep-on-black",
-         "drop_above_horizon": "--keep-above-horizon", "image": "INPUT"}
+         "drop_above_horizon": "--drop-above-horizon", "image": "INPUT"}
 
 
 def flag_of(key: str) -> str:
@@ -97,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "another (default: the higher-scoring of the two stays; one rock, one row)")
     predict.add_argument("--keep-on-black", action="store_true", help="keep detections on featureless "
                          "black (default: dropped; sky and no-data borders hold no rocks)")
-    predict.add_argument("--keep-above-horizon", action="store_true", help="keep detections whose "
-                         "ground contact lies above the horizon of a known camera model (default: left out "
-                         "as sky and counted in the catalog)")
+    predict.add_argument("--drop-above-horizon", action="store_true", help="leave out detections whose "
+                         "ground contact lies above the horizon of a known camera model (flat sites; on a "
+                         "slope the terrain rises above it). Default: kept, flagged above_horizon")
     predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
                          "once (rocks larger than a tile)")
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "

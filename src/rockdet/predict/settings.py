@@ -55,10 +55,12 @@ class PredictSettings(BaseModel):
     #: ``sky_fraction`` of its pixels darker than ``sky_level`` (of 255) is dropped; None keeps it.
     sky_level: int = Field(12, ge=0, le=255)
     sky_fraction: float | None = Field(0.9, gt=0.0, le=1.0)
-    #: Where the camera geometry is known, a detection whose ground contact lies above the
-    #: horizon is sky, not a rock: left out of the catalog (counted in it as
-    #: ``left_out_above_horizon``). False keeps it, flagged ``above_horizon`` and unsized.
-    drop_above_horizon: bool = True
+    #: Where the camera geometry is known, leave out detections whose ground contact lies above
+    #: the ground plane's horizon (counted in the catalog as ``left_out_above_horizon``). Off by
+    #: default: on a slope the terrain rises above that horizon, and a real MER Navcam frame of
+    #: Husband Hill has 12 true rocks there (docs/BENCHMARKS.md). Kept rows are flagged
+    #: ``above_horizon`` and unsized.
+    drop_above_horizon: bool = False
 
     # --- running the model ---------------------------------------------------------------------
     #: auto, cpu, cuda or cuda:N.
