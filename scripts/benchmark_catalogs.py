@@ -166,6 +166,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def with_hardware_confidence(confidence: float, function, *arguments):
+    """``function(*arguments)`` with the hardware rule acting from ``confidence``."""
+    import rockdet.predict.hardware as hardware
+
+    kept = hardware.HARDWARE_CONFIDENCE
+    hardware.HARDWARE_CONFIDENCE = confidence
+    try:
+        return function(*arguments)
+    finally:
+        hardware.HARDWARE_CONFIDENCE = kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="model.pt or a checkpoint")
@@ -173,6 +185,8 @@ def main() -> None:
     parser.add_argument("--dense", action="append", default=[], metavar="LABEL", help="sets with dense labels")
     parser.add_argument("--score-threshold", type=float, help="default: the model's operating point")
     parser.add_argument("--hardware-classes", nargs="*", default=["artifact"])
+    parser.add_argument("--hardware-confidence", type=float, nargs="*", default=[],
+                        help="also measure the rules with these values of predict.hardware.HARDWARE_CONFIDENCE")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     torch.manual_seed(0)
@@ -190,6 +204,11 @@ def main() -> None:
             settings = base.updated(**rule)
             rows.append({"set": label, "rules": name, "images": len(images),
                          **measure(images, settings, threshold, info.detections_per_image)})
+            if name == "rules":
+                for confidence in options.hardware_confidence:
+                    rows.append({"set": label, "rules": f"rules, hardware from {confidence}", "images": len(images),
+                                 **with_hardware_confidence(confidence, measure, images, settings, threshold,
+                                                            info.detections_per_image)})
             if name == "rules" and len(families) > 1:
                 for family in families:
                     mine = [i for i in images if family_of(i.name, label) == family]

@@ -109,6 +109,19 @@ class OutputLayout:
         return isinstance(summary, dict) and isinstance(summary.get("versions"), dict) \
             and "rockdet" in summary["versions"]
 
+    def resolved_inside(self, path: Path, folders: dict[Path, Path]) -> Path:
+        """``path`` resolved, its folder looked up in (and added to) ``folders``; as _inside, one
+        line when it resolves outside --out."""
+        folder = folders.get(path.parent)
+        if folder is None:
+            folder = folders[path.parent] = path.parent.resolve()
+        resolved = folder / path.name
+        if resolved.is_symlink():
+            resolved = resolved.resolve()
+        if not resolved.is_relative_to(self.root):
+            raise RockdetError(f"{path}: resolves outside --out {self.root}; refusing to write there")
+        return resolved
+
     def _inside(self, path: Path) -> Path:
         # Resolution follows symlinks a user (or an attacker) may have placed under --out.
         if not path.resolve().is_relative_to(self.root):
@@ -155,12 +168,15 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
             raise RockdetError(f"{root}: --out holds {', '.join(foreign)}, which no rockdet run wrote (none ran "
                                f"here); predict would overwrite them: choose another --out")
     written = {(root / name).resolve(): _BATCH_WHAT[name] for name in BATCH_FILES}
+    folders: dict[Path, Path] = {}  # each output folder resolved once, not each file (archive scale)
+    catalog_formats = [fmt for fmt in formats if f".{fmt}" in OWN_SUFFIXES[CATALOG_DIR]]
     for key in keys:
-        written.update({layout.catalog_file(key, fmt).resolve(): "a catalog" for fmt in formats
-                        if f".{fmt}" in OWN_SUFFIXES[CATALOG_DIR]})
-        written[layout.thumbnail_file(key).resolve()] = "a report thumbnail"
+        outputs = [(root / CATALOG_DIR / f"{key}.{fmt}", "a catalog") for fmt in catalog_formats]
+        outputs.append((root / THUMBNAIL_DIR / f"{key}.jpg", "a report thumbnail"))
         if overlay:
-            written[layout.overlay_file(key).resolve()] = "an overlay"
+            outputs.append((root / OVERLAY_DIR / f"{key}.png", "an overlay"))
+        for path, what in outputs:
+            written[layout.resolved_inside(path, folders)] = what
     for path in reads:
         what = written.get(Path(path).resolve())
         if what:

@@ -66,17 +66,13 @@ def find_whatever_case(path: Path) -> Path | None:
     """``path`` itself, or the one file of its folder whose name differs from it only in case."""
     if path.exists():
         return path
-    names = _names_in(str(path.parent), _mtime(path.parent))
+    names = names_in_folder(path.parent)
     return path.parent / names[path.name.lower()] if path.name.lower() in names else None
 
 
-def with_suffix_whatever_case(path: Path, suffix: str) -> Path | None:
-    """The file beside ``path`` with the same stem and ``suffix``, whatever the case of either."""
-    for candidate in (path.with_suffix(suffix.lower()), path.with_suffix(suffix.upper())):
-        if candidate.is_file():
-            return candidate
-    found = find_whatever_case(path.with_suffix(suffix))
-    return found if found is not None and found.is_file() else None
+def names_in_folder(folder: Path) -> dict[str, str]:
+    """The names in ``folder`` by their lower case (cached until the folder changes)."""
+    return _names_in(str(folder), _mtime(folder))
 
 
 def _mtime(folder: Path) -> int:

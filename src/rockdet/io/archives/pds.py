@@ -24,7 +24,7 @@ from typing import Callable
 from rockdet.errors import ImageReadError, exception_reason
 from rockdet.geometry.frames import CameraModelError, LabelGeometry
 from rockdet.io.archives.decoded import PdsImage
-from rockdet.io.archives.files import file_in_folder, refuse_non_product, with_suffix_whatever_case
+from rockdet.io.archives.files import file_in_folder, names_in_folder, refuse_non_product
 from rockdet.io.archives.label_geometry import geometry_from_pds3, geometry_from_pds4
 from rockdet.io.archives.pds3 import read_pds3_values
 from rockdet.io.archives.pds4 import data_file_names, read_pds4_values
@@ -50,11 +50,16 @@ def is_pds_product(path: Path) -> bool:
 
 
 def label_beside(data_file: Path) -> Path | None:
-    """The detached label of a data file (same stem, any case), if there is one."""
+    """The detached label of a data file (same stem, any case), if there is one. Looked up in the
+    folder's listing (read once per folder and change): asked for every input of a batch, before
+    and after it is read, and by resume, so a stat per candidate name would cost more than the rest."""
+    names = names_in_folder(data_file.parent)
     for suffix in sorted(LABEL_SUFFIXES):
-        found = with_suffix_whatever_case(data_file, suffix)
-        if found is not None and found != data_file:
-            return found
+        name = names.get(data_file.with_suffix(suffix).name.lower())
+        if name is not None:
+            found = data_file.parent / name
+            if found != data_file and found.is_file():
+                return found
     return None
 
 
