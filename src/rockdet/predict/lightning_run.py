@@ -299,7 +299,13 @@ def run_prediction(predictor: Predictor, images: list[InputImage], layout: Outpu
                          callbacks=[writer], enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=False)
     trainer.predict(module, return_predictions=False)
-    return _gather(writer.outcomes), trainer.is_global_zero
+    outcomes, is_main = _gather(writer.outcomes), trainer.is_global_zero
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Every rank has what it needs: leave the group together, so no rank exits with the
+        # group's threads still running (gloo then aborts that process at exit).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return outcomes, is_main
 
 
 def _gather(outcomes: list[Outcome]) -> list[Outcome]:

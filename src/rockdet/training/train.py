@@ -102,6 +102,7 @@ def _train(config: TrainConfig, resume: Path | None, run_dir: Path) -> TrainResu
                          **options)
     started, model_file = time.monotonic(), None
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    leave_process_group()
     if trainer.is_global_zero:
         rows = merge_metrics(run_dir)
         if rows:
@@ -119,6 +120,17 @@ def _train(config: TrainConfig, resume: Path | None, run_dir: Path) -> TrainResu
     return TrainResult(run_dir, Path(best.best_model_path) if best.best_model_path else None,
                        Path(last.best_model_path) if last.best_model_path else None,
                        None if best.best_model_score is None else float(best.best_model_score), model_file)
+
+
+def leave_process_group() -> None:
+    """After a multi-process fit, every rank leaves the process group together: a rank exiting
+    with gloo's threads still running is aborted at exit (the first rank alone goes on to write
+    the summary and model file)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 #: The run's weights-only model file: ModelInfo and weights of the best checkpoint, for sharing
