@@ -8,7 +8,8 @@ them, side by side in one process (docs/BENCHMARKS.md, "Catalogs a scientist can
 Each --set is LABEL=COCO[:IMAGE_LIST]; dense masks are found beside the COCO file's folder
 (``masks/``). Every image is detected once; its tile outputs are then merged as `rockdet predict`
 merges them, at each threshold and with each set of rules:
-- ``raw``: cross-tile merge only (no nested, sky or hardware rule);
+- ``raw``: cross-tile merge only (no nested or sky rule; hardware is always left out, as a model with a
+  hardware class calls it);
 - ``rules``: what `rockdet predict` writes.
 Rows: per set and per camera family (file-name prefixes), at the model's operating point (or
 --score-threshold): detections per image, box P/R at IoU 0.5 and 0.3, mask P/R, the share of
