@@ -20,8 +20,6 @@ HARMLESS_WARNINGS = (
     r"RCNN always returns a \(Losses, Detections\) tuple in scripting.*",
 )
 HARMLESS_LOG_TEXT = ("litlogger", "LitLogger")
-#: Seconds between progress-bar redraws when output goes to a file, not a terminal.
-LOG_FILE_REFRESH_SECONDS = 30.0
 
 
 class _DropHarmless(logging.Filter):
@@ -47,9 +45,3 @@ def configure_console(quiet: bool = False, verbose: bool = False) -> None:
 def interactive() -> bool:
     """Whether progress goes to a terminal (redraw freely) or to a log file (redraw rarely)."""
     return sys.stderr.isatty()
-
-
-def progress_interval() -> float:
-    """tqdm's ``mininterval``: its default on a terminal, a line every half minute in a log file."""
-    return 0.1 if interactive() else LOG_FILE_REFRESH_SECONDS
-

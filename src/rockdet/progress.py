@@ -14,7 +14,7 @@ from typing import TextIO
 
 import pytorch_lightning as pl
 
-from rockdet.console import interactive, progress_interval
+from rockdet.console import interactive
 
 #: In a log file: a line each time another 1/PARTS of the work is done...
 PARTS = 10
@@ -113,8 +113,7 @@ class ProgressBar:
     def __init__(self, label: str, total: int | None, unit: str, disable: bool = False):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, unit=unit, desc=label, dynamic_ncols=True, disable=disable,
-                        mininterval=progress_interval())
+        self.bar = tqdm(total=total, unit=unit, desc=label, dynamic_ncols=True, disable=disable)
 
     def update(self, n: int = 1, **fields: object) -> None:
         if fields:
