@@ -9,30 +9,15 @@ COCO file (data/coco.py also finds images Label Studio renamed on upload).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterable
-
-from rockdet.atomic import write_json_atomic
+from typing import Any
 
 ROCK_CATEGORY = {"id": 1, "name": "rock", "supercategory": "terrain"}
 
 
-def predictions_as_coco(catalogs: Iterable) -> dict[str, Any]:
-    """COCO document from catalogs (anything with key, width, height and rock rows, such as a
-    batch's digests), images and annotations numbered from 1."""
-    images, annotations = [], []
-    for image_id, catalog in enumerate(catalogs, start=1):
-        images.append({"id": image_id, "file_name": catalog.key, "width": catalog.width, "height": catalog.height})
-        for rock in catalog.rows:
-            width, height = rock["x_max"] - rock["x_min"], rock["y_max"] - rock["y_min"]
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ROCK_CATEGORY["id"],
-                                "bbox": [rock["x_min"], rock["y_min"], width, height], "area": width * height,
-                                "iscrowd": 0, "segmentation": [], "score": rock["score"],
-                                "attributes": {"rock_id": rock["rock_id"], "score": rock["score"]}})
-    return {"info": {"description": "rockdet predictions (pre-annotations)"},
-            "images": images, "annotations": annotations, "categories": [ROCK_CATEGORY]}
-
-
-def write_predictions_coco(catalogs: Iterable, path: Path) -> Path:
-    write_json_atomic(path, predictions_as_coco(catalogs))
-    return path
+def coco_annotation(annotation_id: int, image_id: int, rock: dict[str, Any]) -> dict[str, Any]:
+    """One rock row of a catalog as a COCO annotation (its score kept, for reviewers to sort by)."""
+    width, height = rock["x_max"] - rock["x_min"], rock["y_max"] - rock["y_min"]
+    return {"id": annotation_id, "image_id": image_id, "category_id": ROCK_CATEGORY["id"],
+            "bbox": [rock["x_min"], rock["y_min"], width, height], "area": width * height,
+            "iscrowd": 0, "segmentation": [], "score": rock["score"],
+            "attributes": {"rock_id": rock["rock_id"], "score": rock["score"]}}

@@ -70,16 +70,17 @@ def earlier_catalog(paths: CatalogPaths, formats: tuple[str, ...]) -> tuple[dict
     """An earlier run's catalog of one image: (its JSON, None) when that run finished the image
     (the JSON says so, is a catalog as rockdet writes them, and every file exists); (None, why
     not) when there is a JSON it cannot keep; (None, None) when there is none."""
-    if not paths("json").exists():
+    json_file = paths("json")
+    if not json_file.exists():
         return None, None
     try:
-        document = read_catalog_json(paths("json"), strict=True)
+        document = read_catalog_json(json_file, strict=True)
     except RockdetError as exc:
         return None, str(exc)
     if document.get("complete") is not True:
-        return None, f"{paths('json')}: not marked complete"
-    missing = [fmt for fmt in formats if fmt in FORMATS and not paths(fmt).is_file()]  # not batch formats
-    return (None, f"{paths('json')}: its {', '.join(missing)} file is missing") if missing else (document, None)
+        return None, f"{json_file}: not marked complete"
+    missing = [fmt for fmt in formats if fmt in FORMATS and fmt != "json" and not paths(fmt).is_file()]
+    return (None, f"{json_file}: its {', '.join(missing)} file is missing") if missing else (document, None)
 
 
 def write_rows_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:

@@ -24,11 +24,12 @@ import re
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from rockdet.errors import RockdetError
+from rockdet.io.resolved import resolved
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +70,21 @@ def safe_key(relative: PurePosixPath | Path | str) -> str:
 @dataclass(frozen=True)
 class OutputLayout:
     root: Path
+    #: Output folders already resolved (resolved_inside): asked for every file of every image.
+    _folders: dict[str, tuple[str, bool]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def at(cls, out_dir: Path | str) -> OutputLayout:
         return cls(Path(out_dir).expanduser().resolve())
 
     def catalog_file(self, key: str, fmt: str) -> Path:
-        return self._inside(self.root / CATALOG_DIR / f"{key}.{fmt}")
+        return self._inside(f"{self.root}/{CATALOG_DIR}/{key}.{fmt}")
 
     def overlay_file(self, key: str) -> Path:
-        return self._inside(self.root / OVERLAY_DIR / f"{key}.png")
+        return self._inside(f"{self.root}/{OVERLAY_DIR}/{key}.png")
 
     def thumbnail_file(self, key: str) -> Path:
-        return self._inside(self.root / THUMBNAIL_DIR / f"{key}.jpg")
+        return self._inside(f"{self.root}/{THUMBNAIL_DIR}/{key}.jpg")
 
     def batch_file(self, name: str) -> Path:
         return self.root / name
@@ -90,12 +93,14 @@ class OutputLayout:
         """True for anything a predict run writes here, so it is never taken as an input: the
         batch files of a folder an earlier run wrote, and per-image files named as rockdet
         names them (``overlays/a.png.png``, not a user's own ``thumbnails/a.jpg``)."""
-        resolved = Path(path).resolve()
-        if resolved.parent == self.root and resolved.name in BATCH_FILES:
+        real = str(resolved(path))
+        folder, name = os.path.split(real)
+        if folder == str(self.root) and name in BATCH_FILES:
             return self.holds_a_run()
-        for folder, suffixes in OWN_SUFFIXES.items():
-            if resolved.is_relative_to(self.root / folder):
-                return resolved.suffix.lower() in suffixes and Path(resolved.stem).suffix != ""
+        for own, suffixes in OWN_SUFFIXES.items():
+            if real.startswith(f"{self.root}/{own}/"):
+                stem, suffix = os.path.splitext(name)
+                return suffix.lower() in suffixes and os.path.splitext(stem)[1] != ""
         return False
 
     def holds_a_run(self) -> bool:
@@ -109,24 +114,31 @@ class OutputLayout:
         return isinstance(summary, dict) and isinstance(summary.get("versions"), dict) \
             and "rockdet" in summary["versions"]
 
-    def resolved_inside(self, path: Path, folders: dict[Path, Path]) -> Path:
-        """``path`` resolved, its folder looked up in (and added to) ``folders``; as _inside, one
-        line when it resolves outside --out."""
-        folder = folders.get(path.parent)
-        if folder is None:
-            folder = folders[path.parent] = path.parent.resolve()
-        resolved = folder / path.name
-        if resolved.is_symlink():
-            resolved = resolved.resolve()
-        if not resolved.is_relative_to(self.root):
+    def resolved_inside(self, path: str, folders: dict[str, tuple[str, bool]], missing_too: bool = False) -> str:
+        """``path`` (a string under --out) resolved, its folder looked up in (and added to)
+        ``folders``; as _inside, one line when it resolves outside --out. Strings, not Paths:
+        refuse_overwriting asks this for every output of an archive's batch. A folder not there yet
+        is remembered only with ``missing_too`` (before the run has written anything)."""
+        parent, name = os.path.split(path)
+        known = folders.get(parent)
+        if known is None:
+            real = os.path.realpath(parent)
+            known = (real, Path(real).is_relative_to(self.root))
+            if missing_too or os.path.isdir(real):  # else resolved again once it exists
+                folders[parent] = known
+        real, inside = known
+        resolved_path = os.path.join(real, name)
+        if os.path.islink(resolved_path):
+            resolved_path = os.path.realpath(resolved_path)
+            inside = Path(resolved_path).is_relative_to(self.root)
+        if not inside:
             raise RockdetError(f"{path}: resolves outside --out {self.root}; refusing to write there")
-        return resolved
+        return resolved_path
 
-    def _inside(self, path: Path) -> Path:
+    def _inside(self, path: str) -> Path:
         # Resolution follows symlinks a user (or an attacker) may have placed under --out.
-        if not path.resolve().is_relative_to(self.root):
-            raise RockdetError(f"{path}: resolves outside --out {self.root}; refusing to write there")
-        return path
+        self.resolved_inside(path, self._folders)
+        return Path(path)
 
 
 #: What each batch file is, for the line that refuses to overwrite an input with it.
@@ -167,18 +179,18 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
         if foreign:
             raise RockdetError(f"{root}: --out holds {', '.join(foreign)}, which no rockdet run wrote (none ran "
                                f"here); predict would overwrite them: choose another --out")
-    written = {(root / name).resolve(): _BATCH_WHAT[name] for name in BATCH_FILES}
-    folders: dict[Path, Path] = {}  # each output folder resolved once, not each file (archive scale)
+    written = {str((root / name).resolve()): _BATCH_WHAT[name] for name in BATCH_FILES}
+    folders: dict[str, tuple[str, bool]] = {}  # each output folder resolved once, not each file (archive scale)
     catalog_formats = [fmt for fmt in formats if f".{fmt}" in OWN_SUFFIXES[CATALOG_DIR]]
     for key in keys:
-        outputs = [(root / CATALOG_DIR / f"{key}.{fmt}", "a catalog") for fmt in catalog_formats]
-        outputs.append((root / THUMBNAIL_DIR / f"{key}.jpg", "a report thumbnail"))
+        outputs = [(f"{root}/{CATALOG_DIR}/{key}.{fmt}", "a catalog") for fmt in catalog_formats]
+        outputs.append((f"{root}/{THUMBNAIL_DIR}/{key}.jpg", "a report thumbnail"))
         if overlay:
-            outputs.append((root / OVERLAY_DIR / f"{key}.png", "an overlay"))
+            outputs.append((f"{root}/{OVERLAY_DIR}/{key}.png", "an overlay"))
         for path, what in outputs:
-            written[layout.resolved_inside(path, folders)] = what
+            written[layout.resolved_inside(path, folders, missing_too=True)] = what
     for path in reads:
-        what = written.get(Path(path).resolve())
+        what = written.get(str(resolved(path)))
         if what:
             raise RockdetError(f"{path}: an input of this run, which predict would overwrite with {what}; "
                                f"move it or choose another --out")

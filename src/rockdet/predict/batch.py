@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from rockdet.io.archives.pds import product_files
 from rockdet.io.inputs import InputImage, collect_inputs
 from rockdet.io.layout import OutputLayout, hold_output_lock, journal_file, refuse_overwriting
+from rockdet.io.resolved import folders_resolved_once
 from rockdet.predict.journal import Journal
 from rockdet.predict.lightning_run import lightning_devices, run_prediction
 from rockdet.predict.predictor import Predictor, choose_camera
@@ -34,12 +35,13 @@ def check_batch(inputs: list[str], out: Path, settings: PredictSettings, model_f
     """Everything about a batch that can be wrong before its model loads, each one line: a missing
     input, outputs that would replace an input (the model file and camera files included), an
     output folder that cannot be used, a device that is not there."""
-    layout = OutputLayout.at(out)
-    images = collect_inputs(list(inputs), exclude=layout.is_own_output)
-    refuse_overwriting(layout, (image.key for image in images), settings.formats, settings.overlay,
-                       files_read(model_file, choose_camera(settings).files, images))
-    lightning_devices(settings)
-    return BatchInputs(layout, images)
+    with folders_resolved_once():  # an archive's inputs share few folders
+        layout = OutputLayout.at(out)
+        images = collect_inputs(list(inputs), exclude=layout.is_own_output)
+        refuse_overwriting(layout, (image.key for image in images), settings.formats, settings.overlay,
+                           files_read(model_file, choose_camera(settings).files, images))
+        lightning_devices(settings)
+        return BatchInputs(layout, images)
 
 
 def run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: BatchInputs | None = None
@@ -49,6 +51,12 @@ def run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: Batch
     A shard (``settings.shard``) catalogues its share and returns its counts; it writes no batch
     files, since a run without a shard writes them once every shard has finished."""
     started = time.monotonic()
+    with folders_resolved_once():  # an archive's inputs and outputs share few folders
+        return _run_batch(predictor, inputs, out, checked, started)
+
+
+def _run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: BatchInputs | None, started: float
+               ) -> dict[str, Any] | None:
     settings = predictor.settings
     checked = checked or check_batch(inputs, out, settings, predictor.source)
     layout, images = checked.layout, checked.images

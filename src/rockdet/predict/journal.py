@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rockdet.io.archives.pds import product_files
+from rockdet.io.resolved import resolved
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def file_stamps(path: Path) -> dict[str, list[int]]:
     try:
         files = product_files(Path(path))
     except OSError:
-        files = [Path(path).resolve()]
+        files = [resolved(path)]
     stamps = {}
     for file in files:
         try:
@@ -148,7 +149,7 @@ def unchanged_since_journal(line: dict[str, Any] | None, path: Path, catalog: di
     if not line or line.get("status") != "done" or not isinstance(line.get("files"), dict):
         return False
     stamped_at = line.get("stamped_at")
-    if not isinstance(stamped_at, int) or line.get("source") != str(Path(path).resolve()) \
+    if not isinstance(stamped_at, int) or line.get("source") != str(resolved(path)) \
             or line["source"] != catalog.get("source") or line.get("sha256") != catalog.get("sha256"):
         return False
     recorded = line["files"]

@@ -31,7 +31,7 @@ from rockdet.predict.journal import Journal, entry, file_stamps, now_ns
 from rockdet.predict.merge import TileDetections, merge_tiles, to_image_coordinates
 from rockdet.predict.predictor import Predictor
 from rockdet.predict.settings import PredictSettings
-from rockdet.predict.summary import CatalogDigest, Outcome
+from rockdet.predict.summary import Outcome
 from rockdet.predict.tiling import TileBatch, tile_batches
 from rockdet.progress import ProgressBar, ProgressLines, progress
 from rockdet.report.overlays import shrink_for_thumbnail, write_overlay, write_thumbnail
@@ -268,7 +268,7 @@ class CatalogWriter(BasePredictionWriter):
         self.journal.record(entry(key, "done", source=meta.path, sha256=meta.sha256, stamps=meta.stamps,
                                   stamped_at=meta.stamped_at, rocks=len(catalog.rocks)))
         return Outcome(key, "done", rocks=len(catalog.rocks), notes=list(catalog.context["image_notes"]),
-                       digest=CatalogDigest.of(key, catalog))
+                       sized="size_flag" in catalog.columns())
 
 
 def lightning_devices(settings: PredictSettings) -> tuple[str, int | list[int]]:

@@ -15,7 +15,7 @@ from rockdet.catalog.files import earlier_catalog
 from rockdet.io.inputs import InputImage, file_sha256, product_sha256
 from rockdet.io.layout import OutputLayout, journal_files
 from rockdet.predict.journal import Journal, entry, file_stamps, now_ns, read_journals, unchanged_since_journal
-from rockdet.predict.summary import CatalogDigest, Outcome
+from rockdet.predict.summary import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class BatchPlan:
     """What a run has to do, and what it keeps of an earlier run."""
 
     todo: list[InputImage] = field(default_factory=list)
-    #: Images kept, with the digests of their finished catalogs.
+    #: Images kept (their finished catalogs are read again when the batch files are written).
     skipped: list[Outcome] = field(default_factory=list)
     #: Finished catalogs redone: made from another image, checkpoint or settings...
     redone: int = 0
@@ -74,7 +74,7 @@ def plan_batch(images: list[InputImage], context: dict[str, Any], layout: Output
 
 def _kept(key: str, catalog: dict[str, Any]) -> Outcome:
     return Outcome(key, "skipped", "catalog already complete (use --overwrite to redo)",
-                   digest=CatalogDigest.of_document(key, catalog))
+                   sized="size_flag" in catalog.get("columns", []))
 
 
 def same_input(catalog: dict[str, Any], path: Path) -> bool:

@@ -14,7 +14,8 @@ import html
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from array import array
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import quote
@@ -43,29 +44,86 @@ ROWS_PER_PAGE = 100
 HISTOGRAM_BINS = 30
 
 
+class ReportData:
+    """report_images.js written a row at a time as the batch's catalogs stream past (one image's
+    rocks in memory at once), and the pixel sizes kept for the histogram; ``finish`` writes the
+    page. The data file replaces the old one only when ``finish`` succeeds."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        check_output_folder(self.out_dir, "report folder")
+        check_output_files_in(self.out_dir, REPORT_FILES, "report folder")
+        self.rows = 0
+        self.diameters = array("d")
+        self._stack = ExitStack()
+        temp = self._stack.enter_context(atomic_path(self.out_dir / DATA_FILE))
+        self._handle = self._stack.enter_context(temp.open("w", encoding="utf-8"))
+        self._handle.write("window.ROCKDET_IMAGES = [")
+
+    def add(self, key: str, rocks: Any) -> None:
+        """One image's row from its catalog's rock rows (a row marked unreadable if they are not rows)."""
+        try:
+            sizes_px, sizes_m = _sizes(rocks)
+        except ValueError as exc:
+            self.add_unreadable(key, str(exc))
+            return
+        self.diameters.extend(sizes_px)
+        thumbnail, overlay = f"{THUMBNAIL_DIR}/{key}.jpg", f"{OVERLAY_DIR}/{key}.png"
+        csv_file = f"{CATALOG_DIR}/{key}.csv"
+        listed = csv_file if (self.out_dir / csv_file).is_file() else f"{CATALOG_DIR}/{key}.json"
+        self._write({
+            "image": key, "rocks": len(rocks),
+            "largest_px": round(max(sizes_px), 1) if sizes_px else None,
+            "median_px": round(statistics.median(sizes_px), 1) if sizes_px else None,
+            "median_m": round(statistics.median(sizes_m), 3) if sizes_m else None,
+            "catalog": link(listed),
+            "thumbnail": link(thumbnail) if (self.out_dir / thumbnail).is_file() else None,
+            "overlay": link(overlay) if (self.out_dir / overlay).is_file() else None})
+
+    def add_unreadable(self, key: str, reason: str) -> None:
+        self._write(_unreadable_row(key, reason))
+
+    def _write(self, row: dict[str, Any]) -> None:
+        self._handle.write(("," if self.rows else "") + "\n" + json.dumps(row, separators=(",", ":")))
+        self.rows += 1
+
+    def finish(self, summary: dict[str, Any]) -> Path:
+        """Put the data file in place, draw the histogram and write report.html."""
+        self._handle.write("\n];\n")
+        self._stack.close()
+        has_histogram = _write_histogram(self.diameters, self.out_dir / HISTOGRAM_FILE)
+        sfd_written = isinstance(summary.get("sfd"), dict) and summary["sfd"].get("status") not in (None, "error")
+        site_map = summary.get("site_map")
+        page = _page(summary, self.rows, has_histogram, sfd_written or (self.out_dir / SFD_FILES[1]).is_file(),
+                     bool(isinstance(site_map, dict) and site_map.get("written"))
+                     or (self.out_dir / SITE_MAP_FILE).is_file())
+        write_text_atomic(self.out_dir / REPORT_FILE, page)
+        return self.out_dir / REPORT_FILE
+
+    def abandon(self) -> None:
+        """Leave the old data file as it was (the batch files could not be built)."""
+        self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
+
+
 def write_report(out_dir: Path, summary: dict[str, Any], catalogs: Iterable, unreadable: Iterable = ()) -> Path:
     """Write report.html (and its data file and histogram) for the predict batch in ``out_dir``:
-    its ``summary`` and ``catalogs`` (anything with a key and rock rows, such as the batch's
-    digests), with a row marked unreadable for each (key, reason) in ``unreadable``."""
-    out_dir = Path(out_dir)
-    check_output_folder(out_dir, "report folder")
-    check_output_files_in(out_dir, REPORT_FILES, "report folder")
-    rows, diameters = _image_rows(out_dir, catalogs)
-    rows += [_unreadable_row(key, reason) for key, reason in unreadable]
-    rows.sort(key=lambda row: row["image"])
-    write_text_atomic(out_dir / DATA_FILE, "window.ROCKDET_IMAGES = " + json.dumps(rows, separators=(",", ":")) + ";\n")
-    has_histogram = _write_histogram(diameters, out_dir / HISTOGRAM_FILE)
-    sfd_written = isinstance(summary.get("sfd"), dict) and summary["sfd"].get("status") not in (None, "error")
-    site_map = summary.get("site_map")
-    page = _page(summary, len(rows), has_histogram, sfd_written or (out_dir / SFD_FILES[1]).is_file(),
-                 bool(isinstance(site_map, dict) and site_map.get("written")) or (out_dir / SITE_MAP_FILE).is_file())
-    write_text_atomic(out_dir / REPORT_FILE, page)
-    return out_dir / REPORT_FILE
+    its ``summary`` and ``catalogs`` (anything with a key and rock rows), with a row marked
+    unreadable for each (key, reason) in ``unreadable``."""
+    data = ReportData(out_dir)
+    try:
+        for catalog in catalogs:
+            data.add(catalog.key, list(catalog.rows) if isinstance(catalog.rows, tuple) else catalog.rows)
+        for key, reason in unreadable:
+            data.add_unreadable(key, reason)
+    except BaseException:
+        data.abandon()
+        raise
+    return data.finish(summary)
 
 
 def rebuild_report(out_dir: Path) -> Path:
-    """`rockdet report OUT`: report.html rebuilt from the summary and catalogs on disk. A damaged
-    folder gives one line (summary.json) or a row marked unreadable (a catalog)."""
+    """`rockdet report OUT`: report.html rebuilt from the summary and catalogs on disk, read one
+    at a time. A damaged folder gives one line (summary.json) or a row marked unreadable (a catalog)."""
     out_dir = Path(out_dir)
     summary_path = out_dir / SUMMARY_FILE
     if not summary_path.is_file():
@@ -77,26 +135,19 @@ def rebuild_report(out_dir: Path) -> Path:
     if not isinstance(summary, dict):
         raise RockdetError(f"{summary_path}: not a rockdet predict summary (expected an object, got "
                            f"{type(summary).__name__})")
-    catalogs, unreadable = _read_catalogs(out_dir)
-    return write_report(out_dir, summary, catalogs, unreadable)
-
-
-@dataclass(frozen=True)
-class _CatalogOnDisk:
-    key: str
-    rows: Any
-
-
-def _read_catalogs(out_dir: Path) -> tuple[list[_CatalogOnDisk], list[tuple[str, str]]]:
-    """(key, rocks) of each readable catalog JSON, and (key, reason) of the others."""
-    catalogs, unreadable, folder = [], [], out_dir / CATALOG_DIR
-    for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
-        key = path.relative_to(folder).as_posix()[: -len(".json")]
-        try:
-            catalogs.append(_CatalogOnDisk(key, read_catalog_json(path).get("rocks", [])))
-        except RockdetError as exc:
-            unreadable.append((key, str(exc).removeprefix(f"{path}: ")))
-    return catalogs, unreadable
+    data = ReportData(out_dir)
+    try:
+        folder = out_dir / CATALOG_DIR
+        for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+            key = path.relative_to(folder).as_posix()[: -len(".json")]
+            try:
+                data.add(key, read_catalog_json(path).get("rocks", []))
+            except RockdetError as exc:
+                data.add_unreadable(key, str(exc).removeprefix(f"{path}: "))
+    except BaseException:
+        data.abandon()
+        raise
+    return data.finish(summary)
 
 
 def link(path: str) -> str:
@@ -127,31 +178,6 @@ def _sizes(rocks: Any) -> tuple[list[float], list[float]]:
                 raise ValueError(f"rocks[{index}].{name} is {str(value)[:40]!r}, not a finite number")
             values.append(float(value))
     return sizes["diameter_px"], sizes["diameter_m"]
-
-
-def _image_rows(out_dir: Path, catalogs: Iterable) -> tuple[list[dict[str, Any]], list[float]]:
-    rows, diameters = [], []
-    folder = out_dir / CATALOG_DIR
-    for catalog in catalogs:
-        key, rocks = catalog.key, catalog.rows
-        try:
-            sizes_px, sizes_m = _sizes(list(rocks) if isinstance(rocks, tuple) else rocks)
-        except ValueError as exc:
-            rows.append(_unreadable_row(key, str(exc)))
-            continue
-        diameters += sizes_px
-        thumbnail = f"{THUMBNAIL_DIR}/{key}.jpg"
-        overlay = f"{OVERLAY_DIR}/{key}.png"
-        listed = f"{CATALOG_DIR}/{key}.csv" if (folder / f"{key}.csv").is_file() else f"{CATALOG_DIR}/{key}.json"
-        rows.append({
-            "image": key, "rocks": len(rocks),
-            "largest_px": round(max(sizes_px), 1) if sizes_px else None,
-            "median_px": round(statistics.median(sizes_px), 1) if sizes_px else None,
-            "median_m": round(statistics.median(sizes_m), 3) if sizes_m else None,
-            "catalog": link(listed),
-            "thumbnail": link(thumbnail) if (out_dir / thumbnail).is_file() else None,
-            "overlay": link(overlay) if (out_dir / overlay).is_file() else None})
-    return rows, diameters
 
 
 def _write_histogram(diameters: list[float], path: Path) -> bool:
@@ -220,7 +246,9 @@ figure img {{ max-width: 520px; }} .pager button {{ margin-right: 0.5em; }}
 <th data-key="median_m">median diameter (m)</th><th>catalog</th></tr></thead><tbody></tbody></table>
 <script src="{data}"></script>
 <script>
-const rows = window.ROCKDET_IMAGES || [], perPage = {per_page};
+// Rows come in the batch's input order; the table starts sorted by image name.
+const rows = (window.ROCKDET_IMAGES || []).sort((a, b) => a.image < b.image ? -1 : a.image > b.image ? 1 : 0),
+      perPage = {per_page};
 let page = 0, key = "image", ascending = true;
 const cell = v => (v === null || v === undefined) ? "" : v;
 function text(v) {{ const d = document.createElement("div"); d.textContent = cell(v); return d.innerHTML; }}

@@ -16,31 +16,37 @@ from rockdet.atomic import atomic_path
 
 #: Marker area (points²) per metre of rock diameter on the map.
 MARKER_AREA_PER_METRE = 400.0
+#: Marker size of a rock without a metric size (m).
+UNSIZED_DIAMETER_M = 0.05
 #: A map needs rocks from at least this many images to say more than one image's catalog does.
 MIN_IMAGES = 2
 
 
-def write_site_map(rows: list[dict[str, Any]], path: Path) -> dict[str, Any]:
-    """Plot rows with site coordinates when they come from at least two images; say what was done."""
-    placed = [row for row in rows if row.get("site_x_m") not in (None, "") and row.get("site_y_m") not in (None, "")]
-    images = sorted({row["image"] for row in placed})
-    if len(images) < MIN_IMAGES:
-        return {"written": False, "reason": f"site coordinates from {len(images)} image(s); a map needs "
+def write_site_map(points, path: Path) -> dict[str, Any]:
+    """Plot rocks with site coordinates (``points``: columns images, north_m, east_m and
+    diameter_m, NaN where unsized) when they come from at least two images; say what was done."""
+    import numpy as np
+
+    images = np.asarray(points.images, dtype=object)
+    names = sorted(set(points.images))
+    if len(names) < MIN_IMAGES:
+        return {"written": False, "reason": f"site coordinates from {len(names)} image(s); a map needs "
                 f"{MIN_IMAGES} or more"}
+    north, east = np.asarray(points.north_m), np.asarray(points.east_m)
+    diameter = np.nan_to_num(np.asarray(points.diameter_m), nan=UNSIZED_DIAMETER_M)
     figure = Figure(figsize=(7, 6.5))
     axis = figure.subplots()
-    for image in images:
-        mine = [row for row in placed if row["image"] == image]
-        axis.scatter([float(r["site_y_m"]) for r in mine], [float(r["site_x_m"]) for r in mine],
-                     s=[MARKER_AREA_PER_METRE * float(r.get("diameter_m") or 0.05) for r in mine],
-                     alpha=0.6, label=Path(image).name)
+    for image in names:
+        mine = images == image
+        axis.scatter(east[mine], north[mine], s=MARKER_AREA_PER_METRE * diameter[mine], alpha=0.6,
+                     label=Path(image).name)
     axis.set(xlabel="east (SITE_FRAME y, m)", ylabel="north (SITE_FRAME x, m)",
-             title=f"{len(placed)} rocks from {len(images)} images")
+             title=f"{len(images)} rocks from {len(names)} images")
     axis.set_aspect("equal", adjustable="datalim")
     axis.grid(alpha=0.3)
-    if len(images) <= 12:
+    if len(names) <= 12:
         axis.legend(fontsize="small", loc="best")
     figure.tight_layout()
     with atomic_path(path) as temp:
         figure.savefig(temp, dpi=120, format="png")
-    return {"written": True, "file": path.name, "images": len(images), "rocks": len(placed)}
+    return {"written": True, "file": path.name, "images": len(names), "rocks": len(images)}

@@ -16,6 +16,7 @@ attached one). Which label gave it is recorded in the notes and in the catalog's
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ from rockdet.io.archives.files import file_in_folder, names_in_folder, refuse_no
 from rockdet.io.archives.label_geometry import geometry_from_pds3, geometry_from_pds4
 from rockdet.io.archives.pds3 import read_pds3_values
 from rockdet.io.archives.pds4 import data_file_names, read_pds4_values
+from rockdet.io.resolved import resolved
 
 __all__ = ["DATA_SUFFIXES", "LABEL_SUFFIXES", "PdsImage", "is_pds_product", "label_beside", "product_files",
            "read_pds_image"]
@@ -54,8 +56,9 @@ def label_beside(data_file: Path) -> Path | None:
     folder's listing (read once per folder and change): asked for every input of a batch, before
     and after it is read, and by resume, so a stat per candidate name would cost more than the rest."""
     names = names_in_folder(data_file.parent)
+    stem = os.path.splitext(data_file.name)[0].lower()
     for suffix in sorted(LABEL_SUFFIXES):
-        name = names.get(data_file.with_suffix(suffix).name.lower())
+        name = names.get(stem + suffix)
         if name is not None:
             found = data_file.parent / name
             if found != data_file and found.is_file():
@@ -79,7 +82,7 @@ def product_files(path: Path) -> list[Path]:
                 continue  # decoding refuses such a product; nothing outside is hashed
             if named.is_file() and named not in files:
                 files.append(named)
-    return sorted({file.resolve() for file in files})
+    return sorted({resolved(file) for file in files})
 
 
 def _names_in_label(holder: Path) -> list[str]:
