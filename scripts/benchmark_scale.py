@@ -126,8 +126,8 @@ def profile(model: Path, work: Path, count: int) -> None:
           f"{1000 * (total - model_seconds) / count:.1f} ms/image")
     interesting = ["read_image", "shrink_for_thumbnail", "write_thumbnail", "write_catalog", "file_stamps",
                    "file_sha256", "product_files", "catalog_of", "merge_tiles", "tile_batches", "record",
-                   "plan_batch", "collect_inputs", "refuse_overwriting", "finish_batch", "write_report",
-                   "write_rows_csv", "write_batch_sfd", "load", "_run_stage", "fit_inference_form"]
+                   "plan_batch", "collect_inputs", "refuse_overwriting", "finish_batch", "_write_batch",
+                   "read_catalog_json", "write_batch_sfd", "load", "_run_stage", "fit_inference_form"]
     for name in interesting:
         if name in by_name:
             print(f"  {name:24s} {by_name[name]:7.2f} s  {1000 * by_name[name] / count:6.2f} ms/image")

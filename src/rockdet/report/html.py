@@ -5,7 +5,8 @@ a plain <script> tag, which browsers allow from file:// where fetch() is refused
 histogram and the thumbnails are files beside it. The page itself holds the summary only, so its
 size does not grow with the batch; the table shows one page of images at a time, sorted by any
 column, and thumbnails load lazily. 10,000 images make a data file of about 2 MB and a page that
-renders a hundred rows at a time.
+renders a hundred rows at a time. The data file is written a row at a time as the catalogs stream
+past (ReportData), so building it holds one catalog, not the batch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import statistics
 from array import array
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
 
 from matplotlib.figure import Figure
@@ -103,22 +104,6 @@ class ReportData:
     def abandon(self) -> None:
         """Leave the old data file as it was (the batch files could not be built)."""
         self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
-
-
-def write_report(out_dir: Path, summary: dict[str, Any], catalogs: Iterable, unreadable: Iterable = ()) -> Path:
-    """Write report.html (and its data file and histogram) for the predict batch in ``out_dir``:
-    its ``summary`` and ``catalogs`` (anything with a key and rock rows), with a row marked
-    unreadable for each (key, reason) in ``unreadable``."""
-    data = ReportData(out_dir)
-    try:
-        for catalog in catalogs:
-            data.add(catalog.key, list(catalog.rows) if isinstance(catalog.rows, tuple) else catalog.rows)
-        for key, reason in unreadable:
-            data.add_unreadable(key, reason)
-    except BaseException:
-        data.abandon()
-        raise
-    return data.finish(summary)
 
 
 def rebuild_report(out_dir: Path) -> Path:
