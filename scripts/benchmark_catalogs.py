@@ -10,8 +10,7 @@ Each --set is LABEL=COCO[:IMAGE_LIST]; dense masks are found beside the COCO fil
 merges them, at each threshold and with each set of rules:
 - ``raw``: cross-tile merge only (no nested or sky rule; hardware is always left out, as a model with a
   hardware class calls it);
-- ``rules``: what `rockdet predict` writes;
-- ``rules, cluster boxes kept``: the same without the cluster rule (``--keep-cluster-boxes``).
+- ``rules``: what `rockdet predict` writes.
 Rows: per set and per camera family (file-name prefixes), at the model's operating point (or
 --score-threshold): detections per image, box P/R at IoU 0.5 and 0.3, mask P/R, the share of
 detections nested >= 80 % in a larger one (the labels' own share beside it), boxes >= 90 %
@@ -46,8 +45,7 @@ from rockdet.predict.settings import PredictSettings
 BLACK_LEVEL, BLACK_SHARE = 12, 0.9
 #: A rock row on labelled hardware: its box lies at least this much inside a hardware label.
 ON_HARDWARE = 0.5
-RULES = {"raw": {"nested_threshold": None, "sky_fraction": None}, "rules": {},
-         "rules, cluster boxes kept": {"cluster_rocks": None}}
+RULES = {"raw": {"nested_threshold": None, "sky_fraction": None}, "rules": {}}
 #: Camera families by file-name prefix (Chang'e Roboflow names; anything else: the set's own name).
 FAMILIES = {"C3_TCAM": "Chang'e 3 TCAM", "PCAML": "Yutu PCAM", "chang4": "Chang'e 4"}
 
@@ -190,10 +188,6 @@ def main() -> None:
     parser.add_argument("--hardware-classes", nargs="*", default=["artifact"])
     parser.add_argument("--hardware-confidence", type=float, nargs="*", default=[],
                         help="also measure the rules with these values of predict.hardware.HARDWARE_CONFIDENCE")
-    parser.add_argument("--cluster-rocks", type=int, nargs="*", default=[],
-                        help="also measure the rules with the cluster rule at these counts")
-    parser.add_argument("--nested-larger-share", type=float, nargs="*", default=[],
-                        help="also measure the rules keeping the larger of nested boxes from these score shares")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     torch.manual_seed(0)
@@ -216,16 +210,6 @@ def main() -> None:
                     rows.append({"set": label, "rules": f"rules, hardware from {confidence}", "images": len(images),
                                  **with_hardware_confidence(confidence, measure, images, settings, threshold,
                                                             info.detections_per_image)})
-            if name == "rules":
-                for count in options.cluster_rocks:
-                    rows.append({"set": label, "rules": f"rules, cluster boxes of {count}+", "images": len(images),
-                                 **measure(images, settings.updated(cluster_rocks=count), threshold,
-                                           info.detections_per_image)})
-            if name == "rules":
-                for share in options.nested_larger_share:
-                    rows.append({"set": label, "rules": f"rules, larger nested box from {share}", "images": len(images),
-                                 **measure(images, settings.updated(nested_larger_share=share, cluster_rocks=None),
-                                           threshold, info.detections_per_image)})
             if name == "rules" and len(families) > 1:
                 for family in families:
                     mine = [i for i in images if family_of(i.name, label) == family]

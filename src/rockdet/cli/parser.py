@@ -11,8 +11,7 @@ from rockdet.predict.settings import CPU_TILE_BATCH, GPU_TILE_BATCH, PredictSett
 DESCRIPTION = "rockdet: train, evaluate, predict, pseudo-label, data-report, synth, sfd, export, report"
 #: Settings whose command-line flag is not their name with dashes.
 FLAGS = {"tile_batch": "--batch-size", "formats": "--format", "wait_for_lock": "--wait",
-         "nested_threshold": "--keep-nested", "cluster_rocks": "--keep-cluster-boxes",
-         "sky_fraction": "--keep-on-black",
+         "nested_threshold": "--keep-nested", "sky_fraction": "--keep-on-black",
          "drop_above_horizon": "--drop-above-horizon", "image": "INPUT"}
 
 
@@ -96,9 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--merge-method", choices=("nmm", "nms"), default=DEFAULTS.merge_method)
     predict.add_argument("--keep-nested", action="store_true", help="keep a detection lying mostly inside "
                          "another (default: the higher-scoring of the two stays; one rock, one row)")
-    predict.add_argument("--keep-cluster-boxes", action="store_true", help="keep a detection holding "
-                         f"{PredictSettings().cluster_rocks} or more smaller ones (default: dropped before the nested "
-                         "rule, as a box around a cluster, so the rocks inside it stay)")
     predict.add_argument("--keep-on-black", action="store_true", help="keep detections on featureless "
                          "black (default: dropped; sky and no-data borders hold no rocks)")
     predict.add_argument("--drop-above-horizon", action="store_true", help="leave out detections whose "

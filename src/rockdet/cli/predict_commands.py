@@ -15,7 +15,6 @@ def predict(options) -> int:
         merge_threshold=options.merge_threshold, merge_metric=options.merge_metric,
         merge_method=options.merge_method, full_image_pass=options.full_image_pass,
         nested_threshold=None if options.keep_nested else PredictSettings().nested_threshold,
-        cluster_rocks=None if options.keep_cluster_boxes else PredictSettings().cluster_rocks,
         sky_fraction=None if options.keep_on_black else PredictSettings().sky_fraction,
         drop_above_horizon=options.drop_above_horizon,
         device=options.device, devices=options.devices, num_nodes=options.num_nodes, runtime=options.runtime,

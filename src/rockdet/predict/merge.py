@@ -93,59 +93,14 @@ def merge_tiles(parts: list[TileDetections], settings: PredictSettings) -> list[
     else:
         order = scores.argsort(descending=True)
         boxes, scores, groups = boxes[order], scores[order], [[int(i)] for i in order]
-    if settings.nested_threshold is not None and settings.cluster_rocks is not None and len(boxes) > 2:
-        around = boxes_around_clusters(boxes.detach().cpu().numpy().astype(np.float64), settings.nested_threshold,
-                                       settings.cluster_rocks)
-        if around.any():
-            keep = torch.as_tensor(~around)
-            boxes, scores = boxes[keep], scores[keep]
-            groups = [group for group, kept in zip(groups, keep.tolist()) if kept]
     if settings.nested_threshold is not None and len(boxes) > 1:
         # Inside a tile as well as across: torchvision's per-tile NMS (IoU) keeps a box nested
         # in a larger one, since their IoU is small.
-        if settings.nested_larger_share is None:
-            boxes, scores, nested = merge_detections(boxes, scores, settings.nested_threshold, "ios", "nms")
-        else:
-            boxes, scores, nested = keep_larger_nested(boxes, scores, settings.nested_threshold,
-                                                       settings.nested_larger_share)
+        boxes, scores, nested = merge_detections(boxes, scores, settings.nested_threshold, "ios", "nms")
         groups = [[member for index in group for member in groups[index]] for group in nested]
     return [Rock.detected(rock_id, score, box,
                           describe_mask(stitch_mask(box, [all_masks[i] for i in group])) if has_masks else None)
             for rock_id, (box, score, group) in enumerate(zip(boxes.tolist(), scores.tolist(), groups), start=1)]
-
-
-def keep_larger_nested(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, share: float
-                       ) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
-    """Nested detections resolved in favour of the larger box when it scores at least ``share`` of
-    the best-scoring box it holds; otherwise the higher-scoring box stays, as the nested rule does."""
-    array = boxes.detach().cpu().numpy().astype(np.float64)
-    values = scores.detach().cpu().numpy().astype(np.float64)
-    areas = (array[:, 2] - array[:, 0]) * (array[:, 3] - array[:, 1])
-    neighbours = _overlaps(array, threshold, "ios")
-    priority = values.copy()
-    for index, around in enumerate(neighbours):
-        inside = around[areas[around] < areas[index]]
-        if len(inside) and values[index] >= share * values[inside].max():
-            priority[index] = max(values[index], values[inside].max()) + 1e-6 * areas[index] / (1 + areas.max())
-    order = np.lexsort((-areas, -priority))
-    free = np.ones(len(array), dtype=bool)
-    kept = []
-    for index in order:
-        if free[index]:
-            kept.append(int(index))
-            free[neighbours[index]] = False
-    keep = torch.as_tensor(kept, dtype=torch.int64)
-    return boxes[keep], scores[keep], [[index] for index in kept]
-
-
-def boxes_around_clusters(boxes: np.ndarray, threshold: float, rocks: int) -> np.ndarray:
-    """Per box, whether at least ``rocks`` smaller boxes lie ``threshold`` inside it (intersection
-    over the smaller box): a box drawn around a cluster of rocks, not one rock."""
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    inside = np.zeros(len(boxes), dtype=np.int64)
-    for index, neighbours in enumerate(_overlaps(boxes, threshold, "ios")):
-        inside[index] = int(np.count_nonzero(areas[neighbours] < areas[index]))
-    return inside >= rocks
 
 
 def drop_rocks_on_no_data(rocks: list[Rock], valid: np.ndarray | None) -> list[Rock]:

@@ -144,7 +144,6 @@ class Predictor:
                            "auto": settings.tile is None,
                            "merge": f"{settings.merge_method}/{settings.merge_metric}>{settings.merge_threshold}",
                            "full_image_pass": settings.full_image_pass, "nested": settings.nested_threshold,
-                           "cluster_rocks": settings.cluster_rocks,
                            "featureless_black": None if settings.sky_fraction is None else
                            f"{settings.sky_fraction} below {settings.sky_level}",
                            # Only where a camera sizes rocks: without one the rule cannot apply.

@@ -51,13 +51,6 @@ class PredictSettings(BaseModel):
     #: One rock, one row: of two detections one of which lies at least this much inside the
     #: other (intersection over the smaller box), only the higher-scoring stays. None keeps both.
     nested_threshold: float | None = Field(0.8, gt=0.0, le=1.0)
-    #: Before that rule: a detection holding at least this many smaller detections (each lying
-    #: ``nested_threshold`` inside it) is a box around a cluster, not a rock, and is dropped, so
-    #: the rocks inside it stay whatever it scored. None: off (the nested rule alone decides).
-    cluster_rocks: int | None = Field(None, ge=2)
-    #: Which of two nested detections stays: the higher-scoring, or the larger (the whole rock
-    #: rather than a bright facet of it) when it scores at least ``nested_larger_share`` of the other.
-    nested_larger_share: float | None = Field(None, gt=0.0, le=1.0)
     #: Featureless black (sky, no-data borders) holds no rocks: a detection with at least
     #: ``sky_fraction`` of its pixels darker than ``sky_level`` (of 255) is dropped; None keeps it.
     sky_level: int = Field(12, ge=0, le=255)
