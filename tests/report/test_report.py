@@ -56,3 +56,28 @@ def test_the_page_does_not_grow_with_the_batch_and_rebuilds_from_the_catalogs(tm
     assert main(["report", str(large)]) == 0
     assert (large / "report.html").is_file()
     assert main(["report", str(tmp_path)]) == 2  # not a predict output folder
+
+
+def test_a_catalog_damaged_while_the_run_goes_on_is_left_out_of_the_batch_files(tmp_path, oracle, monkeypatch):
+    import csv
+
+    import rockdet.predict.batch as batch
+
+    out = predict_batch(tmp_path, oracle, 3)
+    planned = batch.plan_batch
+
+    def plan_then_damage(*arguments, **keywords):
+        plan = planned(*arguments, **keywords)  # every catalog kept: then one is damaged
+        (out / "catalogs" / "sol1" / "001.png.json").write_text("{")
+        return plan
+
+    monkeypatch.setattr(batch, "plan_batch", plan_then_damage)
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(out), str(tmp_path / "in3"), "--overlay"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [entry["image"] for entry in summary["catalogs_left_out"]] == ["sol1/001.png"]
+    assert "not readable JSON" in summary["catalogs_left_out"][0]["reason"]
+    images = {row["image"] for row in csv.DictReader(open(out / "rocks.csv"))}
+    assert images == {"sol0/000.png", "sol0/002.png"} and summary["rocks_total"] == 4
+    data = (out / "report_images.js").read_text()
+    rows = {row["image"]: row for row in json.loads(data[data.index("=") + 1:].strip().rstrip(";"))}
+    assert "not readable JSON" in rows["sol1/001.png"]["unreadable"] and rows["sol0/000.png"]["rocks"] == 2
