@@ -20,6 +20,15 @@ TINY_SPEC = SceneSpec(width=96, height=96, rocks_per_10k_px=6.0, min_diameter_px
                       max_diameter_px=24, empty_fraction=0.0, craters_per_10k_px=0.0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _caches_in_a_temporary_folder(tmp_path_factory):
+    """Compiled models (OpenVINO) are cached under the tests' own folder, not the user's home."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ROCKDET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> dict[str, Path]:
     """A seeded synthetic COCO data set: 6 train and 3 val images of 96x96 px."""

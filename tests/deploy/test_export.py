@@ -2,6 +2,7 @@
 the same catalogs, and one clear line when the optional runtime is missing."""
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -108,16 +109,23 @@ def test_openvino_runs_the_export_like_onnx_runtime(tmp_path, capsys):
 
     checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt")
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
-    child = subprocess.run([sys.executable, "-c", OPENVINO_PARITY, str(tmp_path)], capture_output=True, text=True)
+    cache = tmp_path / "cache"
+    environment = {**os.environ, "ROCKDET_CACHE_DIR": str(cache)}
+    child = subprocess.run([sys.executable, "-c", OPENVINO_PARITY, str(tmp_path)], capture_output=True, text=True,
+                           env=environment)
     assert child.returncode == 0, child.stderr
+    cached = sorted((cache / "openvino").iterdir())
+    assert cached, "OpenVINO kept no compiled model in the cache folder"
     result = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["describe"] == "OpenVINO CPU" and result["arch"] == "fasterrcnn_mobilenet_v3_large_fpn"
     assert result["compared"] >= 10 and result["passed"], result["detail"]
     save(draw_rocks(160, 128, [(40, 20, 70, 60)]), tmp_path / "in" / "a.png")
     child = subprocess.run([sys.executable, "-m", "rockdet.cli.main", "predict", "--checkpoint", str(tmp_path / "m.onnx"),
                             "--runtime", "openvino", "--out", str(tmp_path / "out"), str(tmp_path / "in"),
-                            "--score-threshold", "0.05", "--device", "cpu"], capture_output=True, text=True)
+                            "--score-threshold", "0.05", "--device", "cpu"], capture_output=True, text=True,
+                           env=environment)
     assert child.returncode == 0, child.stderr
+    assert sorted((cache / "openvino").iterdir()) == cached  # the same model: its compiled form reused
     catalog = json.loads((tmp_path / "out" / "catalogs" / "a.png.json").read_text())
     assert catalog["model_form"] == "OpenVINO CPU" and catalog["rock_count"] > 0
     assert main(["predict", "--checkpoint", str(checkpoint), "--runtime", "openvino", "--out",

@@ -10,6 +10,8 @@ path (detect.run_model) whatever runs the model.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from torch import nn
 
 from rockdet.errors import CheckpointError, SettingsError, exception_reason
 from rockdet.models.info import ModelInfo
+
+log = logging.getLogger(__name__)
 
 ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts")
@@ -218,12 +222,40 @@ def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
     info = _info(path, next((entry.value for entry in document.metadata_props if entry.key == METADATA_KEY), ""))
     core = openvino.Core()
     config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    cache = openvino_cache_dir()
+    if cache is not None:  # the compiled model is kept there and reused by the next load of the same file
+        config["CACHE_DIR"] = str(cache)
     try:
+        # From the read model, not the path: the cache is then keyed by the graph and its weights,
+        # so a file exported again under the same name is never served an old compiled model.
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as exc:
         raise CheckpointError(f"{path}: OpenVINO cannot compile it ({exception_reason(exc)})") from None
     _check_graph(path, [i.get_any_name() for i in compiled.inputs], [o.get_any_name() for o in compiled.outputs], info)
     return OpenVinoDetector(compiled, info)
+
+
+#: Where compiled OpenVINO models are cached: $ROCKDET_CACHE_DIR, else $XDG_CACHE_HOME/rockdet
+#: (~/.cache/rockdet), in an ``openvino`` folder. ROCKDET_CACHE_DIR=off turns the cache off.
+CACHE_ENV = "ROCKDET_CACHE_DIR"
+
+
+def openvino_cache_dir() -> Path | None:
+    """The folder OpenVINO keeps compiled models in (made if missing), or None when turned off or
+    not writable (a read-only home on a cluster node: compiling each time is slower, not wrong)."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen is not None and chosen.lower() in ("", "off", "none", "0"):
+        return None
+    base = Path(chosen).expanduser() if chosen else \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "rockdet"
+    folder = base / "openvino"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("%s: cannot hold OpenVINO's compiled models (%s); compiling without a cache", folder,
+                    exc.strerror or exc)
+        return None
+    return folder
 
 
 def _info(path: Path, raw: str | bytes) -> ModelInfo:
