@@ -39,6 +39,7 @@ from rockdet.evaluation.quality import RockMask, judge_image, summarise
 from rockdet.models import load_model
 from rockdet.predict.detect import RawTiles, detect_raw
 from rockdet.predict.hardware import box_inside
+from rockdet.predict.runtimes import exported_format, load_detector
 from rockdet.predict.settings import PredictSettings
 
 #: The checker's featureless-black rule (shared/tools/catalog_sanity.py).
@@ -188,10 +189,16 @@ def main() -> None:
     parser.add_argument("--hardware-classes", nargs="*", default=["artifact"])
     parser.add_argument("--hardware-confidence", type=float, nargs="*", default=[],
                         help="also measure the rules with these values of predict.hardware.HARDWARE_CONFIDENCE")
+    parser.add_argument("--runtime", choices=("onnxruntime", "openvino"), default="onnxruntime",
+                        help="what runs an exported .onnx --model (a quantized one included)")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     torch.manual_seed(0)
-    model, info = load_model(options.model)
+    if exported_format(options.model) is not None:
+        model = load_detector(options.model, runtime=options.runtime)
+        info = model.info
+    else:
+        model, info = load_model(options.model)
     threshold = info.operating_threshold if options.score_threshold is None else options.score_threshold
     base = PredictSettings(score_threshold=threshold)
     rows, points = [], {}

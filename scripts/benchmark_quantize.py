@@ -1,0 +1,113 @@
+"""INT8 post-training quantization of an exported detector, measured (issue 22, item 1).
+
+    python scripts/benchmark_quantize.py --model runs/mixed10_hw/model.pt \
+        --calibration ../shared/data/lunar-scene-analysis/train/_annotations.coco.json \
+        --tiles 64 --out /tmp/quantized --threads 1 2
+
+Exports the model to ONNX with `rockdet export`'s code, then quantizes it with ONNX Runtime's
+static quantization: QDQ format, INT8 weights per output channel, UINT8 activations calibrated
+(min/max) on --tiles tiles cut at random from the calibration set's images at the model's input
+size; convolutions and fully connected layers only (RoIAlign, NMS and the box decoding stay
+FP32). The file keeps rockdet's metadata, with how it was quantized. It then times FP32 and
+INT8 per tile in ONNX Runtime and OpenVINO, at each thread count, and compares the INT8
+detections with the FP32 ones as export's parity report does (its tolerances, at --threshold).
+Recall against labels: run benchmark_catalogs.py on the written files with --runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from timing import median_seconds
+
+from rockdet.deploy.export import check_parity, export_checkpoint, parity_image
+from rockdet.predict.runtimes import METADATA_KEY, load_exported
+
+#: Seed of the calibration tiles' choice.
+CALIBRATION_SEED = 0
+
+
+def calibration_tiles(coco_file: Path, count: int, side: int) -> list[np.ndarray]:
+    """``count`` tiles [3, side, side] (float, 0..1) cut at random from the set's images."""
+    document = json.loads(coco_file.read_text())
+    files = [coco_file.parent / image["file_name"] for image in document["images"]]
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    tiles = []
+    for index in rng.choice(len(files), size=count, replace=count > len(files)):
+        pixels = np.asarray(Image.open(files[index]).convert("RGB"))
+        y = int(rng.integers(0, max(1, pixels.shape[0] - side + 1)))
+        x = int(rng.integers(0, max(1, pixels.shape[1] - side + 1)))
+        crop = pixels[y:y + side, x:x + side]
+        canvas = np.zeros((side, side, 3), dtype=np.uint8)
+        canvas[:crop.shape[0], :crop.shape[1]] = crop
+        tiles.append(np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32) / 255)
+    return tiles
+
+
+def quantize(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Tiles(CalibrationDataReader):
+        def __init__(self):
+            self.left = iter(tiles)
+
+        def get_next(self):
+            tile = next(self.left, None)
+            return None if tile is None else {"image": tile}
+
+    prepared = int8.with_name(int8.stem + ".prepared.onnx")
+    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+    how = {"method": "onnxruntime static, QDQ", "weights": "int8 per channel", "activations": "uint8 min/max",
+           "operators": ["Conv", "Gemm", "MatMul"], "calibration_tiles": len(tiles)}
+    quantize_static(str(prepared), str(int8), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                    op_types_to_quantize=how["operators"], calibrate_method=CalibrationMethod.MinMax)
+    prepared.unlink()
+    source, document = onnx.load(str(fp32), load_external_data=False), onnx.load(str(int8))
+    metadata = json.loads(next(entry.value for entry in source.metadata_props if entry.key == METADATA_KEY))
+    del document.metadata_props[:]
+    entry = document.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps({**metadata, "quantization": how})
+    onnx.save(document, str(int8))
+    return how
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="model.pt or a checkpoint")
+    parser.add_argument("--calibration", type=Path, required=True, help="a COCO file of training images")
+    parser.add_argument("--tiles", type=int, default=64)
+    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx and model.int8.onnx")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threshold", type=float, default=0.1, help="score from which parity compares")
+    options = parser.parse_args()
+    options.out.mkdir(parents=True, exist_ok=True)
+    fp32, int8 = options.out / "model.onnx", options.out / "model.int8.onnx"
+    info, _ = export_checkpoint(options.model, "onnx", fp32)
+    tiles = calibration_tiles(options.calibration, options.tiles, info.input_size)
+    print(json.dumps(quantize(fp32, int8, tiles)))
+    tile = parity_image(info.input_size)
+    print("| threads | runtime | FP32 ms/tile | INT8 ms/tile | speed-up | INT8 parity with FP32 |")
+    print("|---|---|---|---|---|---|")
+    for threads in options.threads:
+        torch.set_num_threads(threads)
+        for runtime in ("onnxruntime", "openvino"):
+            full = load_exported(fp32, threads=threads, runtime=runtime)
+            small = load_exported(int8, threads=threads, runtime=runtime)
+            full_s = median_seconds(lambda d=full: d([tile]), options.repeats)
+            small_s = median_seconds(lambda d=small: d([tile]), options.repeats)
+            parity = check_parity(full, small, tile, options.threshold)
+            print(f"| {threads} | {runtime} | {1000 * full_s:.0f} | {1000 * small_s:.0f} | {full_s / small_s:.2f}x | "
+                  f"{'passed' if parity.passed else 'not passed'}: {parity.describe()} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
