@@ -9,7 +9,8 @@ static quantization: QDQ format, INT8 weights per output channel, UINT8 activati
 (min/max) on --tiles tiles cut at random from the calibration set's images at the model's input
 size; convolutions and fully connected layers only (RoIAlign, NMS and the box decoding stay
 FP32). The file keeps rockdet's metadata, with how it was quantized. It then times FP32 and
-INT8 per tile in ONNX Runtime and OpenVINO, at each thread count, and compares the INT8
+INT8 per tile in ONNX Runtime and OpenVINO (its default precision, BF16 on a CPU that has it, and
+FP32 forced), at each thread count, and compares the INT8
 detections with the FP32 ones as export's parity report does (its tolerances, at --threshold).
 Recall against labels: run benchmark_catalogs.py on the written files with --runtime.
 """
@@ -79,6 +80,19 @@ def quantize(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
     return how
 
 
+def openvino_at(path: Path, threads: int, precision: str):
+    """An exported file in OpenVINO with its inference precision set (the default on a CPU with
+    BF16 instructions is bf16)."""
+    import openvino
+
+    from rockdet.predict.runtimes import OpenVinoDetector
+
+    core = openvino.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                  {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision})
+    return OpenVinoDetector(compiled, load_exported(path).info)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="model.pt or a checkpoint")
@@ -99,9 +113,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for threads in options.threads:
         torch.set_num_threads(threads)
-        for runtime in ("onnxruntime", "openvino"):
-            full = load_exported(fp32, threads=threads, runtime=runtime)
-            small = load_exported(int8, threads=threads, runtime=runtime)
+        for runtime in ("onnxruntime", "openvino", "openvino f32"):
+            if runtime == "openvino f32":  # OpenVINO runs BF16 by default on CPUs that have it
+                full, small = (openvino_at(path, threads, "f32") for path in (fp32, int8))
+            else:
+                full = load_exported(fp32, threads=threads, runtime=runtime)
+                small = load_exported(int8, threads=threads, runtime=runtime)
             full_s = median_seconds(lambda d=full: d([tile]), options.repeats)
             small_s = median_seconds(lambda d=small: d([tile]), options.repeats)
             parity = check_parity(full, small, tile, options.threshold)

@@ -140,7 +140,12 @@ class OpenVinoDetector(Detector):
         return results
 
     def describe(self) -> str:
-        return "OpenVINO CPU"
+        # OpenVINO computes in BF16 by default on a CPU with BF16 instructions: the catalogs say so.
+        try:
+            precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        except Exception:  # an OpenVINO that does not report it
+            return "OpenVINO CPU"
+        return f"OpenVINO CPU, {precision}"
 
 
 class TorchScriptDetector(Detector):
