@@ -21,63 +21,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from timing import median_seconds
 
 from rockdet.deploy.export import check_parity, export_checkpoint, parity_image
-from rockdet.predict.runtimes import METADATA_KEY, load_exported
-
-#: Seed of the calibration tiles' choice.
-CALIBRATION_SEED = 0
-
-
-def calibration_tiles(coco_file: Path, count: int, side: int) -> list[np.ndarray]:
-    """``count`` tiles [3, side, side] (float, 0..1) cut at random from the set's images."""
-    document = json.loads(coco_file.read_text())
-    files = [coco_file.parent / image["file_name"] for image in document["images"]]
-    rng = np.random.default_rng(CALIBRATION_SEED)
-    tiles = []
-    for index in rng.choice(len(files), size=count, replace=count > len(files)):
-        pixels = np.asarray(Image.open(files[index]).convert("RGB"))
-        y = int(rng.integers(0, max(1, pixels.shape[0] - side + 1)))
-        x = int(rng.integers(0, max(1, pixels.shape[1] - side + 1)))
-        crop = pixels[y:y + side, x:x + side]
-        canvas = np.zeros((side, side, 3), dtype=np.uint8)
-        canvas[:crop.shape[0], :crop.shape[1]] = crop
-        tiles.append(np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32) / 255)
-    return tiles
-
-
-def quantize(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Tiles(CalibrationDataReader):
-        def __init__(self):
-            self.left = iter(tiles)
-
-        def get_next(self):
-            tile = next(self.left, None)
-            return None if tile is None else {"image": tile}
-
-    prepared = int8.with_name(int8.stem + ".prepared.onnx")
-    quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-    how = {"method": "onnxruntime static, QDQ", "weights": "int8 per channel", "activations": "uint8 min/max",
-           "operators": ["Conv", "Gemm", "MatMul"], "calibration_tiles": len(tiles)}
-    quantize_static(str(prepared), str(int8), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                    op_types_to_quantize=how["operators"], calibrate_method=CalibrationMethod.MinMax)
-    prepared.unlink()
-    source, document = onnx.load(str(fp32), load_external_data=False), onnx.load(str(int8))
-    metadata = json.loads(next(entry.value for entry in source.metadata_props if entry.key == METADATA_KEY))
-    del document.metadata_props[:]
-    entry = document.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps({**metadata, "quantization": how})
-    onnx.save(document, str(int8))
-    return how
+from rockdet.deploy.quantize import calibration_tiles, quantize_onnx
+from rockdet.predict.runtimes import load_exported
 
 
 def openvino_at(path: Path, threads: int, precision: str):
@@ -105,9 +54,9 @@ def main() -> None:
     options = parser.parse_args()
     options.out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = options.out / "model.onnx", options.out / "model.int8.onnx"
-    info, _ = export_checkpoint(options.model, "onnx", fp32)
+    info, _, _ = export_checkpoint(options.model, "onnx", fp32)
     tiles = calibration_tiles(options.calibration, options.tiles, info.input_size)
-    print(json.dumps(quantize(fp32, int8, tiles)))
+    print(json.dumps(quantize_onnx(fp32, int8, tiles)))
     tile = parity_image(info.input_size)
     print("| threads | runtime | FP32 ms/tile | INT8 ms/tile | speed-up | INT8 parity with FP32 |")
     print("|---|---|---|---|---|---|")

@@ -193,7 +193,8 @@ def test_export_refusals(tmp_path, capsys):
 def test_predict_with_a_bad_onnx_file(tmp_path, image, capsys):
     pytest.importorskip("onnxruntime")
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
-    assert main(["predict", "--checkpoint", str(tmp_path / "junk.onnx"), "--out", str(tmp_path / "o"), str(image)]) == 2
+    assert main(["predict", "--checkpoint", str(tmp_path / "junk.onnx"), "--runtime", "onnxruntime",
+                 "--out", str(tmp_path / "o"), str(image)]) == 2
     one_line_error(capsys, "not a readable ONNX model")
     import onnx
     from onnx import TensorProto, helper
@@ -202,7 +203,8 @@ def test_predict_with_a_bad_onnx_file(tmp_path, image, capsys):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     onnx.save(helper.make_model(graph), str(tmp_path / "plain.onnx"))
-    assert main(["predict", "--checkpoint", str(tmp_path / "plain.onnx"), "--out", str(tmp_path / "o"), str(image)]) == 2
+    assert main(["predict", "--checkpoint", str(tmp_path / "plain.onnx"), "--runtime", "onnxruntime",
+                 "--out", str(tmp_path / "o"), str(image)]) == 2
     one_line_error(capsys, "carries no rockdet metadata")
 
 
@@ -304,7 +306,8 @@ FULL_METADATA = {"format": "onnx", "arch": "fasterrcnn_mobilenet_v3_large_fpn", 
 def test_predict_with_a_foreign_onnx_carrying_rockdet_metadata(tmp_path, image, capsys, metadata, outputs, message):
     pytest.importorskip("onnxruntime")
     model = metadata_onnx(tmp_path / "foreign.onnx", metadata, outputs)
-    assert main(["predict", "--checkpoint", str(model), "--out", str(tmp_path / "o"), str(image)]) == 2
+    assert main(["predict", "--checkpoint", str(model), "--runtime", "onnxruntime", "--out", str(tmp_path / "o"),
+                 str(image)]) == 2
     line = one_line_error(capsys, message)
     assert "foreign.onnx" in line
 

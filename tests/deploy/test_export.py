@@ -67,7 +67,7 @@ def test_predict_through_onnx_writes_the_same_catalogs(tmp_path):
     for model_file in ("m.ckpt", "m.onnx"):
         out = tmp_path / f"out_{model_file}"
         assert main(["predict", "--checkpoint", str(tmp_path / model_file), "--out", str(out), str(tmp_path / "in"),
-                     "--score-threshold", "0.05", "--device", "cpu", "--as-trained"]) == 0
+                     "--score-threshold", "0.05", "--device", "cpu", "--as-trained", "--runtime", "onnxruntime"]) == 0
         catalogs[model_file] = {name: json.loads((out / "catalogs" / f"{name}.json").read_text())
                                 for name in ("a.png", "b.png")}
         header = (out / "catalogs" / "a.png.csv").read_text().splitlines()[0]
@@ -75,6 +75,8 @@ def test_predict_through_onnx_writes_the_same_catalogs(tmp_path):
     torch_run, onnx_run = catalogs["m.ckpt"], catalogs["m.onnx"]
     assert torch_run["header"] == onnx_run["header"]
     assert onnx_run["a.png"]["model_form"].startswith("ONNX Runtime")
+    assert onnx_run["a.png"]["runtime"] == {"runtime": "onnxruntime", "chosen": "asked for (--runtime)"}
+    assert torch_run["a.png"]["runtime"]["runtime"] == "pytorch"
     for name in ("a.png", "b.png"):
         expected, got = torch_run[name]["rocks"], onnx_run[name]["rocks"]
         assert len(expected) == len(got) > 0 and list(expected[0]) == list(got[0])
@@ -89,6 +91,7 @@ def test_predict_through_onnx_writes_the_same_catalogs(tmp_path):
 OPENVINO_PARITY = """
 import json, sys
 from pathlib import Path
+import torch
 from rockdet.deploy.export import check_parity, parity_image
 from rockdet.models import load_model
 from rockdet.predict.runtimes import exported_format, load_exported
@@ -96,7 +99,12 @@ folder = Path(sys.argv[1])
 model, _ = load_model(folder / "m.ckpt")
 openvino = load_exported(folder / "m.onnx", runtime="openvino")
 parity = check_parity(model, openvino, parity_image(128), threshold=0.0)
-print(json.dumps({"describe": openvino.describe(), "arch": openvino.info.arch,
+# Tiles of one call run side by side in OpenVINO's request queue: the same detections as one by one.
+tiles = [parity_image(128).roll(shift, dims=2) for shift in (0, 17, 40, 77)]
+together, alone = openvino(tiles), [openvino([tile])[0] for tile in tiles]
+same = all(set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a) for a, b in zip(together, alone))
+print(json.dumps({"describe": openvino.describe(), "arch": openvino.info.arch, "requests": openvino.requests,
+                  "queue_same": same, "detections": [len(d["boxes"]) for d in together],
                   "compared": parity.compared, "passed": parity.passed, "detail": parity.describe()}))
 """
 
@@ -119,15 +127,21 @@ def test_openvino_runs_the_export_like_onnx_runtime(tmp_path, capsys):
     result = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["describe"].startswith("OpenVINO CPU, ") and result["arch"] == "fasterrcnn_mobilenet_v3_large_fpn"
     assert result["compared"] >= 10 and result["passed"], result["detail"]
+    assert result["queue_same"] and sum(result["detections"]) > 0, result
+    assert result["requests"] == min(2, os.cpu_count() or 1) or result["requests"] >= 2  # a stream per core
+    # No --runtime below: an export runs in OpenVINO when it is installed, and the run says so.
     save(draw_rocks(160, 128, [(40, 20, 70, 60)]), tmp_path / "in" / "a.png")
     child = subprocess.run([sys.executable, "-m", "rockdet.cli.main", "predict", "--checkpoint", str(tmp_path / "m.onnx"),
-                            "--runtime", "openvino", "--out", str(tmp_path / "out"), str(tmp_path / "in"),
+                            "--out", str(tmp_path / "out"), str(tmp_path / "in"),
                             "--score-threshold", "0.05", "--device", "cpu"], capture_output=True, text=True,
                            env=environment)
     assert child.returncode == 0, child.stderr
     assert sorted((cache / "openvino").iterdir()) == cached  # the same model: its compiled form reused
     catalog = json.loads((tmp_path / "out" / "catalogs" / "a.png.json").read_text())
     assert catalog["model_form"] == result["describe"] and catalog["rock_count"] > 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["runtime"]["runtime"] == catalog["runtime"]["runtime"] == "openvino"
+    assert summary["runtime"]["chosen"].startswith("auto: the fastest runtime measured")
     assert main(["predict", "--checkpoint", str(checkpoint), "--runtime", "openvino", "--out",
                  str(tmp_path / "o2"), str(tmp_path / "in")]) == 2
     assert "runs exported .onnx files" in capsys.readouterr().err
@@ -139,10 +153,24 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(tmp_path, capsys, monkey
     capsys.readouterr()
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     (tmp_path / "a.png").write_bytes(b"")
-    assert main(["predict", "--checkpoint", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "o"),
-                 str(tmp_path / "a.png")]) == 2
+    assert main(["predict", "--checkpoint", str(tmp_path / "m.onnx"), "--runtime", "onnxruntime",
+                 "--out", str(tmp_path / "o"), str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "pip install 'rockdet[onnx]'" in err
+
+
+def test_auto_runtime_falls_back_to_onnx_runtime_without_openvino(tmp_path, monkeypatch):
+    from rockdet.predict.runtimes import choose_runtime, load_detector
+
+    checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    runtime, why = choose_runtime(tmp_path / "m.onnx", "auto", "cpu")
+    assert runtime == "onnxruntime" and "pip install 'rockdet[openvino]'" in why
+    detector = load_detector(tmp_path / "m.onnx", device="cpu")
+    assert detector.describe().startswith("ONNX Runtime")
+    assert detector.runtime == {"runtime": "onnxruntime", "chosen": why}
+    assert choose_runtime(tmp_path / "m.onnx", "auto", "cuda")[0] == "onnxruntime"  # its CUDA provider on a GPU
 
 
 def test_an_export_of_the_previous_release_is_read_by_the_one_reader():
@@ -155,3 +183,55 @@ def test_an_export_of_the_previous_release_is_read_by_the_one_reader():
     assert (info.arch, info.input_size, info.class_names) == ("fasterrcnn_resnet18_fpn", 128, ("rock",))
     assert info.score_threshold == pytest.approx(0.50647, abs=1e-5) and info.head == {"proposals": 500, "detections": 300}
     assert info.threshold_choice.rule == "best_f1 (dense labels)" and info.rockdet_version == "0.1.0"
+
+
+def write_scenes(folder, count=3, side=160):
+    from PIL import Image
+
+    from rockdet.synthetic.scenes import SceneSpec, generate_scene
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in range(count):
+        scene = generate_scene(np.random.default_rng(seed), SceneSpec(width=side, height=side))
+        Image.fromarray(scene.image).save(folder / f"scene_{seed}.png")
+    return folder
+
+
+def test_int8_export_passes_its_parity_report_and_predict_runs_it(tmp_path, capsys):
+    import onnx
+
+    from rockdet.predict.runtimes import METADATA_KEY
+
+    checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt", "fasterrcnn_resnet18_fpn", fpn_channels=32)
+    calibration = write_scenes(tmp_path / "calibration")
+    out = tmp_path / "m.int8.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--quantize", "int8",
+                 "--calibration", str(calibration), "--calibration-tiles", "12"]) == 0
+    printed = capsys.readouterr().out
+    assert "parity of int8 with FP32:" in printed and "paired at IoU 0.5" in printed
+    document = onnx.load(str(out))
+    metadata = json.loads(next(entry.value for entry in document.metadata_props if entry.key == METADATA_KEY))
+    how = metadata["quantization"]
+    assert how["calibration"] == str(calibration) and how["calibration_tiles"] == 12
+    assert how["parity_with_fp32"]["passed"] and how["parity_with_fp32"]["fp32_rocks"] >= 20
+    assert any(node.op_type == "QuantizeLinear" for node in document.graph.node)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration", "m.ckpt", "m.int8.onnx"]  # no leftovers
+    assert main(["predict", "--checkpoint", str(out), "--runtime", "onnxruntime", "--out", str(tmp_path / "o"),
+                 str(calibration / "scene_0.png"), "--score-threshold", "0.05"]) == 0
+    catalog = json.loads((tmp_path / "o" / "catalogs" / "scene_0.png.json").read_text())
+    assert catalog["model_form"].endswith("INT8 weights") and catalog["rock_count"] > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--quantize", "int8"], "--quantize int8 needs --calibration DATA"),
+    (["--quantize", "int8", "--format", "torchscript", "--calibration", "x"], "use --format onnx"),
+    (["--quantize", "int8", "--calibration", "missing_folder"], "--calibration: missing_folder"),
+])
+def test_quantized_export_refuses_what_it_cannot_do_in_one_line(tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt")
+    suffix = "torchscript" if "torchscript" in extra else "onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", f"m.{suffix}", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err
+    assert not (tmp_path / f"m.{suffix}").exists()

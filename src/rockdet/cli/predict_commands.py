@@ -50,11 +50,14 @@ def export(options) -> int:
     from rockdet.deploy.export import export_checkpoint
     from rockdet.models.inference_head import InferenceHead
 
-    info, parity = export_checkpoint(options.checkpoint, options.format, options.out,
-                                     options.trust_checkpoint, options.parity_threshold,
-                                     InferenceHead(options.proposals, options.detections_per_tile))
-    print(f"written: {options.out} ({options.format}, {info.describe()})")
+    info, parity, quantized = export_checkpoint(
+        options.checkpoint, options.format, options.out, options.trust_checkpoint, options.parity_threshold,
+        InferenceHead(options.proposals, options.detections_per_tile), quantize=options.quantize,
+        calibration=options.calibration, calibration_tiles=options.calibration_tiles)
+    print(f"written: {options.out} ({options.format}{', ' + options.quantize if quantized else ''}, {info.describe()})")
     print(f"parity with PyTorch: {parity.describe()}")
+    if quantized is not None:
+        print(f"parity of {options.quantize} with FP32: {quantized.describe()}")
     return 0
 
 

@@ -18,7 +18,7 @@ import logging
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -70,12 +70,24 @@ class Parity:
 
 
 def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bool = False,
-                      parity_threshold: float | None = None, head: InferenceHead | None = None
-                      ) -> tuple[ModelInfo, Parity]:
-    """Write ``out`` and return the ModelInfo it carries and the parity check's result (raises if
-    it fails)."""
+                      parity_threshold: float | None = None, head: InferenceHead | None = None,
+                      quantize: str | None = None, calibration: Path | None = None,
+                      calibration_tiles: int | None = None) -> tuple[ModelInfo, Parity, Any]:
+    """Write ``out`` and return the ModelInfo it carries, the parity check's result with PyTorch
+    (raises if it fails), and with ``quantize`` the quantized file's parity with FP32
+    (deploy.quantize; raises if it fails), else None."""
     if export_format not in EXPORT_FORMATS:
         raise ExportError(f"--format {export_format}: choose one of {list(EXPORT_FORMATS)}")
+    if quantize is not None:
+        from rockdet.deploy.quantize import QUANTIZE_CHOICES
+
+        if quantize not in QUANTIZE_CHOICES:
+            raise ExportError(f"--quantize {quantize}: choose one of {list(QUANTIZE_CHOICES)}")
+        if export_format != "onnx":
+            raise ExportError(f"--quantize {quantize} quantizes an ONNX export; use --format onnx")
+        if calibration is None:
+            raise ExportError(f"--quantize {quantize} needs --calibration DATA: training images (a COCO file, "
+                              f"a folder or a list) whose tiles set the INT8 ranges")
     check_export_path(Path(checkpoint), Path(out), export_format)
     model, info = load_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
@@ -96,7 +108,33 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
         parity = check_parity(model, exported, image, threshold)
         if not parity.passed:
             raise ExportError(f"{out}: parity check failed: {parity.describe()}; the file was not written")
-    return info, parity
+        quantized = None
+        if quantize is not None:
+            quantized = _quantize(temp, exported, info, calibration, calibration_tiles, threshold, out)
+    return info, parity, quantized
+
+
+def _quantize(fp32_file: Path, fp32, info: ModelInfo, calibration: Path, tiles: int | None, threshold: float,
+              out: Path):
+    """Replace the FP32 export at ``fp32_file`` by its INT8 form, checked against ``fp32``."""
+    from rockdet.deploy import quantize as q
+
+    calibration_tiles = q.calibration_tiles(calibration, tiles or q.DEFAULT_CALIBRATION_TILES, info.input_size)
+    held_apart = q.calibration_tiles(calibration, q.PARITY_TILES, info.input_size, seed=q.CALIBRATION_SEED + 1)
+    int8_file = fp32_file.with_name(fp32_file.name + ".int8.onnx")
+    try:
+        log.info("quantizing to INT8 on %d tiles of %s", len(calibration_tiles), calibration)
+        q.quantize_onnx(fp32_file, int8_file, calibration_tiles)
+        images = [parity_image(info.input_size)] + [torch.from_numpy(tile) for tile in held_apart]
+        parity = q.check_quantized_parity(fp32, load_exported(int8_file, "onnx"), images, threshold)
+        if not parity.passed:
+            raise ExportError(f"{out}: the INT8 model's parity with FP32 failed: {parity.describe()}; the file "
+                              f"was not written (try more --calibration-tiles, or export FP32)")
+        q.record_parity(int8_file, parity, calibration=str(calibration))
+        int8_file.replace(fp32_file)
+    finally:
+        int8_file.unlink(missing_ok=True)
+    return parity
 
 
 def check_export_path(checkpoint: Path, out: Path, export_format: str) -> None:

@@ -78,6 +78,8 @@ class ModelInfo:
     #: The training settings a checkpoint also carries (optimizer, scheduler, evaluation): kept
     #: so a checkpoint written again (its operating point stored) loses none of them.
     training: Mapping[str, Any] = field(default_factory=dict)
+    #: How an exported file was quantized (method, calibration, parity with FP32); None: FP32.
+    quantization: Mapping[str, Any] | None = None
 
     # --- what people and code ask of a model ---------------------------------------------------
     @property
@@ -175,7 +177,9 @@ class ModelInfo:
                    iou_threshold=_iou(evaluation.get("iou_threshold"), source),
                    head=dict(head) if head is not None else None,
                    rockdet_version=str(metadata.get("rockdet_version", "0.1.0")),
-                   training={"evaluation": dict(evaluation)} if evaluation else {})
+                   training={"evaluation": dict(evaluation)} if evaluation else {},
+                   quantization=dict(quantization) if isinstance(quantization := metadata.get("quantization"), Mapping)
+                   else None)
 
     def to_metadata(self, keep_unchosen: bool = False, **extra: Any) -> dict[str, Any]:
         """The metadata an export or a model.pt carries (``extra``: format, opset, ...), in the
@@ -191,7 +195,8 @@ class ModelInfo:
                 "arch": self.arch, "input_size": self.input_size, "score_threshold": threshold,
                 "class_names": list(self.class_names),
                 "model": {"arch": self.arch, **{k: v for k, v in self.detector.items() if k not in WEIGHT_SOURCES}},
-                "evaluation": evaluation, **({"head": dict(self.head)} if self.head is not None else {})}
+                "evaluation": evaluation, **({"head": dict(self.head)} if self.head is not None else {}),
+                **({"quantization": dict(self.quantization)} if self.quantization is not None else {})}
 
 
 def _check_schema(values: Mapping, source: str) -> None:

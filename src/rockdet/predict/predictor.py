@@ -111,7 +111,7 @@ class Predictor:
         settings = settings.updated(**values) if settings is not None else PredictSettings.of(**values)
         detector = load_detector(path, runtime=settings.runtime, trust=settings.trust_checkpoint,
                                  as_trained=settings.as_trained, proposals=settings.proposals,
-                                 detections=settings.detections_per_tile)
+                                 detections=settings.detections_per_tile, device=settings.device)
         return cls(detector, settings, path)
 
     def with_settings(self, **changes: Any) -> Predictor:
@@ -138,7 +138,7 @@ class Predictor:
         """Recorded in every catalog: what made its rocks (resume compares it)."""
         settings = self.settings
         return {"checkpoint": str(self.source) if self.source else None, "checkpoint_sha256": self.checkpoint_sha256,
-                "arch": self.info.arch, "model_form": self.detector.describe(),
+                "arch": self.info.arch, "model_form": self.detector.describe(), "runtime": self.detector.runtime,
                 "score_threshold": settings.score_threshold,
                 "tiling": {"tile": settings.tile or self.input_size, "overlap": settings.overlap,
                            "auto": settings.tile is None,

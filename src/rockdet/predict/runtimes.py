@@ -9,6 +9,7 @@ path (detect.run_model) whatever runs the model.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts")
+#: What may run an exported .onnx file; "auto" picks the fastest installed (choose_runtime).
+RUNTIMES = ("auto", "onnxruntime", "openvino")
 #: ONNX Runtime providers tried in order; the CUDA one only where that build is installed.
 ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 #: Where an export keeps rockdet's metadata: an ONNX metadata_props key, a TorchScript extra file.
@@ -41,6 +44,8 @@ class Detector(nn.Module):
         self.info = info
         #: Proposals and detections per tile it runs with (recorded in every catalog).
         self.head = dict(head or {})
+        #: Which runtime runs it and why (recorded in every catalog and the summary).
+        self.runtime: dict[str, str] = {"runtime": "pytorch", "chosen": "a checkpoint runs in PyTorch"}
 
     def describe(self) -> str:
         """How it runs, for catalogs and the summary (e.g. "ONNX Runtime CPUExecutionProvider")."""
@@ -76,20 +81,43 @@ def exported_format(path: Path) -> str | None:
     return None
 
 
-def load_detector(path: Path | str, runtime: str = "onnxruntime", trust: bool = False, as_trained: bool = False,
-                  proposals: int | None = None, detections: int | None = None, threads: int | None = None) -> Detector:
+def choose_runtime(path: Path, runtime: str, device: str = "auto") -> tuple[str, str]:
+    """The runtime an exported .onnx file runs in, and why: ``auto`` takes OpenVINO where it is
+    installed and the model runs on the CPU (it computed the recipe's detector 1.7-3.3x faster
+    than ONNX Runtime here, docs/BENCHMARKS.md issue 22), else ONNX Runtime (and its CUDA
+    provider on a GPU)."""
+    if runtime != "auto":
+        return runtime, "asked for (--runtime)"
+    if exported_format(path) != "onnx":
+        return "onnxruntime", "auto"
+    if str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return "onnxruntime", "auto: a GPU is in use, where ONNX Runtime's CUDA provider runs"
+    if importlib.util.find_spec("openvino") is None:
+        return "onnxruntime", "auto: OpenVINO is not installed (pip install 'rockdet[openvino]' runs it faster)"
+    return "openvino", "auto: the fastest runtime measured on CPU (docs/BENCHMARKS.md, issue 22)"
+
+
+def load_detector(path: Path | str, runtime: str = "auto", trust: bool = False, as_trained: bool = False,
+                  proposals: int | None = None, detections: int | None = None, threads: int | None = None,
+                  device: str = "auto") -> Detector:
     """The detector a file holds, ready to run: a checkpoint or model.pt in PyTorch (its
     inference form unless ``as_trained``), an exported .torchscript in TorchScript, an .onnx in
-    ``runtime`` (onnxruntime or openvino). ``proposals``/``detections`` set the head per tile of
-    a PyTorch model; an export's head was fixed when it was exported."""
+    ``runtime`` (auto, onnxruntime or openvino; see choose_runtime). ``proposals``/``detections``
+    set the head per tile of a PyTorch model; an export's head was fixed when it was exported."""
     path = Path(path)
+    if runtime not in RUNTIMES:
+        raise SettingsError("runtime", f"{runtime!r}: choose one of {list(RUNTIMES)}")
     if exported_format(path) is not None:
         if proposals is not None or detections is not None:
             raise SettingsError("proposals" if proposals is not None else "detections_per_tile",
                                 f"{path.name} is an exported model, whose head is fixed at export; pass it "
                                 f"to `rockdet export` instead")
-        return load_exported(path, threads=threads, runtime=runtime)
-    if runtime != "onnxruntime":
+        chosen, why = choose_runtime(path, runtime, device)
+        detector = load_exported(path, threads=threads, runtime=chosen)
+        if exported_format(path) == "onnx":
+            detector.runtime["chosen"] = why
+        return detector
+    if runtime not in ("auto", "onnxruntime"):
         raise SettingsError("runtime", f"{runtime} runs exported .onnx files; export {path.name} first with "
                                        f"`rockdet export`")
     from rockdet.models import load_model, to_inference_form
@@ -119,33 +147,63 @@ class OnnxDetector(Detector):
         return results
 
     def describe(self) -> str:
-        return f"ONNX Runtime {self.session.get_providers()[0]}"
+        return f"ONNX Runtime {self.session.get_providers()[0]}{quantized(self.info)}"
 
 
 class OpenVinoDetector(Detector):
-    """An exported detector compiled by OpenVINO for the CPU (Intel's runtime; on this project's
-    CPU it ran the demo detector 1.8x faster than ONNX Runtime, docs/BENCHMARKS.md)."""
+    """An exported detector compiled by OpenVINO for the CPU (on this project's CPU the fastest
+    runtime measured, docs/BENCHMARKS.md issue 22). The tiles of one call run as a queue of
+    inference requests, as many at once as the compiled model's streams: parts of a detector
+    (RoIAlign, NMS, the box decoding) use one thread, so two tiles side by side keep both cores
+    busy where one tile with two threads leaves one idle."""
 
     def __init__(self, compiled, info: ModelInfo):
         super().__init__(info, info.head)
         self.compiled = compiled
         self.output_names = [output.get_any_name() for output in compiled.outputs]
+        try:
+            self.requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        except Exception:  # an OpenVINO that does not report it
+            self.requests = 1
+        self._queue = None
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        results = []
-        for image in images:
-            values = self.compiled([image.detach().float().cpu().numpy()])
-            results.append({name: torch.from_numpy(np.asarray(values[output]))
-                            for name, output in zip(self.output_names, self.compiled.outputs)})
+        arrays = [np.ascontiguousarray(image.detach().float().cpu().numpy()) for image in images]
+        if len(arrays) == 1 or self.requests == 1:
+            return [self._outputs(self.compiled(array)) for array in arrays]
+        import openvino
+
+        if self._queue is None:
+            self._queue = openvino.AsyncInferQueue(self.compiled, self.requests)
+        results: list[dict[str, torch.Tensor] | None] = [None] * len(arrays)
+
+        def done(request, index):
+            # The request's buffers are reused by the next tile: copy the outputs out now.
+            results[index] = {name: torch.from_numpy(np.array(request.get_output_tensor(position).data))
+                              for position, name in enumerate(self.output_names)}
+
+        self._queue.set_callback(done)
+        for index, array in enumerate(arrays):
+            self._queue.start_async(array, index)
+        self._queue.wait_all()
         return results
+
+    def _outputs(self, values) -> dict[str, torch.Tensor]:
+        return {name: torch.from_numpy(np.asarray(values[output]))
+                for name, output in zip(self.output_names, self.compiled.outputs)}
 
     def describe(self) -> str:
         # OpenVINO computes in BF16 by default on a CPU with BF16 instructions: the catalogs say so.
         try:
             precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         except Exception:  # an OpenVINO that does not report it
-            return "OpenVINO CPU"
-        return f"OpenVINO CPU, {precision}"
+            return f"OpenVINO CPU{quantized(self.info)}"
+        return f"OpenVINO CPU, {precision}{quantized(self.info)}"
+
+
+def quantized(info: ModelInfo) -> str:
+    """", INT8 weights" for a quantized export (its convolutions and FC layers run in INT8)."""
+    return ", INT8 weights" if info.quantization else ""
 
 
 class TorchScriptDetector(Detector):
@@ -170,9 +228,12 @@ class TorchScriptDetector(Detector):
 
 def load_exported(path: Path | str, export_format: str | None = None, threads: int | None = None,
                   runtime: str = "onnxruntime") -> Detector:
-    """The detector of an exported file; an .onnx file runs in ``runtime`` (onnxruntime or openvino)."""
+    """The detector of an exported file; an .onnx file runs in ``runtime`` (onnxruntime, openvino
+    or auto)."""
     path = Path(path)
     export_format = export_format or exported_format(path)
+    if runtime == "auto":
+        runtime = choose_runtime(path, runtime, "cpu")[0]
     if not path.is_file():
         raise CheckpointError(f"{path}: model file not found")
     if runtime == "openvino" and export_format != "onnx":
@@ -191,6 +252,8 @@ def load_exported(path: Path | str, export_format: str | None = None, threads: i
         detector = TorchScriptDetector(module.eval(), _info(path, extra[TORCHSCRIPT_METADATA_FILE]), path)
     else:
         raise CheckpointError(f"{path}: unknown model file type; give a .ckpt, .onnx or .torchscript file")
+    detector.runtime = {"runtime": runtime, "chosen": "asked for"} if export_format == "onnx" else \
+        {"runtime": "torchscript", "chosen": "the file is TorchScript"}
     return detector.eval()
 
 
@@ -226,7 +289,8 @@ def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
         raise CheckpointError(f"{path}: not a readable ONNX model ({exception_reason(exc)})") from None
     info = _info(path, next((entry.value for entry in document.metadata_props if entry.key == METADATA_KEY), ""))
     core = openvino.Core()
-    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    # Throughput streams (one per core here) run tiles side by side: see OpenVinoDetector.
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
     cache = openvino_cache_dir()
     if cache is not None:  # the compiled model is kept there and reused by the next load of the same file
         config["CACHE_DIR"] = str(cache)

@@ -69,8 +69,9 @@ class PredictSettings(BaseModel):
     devices: int = Field(1, ge=1)
     #: Machines of a batch run, started by the cluster (SLURM, torchrun), ``devices`` on each.
     num_nodes: int = Field(1, ge=1)
-    #: What runs an exported .onnx file.
-    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    #: What runs an exported .onnx file: auto takes OpenVINO when installed and on the CPU (the
+    #: fastest measured), else ONNX Runtime; the catalogs and summary say which and why.
+    runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
     #: Run a checkpoint exactly as trained instead of its faster inference form (same rocks up
     #: to float rounding).
     as_trained: bool = False

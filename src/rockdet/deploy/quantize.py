@@ -1,0 +1,211 @@
+"""`rockdet export --quantize int8`: post-training static INT8 quantization of an exported ONNX
+detector, calibrated on tiles of the user's own images, with a parity report against FP32.
+
+How (measured on the CPU recipe's detector, docs/BENCHMARKS.md issue 22): ONNX Runtime static
+quantization in QDQ form, INT8 weights per output channel, UINT8 activations calibrated by min/max
+on tiles cut at random from the calibration images at the model's input size; convolutions and
+fully connected layers only, so RoIAlign, NMS and the box decoding stay FP32. The file keeps
+rockdet's metadata plus a ``quantization`` record: how, on what, and its parity with FP32.
+
+Parity with FP32 cannot be export's (boxes within 0.5 px, scores within 0.001): INT8 moves scores by
+about 0.01 and some boxes by pixels, so a detection near the threshold may cross it. A quantized
+file passes when, over the parity scene and held-apart calibration tiles, at the operating
+threshold (detections are paired at IoU >= ``PAIR_IOU``, each side searched down to
+``SCORE_MARGIN`` below the threshold):
+- its rock count is within ``COUNT_TOLERANCE`` (a share) of the FP32 count;
+- at least ``PAIRED_SHARE`` of each side's detections have a partner;
+- the partners' median score difference is at most ``MEDIAN_SCORE_TOLERANCE`` and their median
+  box difference at most ``MEDIAN_BOX_TOLERANCE_PX``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from rockdet.errors import RockdetError, exception_reason
+
+QUANTIZE_CHOICES = ("int8",)
+#: Calibration tiles by default ("a few hundred"); each runs the FP32 model once.
+DEFAULT_CALIBRATION_TILES = 256
+#: Tiles of the calibration images kept apart from calibration for the parity report.
+PARITY_TILES = 8
+CALIBRATION_SEED = 0
+#: Min/max statistics are folded every this many tiles, so calibration memory stays flat.
+CALIBRATION_CHUNK = 16
+OPERATORS = ("Conv", "Gemm", "MatMul")
+PAIR_IOU = 0.5
+SCORE_MARGIN = 0.05
+COUNT_TOLERANCE = 0.10
+PAIRED_SHARE = 0.90
+MEDIAN_SCORE_TOLERANCE = 0.03
+MEDIAN_BOX_TOLERANCE_PX = 1.0
+#: Fewer FP32 rocks than this at the threshold: parity compares this many of the best instead.
+MIN_PARITY_ROCKS = 20
+
+
+class QuantizeError(RockdetError):
+    """Quantization was refused or its parity check failed; the message says why in one line."""
+
+
+@dataclass
+class QuantizedParity:
+    fp32_rocks: int
+    int8_rocks: int
+    fp32_paired: float
+    int8_paired: float
+    median_score_error: float
+    median_box_error_px: float
+    threshold: float
+    images: int
+
+    @property
+    def passed(self) -> bool:
+        counted = abs(self.int8_rocks - self.fp32_rocks) <= COUNT_TOLERANCE * max(self.fp32_rocks, 1)
+        return counted and min(self.fp32_paired, self.int8_paired) >= PAIRED_SHARE and \
+            self.median_score_error <= MEDIAN_SCORE_TOLERANCE and self.median_box_error_px <= MEDIAN_BOX_TOLERANCE_PX
+
+    def describe(self) -> str:
+        return (f"{self.images} images at score {self.threshold:g}: {self.fp32_rocks} FP32 rocks, {self.int8_rocks} INT8; "
+                f"{self.fp32_paired:.0%} / {self.int8_paired:.0%} paired at IoU {PAIR_IOU}, median differences "
+                f"{self.median_score_error:.3f} in score and {self.median_box_error_px:.2f} px (tolerances: count within "
+                f"{COUNT_TOLERANCE:.0%}, {PAIRED_SHARE:.0%} paired, medians {MEDIAN_SCORE_TOLERANCE} and "
+                f"{MEDIAN_BOX_TOLERANCE_PX} px)")
+
+
+def calibration_tiles(source: Path, count: int, side: int, seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+    """``count`` tiles [3, side, side] (float32, 0..1) cut at random from the images of ``source``:
+    a COCO file (its images), a folder, a glob or a .txt list, read as predict reads them."""
+    from rockdet.io.images import read_image
+
+    files = calibration_images(source)
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for index in rng.choice(len(files), size=count, replace=count > len(files)):
+        try:
+            pixels = read_image(files[index]).pixels
+        except Exception as exc:
+            raise QuantizeError(f"--calibration {source}: {files[index]} cannot be read "
+                                f"({exception_reason(exc)})") from None
+        y = int(rng.integers(0, max(1, pixels.shape[0] - side + 1)))
+        x = int(rng.integers(0, max(1, pixels.shape[1] - side + 1)))
+        crop = pixels[y:y + side, x:x + side]
+        canvas = np.zeros((side, side, 3), dtype=np.uint8)
+        canvas[:crop.shape[0], :crop.shape[1]] = crop
+        tiles.append(np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32) / 255)
+    return tiles
+
+
+def calibration_images(source: Path) -> list[Path]:
+    from rockdet.io.inputs import collect_inputs
+
+    source = Path(source)
+    if source.suffix.lower() == ".json" and source.is_file():
+        try:
+            document = json.loads(source.read_text())
+            files = [source.parent / image["file_name"] for image in document["images"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise QuantizeError(f"--calibration {source}: not a COCO file with images ({exception_reason(exc)})") from None
+        if not files:
+            raise QuantizeError(f"--calibration {source}: the COCO file lists no images")
+        return files
+    try:
+        return [image.path for image in collect_inputs([str(source)])]
+    except RockdetError as exc:
+        raise QuantizeError(f"--calibration: {exc}") from None
+
+
+def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
+    """Write ``int8``, the static INT8 form of the exported ``fp32``, calibrated on ``tiles``;
+    returns how it was made (also stored in the file's metadata)."""
+    try:
+        import onnx
+        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise QuantizeError("INT8 quantization needs onnx and onnxruntime: pip install 'rockdet[onnx]'") from None
+    from rockdet.predict.runtimes import METADATA_KEY
+
+    class Tiles(CalibrationDataReader):
+        def __init__(self):
+            self.left = iter(tiles)
+
+        def get_next(self):
+            tile = next(self.left, None)
+            return None if tile is None else {"image": tile}
+
+    how = {"method": "onnxruntime static quantization, QDQ", "weights": "int8 per channel",
+           "activations": "uint8, min/max calibration", "operators": list(OPERATORS), "calibration_tiles": len(tiles)}
+    prepared = int8.with_name(int8.name + ".prepared.onnx")
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(max(level, logging.WARNING))  # ONNX Runtime's quantizer logs a line per tensor at INFO
+    try:
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(int8), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        op_types_to_quantize=list(OPERATORS), calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"CalibMaxIntermediateOutputs": CALIBRATION_CHUNK})
+    except Exception as exc:  # ONNX Runtime raises many kinds for a graph it cannot quantize
+        raise QuantizeError(f"{fp32.name}: INT8 quantization failed ({exception_reason(exc)})") from None
+    finally:
+        root.setLevel(level)
+        prepared.unlink(missing_ok=True)
+    source, document = onnx.load(str(fp32), load_external_data=False), onnx.load(str(int8))
+    metadata = json.loads(next(entry.value for entry in source.metadata_props if entry.key == METADATA_KEY))
+    del document.metadata_props[:]
+    entry = document.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps({**metadata, "quantization": how})
+    document.doc_string = source.doc_string + " (INT8)"
+    onnx.save(document, str(int8))
+    return how
+
+
+def record_parity(int8: Path, parity: QuantizedParity, **more: str) -> None:
+    """Add the parity report to the quantized file's metadata: the file says how well it kept FP32."""
+    import onnx
+
+    from rockdet.predict.runtimes import METADATA_KEY
+
+    document = onnx.load(str(int8))
+    entry = next(entry for entry in document.metadata_props if entry.key == METADATA_KEY)
+    metadata = json.loads(entry.value)
+    metadata["quantization"].update(more, parity_with_fp32={**asdict(parity), "passed": parity.passed})
+    entry.value = json.dumps(metadata)
+    onnx.save(document, str(int8))
+
+
+def check_quantized_parity(reference, candidate, images: list[torch.Tensor], threshold: float) -> QuantizedParity:
+    """The FP32 and INT8 detectors' rocks at ``threshold`` on ``images``, paired (module docstring).
+    When FP32 finds fewer than ``MIN_PARITY_ROCKS`` there, the threshold is lowered to its
+    ``MIN_PARITY_ROCKS``-th best score, so a model that scores low on these images is still checked."""
+    with torch.inference_mode():
+        outputs = [[detector([image])[0] for detector in (reference, candidate)] for image in images]
+    ranked = torch.cat([sides[0]["scores"].float() for sides in outputs]).sort(descending=True).values
+    if 0 < int((ranked >= threshold).sum()) < MIN_PARITY_ROCKS or (len(ranked) and ranked[0] < threshold):
+        threshold = min(threshold, float(ranked[min(MIN_PARITY_ROCKS, len(ranked)) - 1]))
+    rocks, paired, score_errors, box_errors = [0, 0], [0, 0], [], []
+    for sides in outputs:
+        boxes = [side["boxes"].float() for side in sides]
+        scores = [side["scores"].float() for side in sides]
+        for mine, theirs in ((0, 1), (1, 0)):
+            kept = scores[mine] >= threshold
+            rocks[mine] += int(kept.sum())
+            near = scores[theirs] >= threshold - SCORE_MARGIN
+            if not kept.any() or not near.any():
+                continue
+            best, partner = box_iou(boxes[mine][kept], boxes[theirs][near]).max(dim=1)
+            found = best >= PAIR_IOU
+            paired[mine] += int(found.sum())
+            if mine == 0 and found.any():
+                own, other = boxes[0][kept][found], boxes[1][near][partner[found]]
+                box_errors += (own - other).abs().amax(dim=1).tolist()
+                score_errors += (scores[0][kept][found] - scores[1][near][partner[found]]).abs().tolist()
+    return QuantizedParity(rocks[0], rocks[1], paired[0] / max(rocks[0], 1), paired[1] / max(rocks[1], 1),
+                           float(np.median(score_errors)) if score_errors else 0.0,
+                           float(np.median(box_errors)) if box_errors else 0.0, threshold, len(images))
