@@ -206,13 +206,13 @@ def test_int8_export_passes_its_parity_report_and_predict_runs_it(tmp_path, caps
     calibration = write_scenes(tmp_path / "calibration")
     out = tmp_path / "m.int8.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--quantize", "int8",
-                 "--calibration", str(calibration), "--calibration-tiles", "12"]) == 0
+                 "--calibration", str(calibration), "--calibration-tiles", "18"]) == 0
     printed = capsys.readouterr().out
     assert "parity of int8 with FP32:" in printed and "paired at IoU 0.5" in printed
     document = onnx.load(str(out))
     metadata = json.loads(next(entry.value for entry in document.metadata_props if entry.key == METADATA_KEY))
     how = metadata["quantization"]
-    assert how["calibration"] == str(calibration) and how["calibration_tiles"] == 12
+    assert how["calibration"] == str(calibration) and how["calibration_tiles"] == 18  # two ranges of 9
     assert how["parity_with_fp32"]["passed"] and how["parity_with_fp32"]["fp32_rocks"] >= 20
     assert any(node.op_type == "QuantizeLinear" for node in document.graph.node)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration", "m.ckpt", "m.int8.onnx"]  # no leftovers

@@ -37,7 +37,7 @@ DEFAULT_CALIBRATION_TILES = 256
 #: Tiles of the calibration images kept apart from calibration for the parity report.
 PARITY_TILES = 8
 CALIBRATION_SEED = 0
-#: Min/max statistics are folded every this many tiles, so calibration memory stays flat.
+#: Min/max statistics are folded every (at most) this many tiles, so calibration memory stays flat.
 CALIBRATION_CHUNK = 16
 OPERATORS = ("Conv", "Gemm", "MatMul")
 PAIR_IOU = 0.5
@@ -133,12 +133,27 @@ def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
     from rockdet.predict.runtimes import METADATA_KEY
 
     class Tiles(CalibrationDataReader):
+        """The tiles, a range at a time (ONNX Runtime's strided calibration folds each range's
+        minima and maxima before the next, so memory holds one range's activations)."""
+
         def __init__(self):
-            self.left = iter(tiles)
+            self.position, self.end = 0, len(tiles)
+
+        def __len__(self):
+            return len(tiles)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.position, self.end = start_index, end_index
 
         def get_next(self):
-            tile = next(self.left, None)
-            return None if tile is None else {"image": tile}
+            if self.position >= self.end:
+                return None
+            self.position += 1
+            return {"image": tiles[self.position - 1]}
+
+    # The stride must divide the tile count. (ONNX Runtime's other memory bound,
+    # CalibMaxIntermediateOutputs, drops each full chunk unread in onnxruntime 1.32.)
+    stride = max(size for size in range(1, CALIBRATION_CHUNK + 1) if len(tiles) % size == 0)
 
     how = {"method": "onnxruntime static quantization, QDQ", "weights": "int8 per channel",
            "activations": "uint8, min/max calibration", "operators": list(OPERATORS), "calibration_tiles": len(tiles)}
@@ -150,7 +165,7 @@ def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
         quantize_static(str(prepared), str(int8), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         op_types_to_quantize=list(OPERATORS), calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"CalibMaxIntermediateOutputs": CALIBRATION_CHUNK})
+                        extra_options={"CalibStridedMinMax": stride})
     except Exception as exc:  # ONNX Runtime raises many kinds for a graph it cannot quantize
         raise QuantizeError(f"{fp32.name}: INT8 quantization failed ({exception_reason(exc)})") from None
     finally:
