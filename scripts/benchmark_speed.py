@@ -13,9 +13,12 @@ time (medians reported):
 - rockdet's tiled detection with the same model and tiles in PyTorch (inference form), and with
   the FP32 export in the runtime `rockdet predict` picks by default (auto: OpenVINO here), and the
   INT8 export (--int8) in OpenVINO.
-Both merge as SAHI does (greedy non-maximum merging on IoS > 0.5); rockdet's catalog rules (one
-rock a row, featureless black) are off on this side so the rocks are comparable, and recall with
-them on is reported too. Recall@0.5 is against the labels' rock classes (--rock-classes).
+Both merge as SAHI does by default (greedy non-maximum merging on IoS > 0.5), or with --merge
+nms-iou both by NMS on IoU > 0.5. SAHI applies its merge to every box, a tile's own included;
+rockdet merges across tiles only, so with SAHI's default the two give different rocks even on
+one tile, and NMS at IoU 0.5 (which the detector already applied within each tile) makes them
+comparable. rockdet's catalog rules (one rock a row, featureless black) are off on this side,
+and recall with them on is reported too. Recall@0.5 is against the labels' rock classes (--rock-classes).
 
 Then, at the machine's default threads, the whole `rockdet predict` pipeline (PNG on disk ->
 decode -> tiles -> the auto runtime -> merge -> catalog files) against a bare forward of the same
@@ -63,8 +66,9 @@ def sahi_predict(model, images, settings: PredictSettings, tile: int, classes: i
     for pixels in images:
         prediction = get_sliced_prediction(
             pixels, wrapped, slice_height=tile, slice_width=tile, overlap_height_ratio=settings.overlap,
-            overlap_width_ratio=settings.overlap, perform_standard_pred=False, postprocess_type="GREEDYNMM",
-            postprocess_match_metric="IOS", postprocess_match_threshold=settings.merge_threshold,
+            overlap_width_ratio=settings.overlap, perform_standard_pred=False,
+            postprocess_type="GREEDYNMM" if settings.merge_method == "nmm" else "NMS",
+            postprocess_match_metric=settings.merge_metric.upper(), postprocess_match_threshold=settings.merge_threshold,
             postprocess_class_agnostic=classes <= 2, verbose=0, batch_size=1)
         results.append(torch.tensor([p.bbox.to_xyxy() for p in prediction.object_prediction_list
                                      if p.category.name == "rock"], dtype=torch.float32).reshape(-1, 4))
@@ -187,16 +191,22 @@ def main() -> int:
     parser.add_argument("--pipeline-images", type=int, nargs="+", default=[2, 16])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--frames", type=int, help="only the first N frames (a quick trial)")
+    parser.add_argument("--merge", choices=("nmm-ios", "nms-iou"), default="nmm-ios",
+                        help="both sides' merge: SAHI's default (greedy NMM on IoS 0.5), or NMS on IoU 0.5, "
+                        "which leaves a tile's own boxes as the detector made them in both tools")
     parser.add_argument("--skip-sahi", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--out", type=Path)
     options = parser.parse_args()
     model, info = load_model(options.model)
     model.eval()
     threshold = options.score_threshold if options.score_threshold is not None else info.operating_threshold
     # As SAHI merges, without rockdet's catalog rules, so that the two give comparable rocks.
+    method, metric = options.merge.split("-")
+    merge = {"merge_method": method, "merge_metric": metric, "merge_threshold": 0.5}
     settings = PredictSettings(score_threshold=threshold, tile=info.input_size, overlap=0.2, nested_threshold=None,
-                               sky_fraction=None)
-    rules_on = PredictSettings(score_threshold=threshold, tile=info.input_size, overlap=0.2)
+                               sky_fraction=None, **merge)
+    rules_on = PredictSettings(score_threshold=threshold, tile=info.input_size, overlap=0.2, **merge)
     frames, truth = labelled_frames(options.labels, set(options.rock_classes))
     frames, truth = frames[:options.frames], truth[:options.frames]
     columns, rows = (int(v) for v in options.grid.split("x"))
@@ -205,7 +215,7 @@ def main() -> int:
             (mosaic_images, mosaic_truth)}
     report = {"model": str(options.model), "labels": str(options.labels), "score_threshold": threshold,
               "frames": len(frames), "true_rocks": sum(len(t) for t in truth), "mosaics": len(mosaic_images),
-              "tile": info.input_size, "overlap": 0.2}
+              "tile": info.input_size, "overlap": 0.2, "merge": options.merge}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         fp32 = scratch / "model.onnx"
@@ -226,8 +236,9 @@ def main() -> int:
                                                     threads, options.repeats)
         torch.set_num_threads(max(options.threads))
         report["default_runtime"] = load_detector(fp32, runtime="auto", device="cpu").runtime
-        report["pipeline"] = pipeline_vs_bare(fp32, mosaic_images, rules_on, info.input_size, options.pipeline_images,
-                                              options.workers, options.repeats, scratch)
+        if not options.skip_pipeline:
+            report["pipeline"] = pipeline_vs_bare(fp32, mosaic_images, rules_on, info.input_size,
+                                                  options.pipeline_images, options.workers, options.repeats, scratch)
     report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     text = json.dumps(report, indent=2)
     print(text)
