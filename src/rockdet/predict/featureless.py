@@ -20,21 +20,31 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 REGION_OVER_BOX = 2.0
 
 
-def dark_fraction(tile: torch.Tensor, boxes: torch.Tensor, level: int, extent: tuple[int, int]) -> torch.Tensor:
-    """Share of each box's pixels (tile coordinates) that are darker than ``level`` of 255 and
-    lie in a dark region of at least REGION_OVER_BOX times the box's area, counted inside
-    ``extent`` (width, height): the tile's own pixels, not its zero padding."""
+def on_featureless_black(tile: torch.Tensor, boxes: torch.Tensor, level: int, fraction: float,
+                         extent: tuple[int, int]) -> torch.Tensor:
+    """Per box (tile coordinates): at least ``fraction`` of its pixels are darker than ``level``
+    of 255 and lie in a dark region of at least REGION_OVER_BOX times the box's area, counted
+    inside ``extent`` (width, height): the tile's own pixels, not its zero padding."""
     width, height = extent
     if not len(boxes):
-        return torch.zeros(0)
+        return torch.zeros(0, dtype=torch.bool)
     # In NumPy: the same float32 arithmetic, without torch's per-operator dispatch (this runs
     # for every tile of a batch, between the model's calls).
     pixels = tile[:, :height, :width].detach().cpu().float().numpy()
     luma = pixels[0] if pixels.shape[0] == 1 else \
         pixels[0] * LUMA_WEIGHTS[0] + pixels[1] * LUMA_WEIGHTS[1] + pixels[2] * LUMA_WEIGHTS[2]
     dark = luma * np.float32(255.0) < level
-    if not dark.any():
-        return torch.zeros(len(boxes))
+    result = np.zeros(len(boxes), dtype=bool)
+    corners = _pixel_corners(boxes.detach().float().cpu().numpy(), width, height)
+    # A box whose dark pixels fall short of the fraction cannot qualify whatever regions they
+    # form: counted from an integral image, most boxes are settled without the regions.
+    summed = np.zeros((height + 1, width + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(dark, axis=0), axis=1, out=summed[1:, 1:])
+    x0, y0, x1, y1 = corners.T
+    darkest = (summed[y1, x1] - summed[y0, x1] - summed[y1, x0] + summed[y0, x0]) / ((x1 - x0) * (y1 - y0))
+    candidates = np.flatnonzero(darkest >= fraction)
+    if not len(candidates):
+        return torch.from_numpy(result)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     touches_edge = (left == 0) | (top == 0) | (left + stats[:, cv2.CC_STAT_WIDTH] == width) | \
@@ -42,15 +52,20 @@ def dark_fraction(tile: torch.Tensor, boxes: torch.Tensor, level: int, extent: t
     # Sky and no-data borders run off the frame: such a region counts whatever its size.
     region_area = np.where(touches_edge, np.inf, stats[:, cv2.CC_STAT_AREA])
     region_area[0] = 0  # the background label: not dark
-    region_area = region_area[labels]  # per pixel; 0 where not dark
-    boxes = boxes.detach().float().cpu().numpy()
-    shares = np.zeros(len(boxes), dtype=np.float32)
-    for i, (bx0, by0, bx1, by1) in enumerate(boxes):
-        x0, y0 = int(np.clip(np.floor(bx0), 0, width - 1)), int(np.clip(np.floor(by0), 0, height - 1))
-        x1, y1 = max(int(np.clip(np.ceil(bx1), 0, width)), x0 + 1), max(int(np.clip(np.ceil(by1), 0, height)), y0 + 1)
-        crop = region_area[y0:y1, x0:x1]
-        shares[i] = (crop >= REGION_OVER_BOX * crop.size).mean()
-    return torch.from_numpy(shares)
+    for i in candidates:
+        bx0, by0, bx1, by1 = corners[i]
+        crop = region_area[labels[by0:by1, bx0:bx1]]
+        result[i] = (crop >= REGION_OVER_BOX * crop.size).mean() >= fraction
+    return torch.from_numpy(result)
+
+
+def _pixel_corners(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Boxes as whole-pixel [x0, y0, x1, y1) ranges inside the extent, at least one pixel each."""
+    x0 = np.clip(np.floor(boxes[:, 0]), 0, width - 1).astype(np.int64)
+    y0 = np.clip(np.floor(boxes[:, 1]), 0, height - 1).astype(np.int64)
+    x1 = np.maximum(np.clip(np.ceil(boxes[:, 2]), 0, width).astype(np.int64), x0 + 1)
+    y1 = np.maximum(np.clip(np.ceil(boxes[:, 3]), 0, height).astype(np.int64), y0 + 1)
+    return np.stack([x0, y0, x1, y1], axis=1)
 
 
 def drop_featureless(predictions: list[dict], tiles: list[torch.Tensor], windows: list[tuple[int, int, int, int]],
@@ -60,7 +75,7 @@ def drop_featureless(predictions: list[dict], tiles: list[torch.Tensor], windows
         return predictions
     kept = []
     for prediction, tile, (x0, y0, x1, y1) in zip(predictions, tiles, windows):
-        on_black = dark_fraction(tile, prediction["boxes"], level, (x1 - x0, y1 - y0)) >= fraction
+        on_black = on_featureless_black(tile, prediction["boxes"], level, fraction, (x1 - x0, y1 - y0))
         if on_black.any():
             keep = ~on_black.to(prediction["boxes"].device)
             prediction = {key: value[keep] if torch.is_tensor(value) and len(value) == len(keep) else value
