@@ -38,8 +38,7 @@ def on_featureless_black(tile: torch.Tensor, boxes: torch.Tensor, level: int, fr
     corners = _pixel_corners(boxes.detach().float().cpu().numpy(), width, height)
     # A box whose dark pixels fall short of the fraction cannot qualify whatever regions they
     # form: counted from an integral image, most boxes are settled without the regions.
-    summed = np.zeros((height + 1, width + 1), dtype=np.int32)
-    np.cumsum(np.cumsum(dark, axis=0), axis=1, out=summed[1:, 1:])
+    summed = cv2.integral(dark.view(np.uint8))  # [h + 1, w + 1] counts, a zero row and column first
     x0, y0, x1, y1 = corners.T
     darkest = (summed[y1, x1] - summed[y0, x1] - summed[y1, x0] + summed[y0, x0]) / ((x1 - x0) * (y1 - y0))
     candidates = np.flatnonzero(darkest >= fraction)
