@@ -56,7 +56,7 @@ def main() -> None:
     fp32, int8 = options.out / "model.onnx", options.out / "model.int8.onnx"
     info, _, _ = export_checkpoint(options.model, "onnx", fp32)
     tiles = calibration_tiles(options.calibration, options.tiles, info.input_size)
-    print(json.dumps(quantize_onnx(fp32, int8, tiles)))
+    print(json.dumps(quantize_onnx(fp32, int8, tiles, load_exported(fp32).info)))
     tile = parity_image(info.input_size)
     print("| threads | runtime | FP32 ms/tile | INT8 ms/tile | speed-up | INT8 parity with FP32 |")
     print("|---|---|---|---|---|---|")

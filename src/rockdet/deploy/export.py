@@ -124,13 +124,14 @@ def _quantize(fp32_file: Path, fp32, info: ModelInfo, calibration: Path, tiles: 
     int8_file = fp32_file.with_name(fp32_file.name + ".int8.onnx")
     try:
         log.info("quantizing to INT8 on %d tiles of %s", len(calibration_tiles), calibration)
-        q.quantize_onnx(fp32_file, int8_file, calibration_tiles)
+        q.quantize_onnx(fp32_file, int8_file, calibration_tiles, fp32.info)
         images = [parity_image(info.input_size)] + [torch.from_numpy(tile) for tile in held_apart]
-        parity = q.check_quantized_parity(fp32, load_exported(int8_file, "onnx"), images, threshold)
+        int8 = load_exported(int8_file, "onnx")
+        parity = q.check_quantized_parity(fp32, int8, images, threshold)
         if not parity.passed:
             raise ExportError(f"{out}: the INT8 model's parity with FP32 failed: {parity.describe()}; the file "
                               f"was not written (try more --calibration-tiles, or export FP32)")
-        q.record_parity(int8_file, parity, calibration=str(calibration))
+        q.record_parity(int8_file, int8.info, parity, calibration=str(calibration))
         int8_file.replace(fp32_file)
     finally:
         int8_file.unlink(missing_ok=True)

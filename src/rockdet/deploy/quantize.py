@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ import torch
 from torchvision.ops import box_iou
 
 from rockdet.errors import RockdetError, exception_reason
+from rockdet.models.info import ModelInfo
 
 QUANTIZE_CHOICES = ("int8",)
 #: Calibration tiles by default ("a few hundred"); each runs the FP32 model once.
@@ -121,17 +122,14 @@ def calibration_images(source: Path) -> list[Path]:
         raise QuantizeError(f"--calibration: {exc}") from None
 
 
-def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
-    """Write ``int8``, the static INT8 form of the exported ``fp32``, calibrated on ``tiles``;
-    returns how it was made (also stored in the file's metadata)."""
+def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray], info: ModelInfo) -> dict:
+    """Write ``int8``, the static INT8 form of the exported ``fp32`` (whose ModelInfo is
+    ``info``), calibrated on ``tiles``; returns how it was made (also stored in its metadata)."""
     try:
-        import onnx
         from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise QuantizeError("INT8 quantization needs onnx and onnxruntime: pip install 'rockdet[onnx]'") from None
-    from rockdet.predict.runtimes import METADATA_KEY
-
     class Tiles(CalibrationDataReader):
         """The tiles, a range at a time (ONNX Runtime's strided calibration folds each range's
         minima and maxima before the next, so memory holds one range's activations)."""
@@ -171,28 +169,29 @@ def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray]) -> dict:
     finally:
         root.setLevel(level)
         prepared.unlink(missing_ok=True)
-    source, document = onnx.load(str(fp32), load_external_data=False), onnx.load(str(int8))
-    metadata = json.loads(next(entry.value for entry in source.metadata_props if entry.key == METADATA_KEY))
-    del document.metadata_props[:]
-    entry = document.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps({**metadata, "quantization": how})
-    document.doc_string = source.doc_string + " (INT8)"
-    onnx.save(document, str(int8))
+    write_info(int8, replace(info, quantization=how))
     return how
 
 
-def record_parity(int8: Path, parity: QuantizedParity, **more: str) -> None:
+def record_parity(int8: Path, info: ModelInfo, parity: QuantizedParity, **more: str) -> None:
     """Add the parity report to the quantized file's metadata: the file says how well it kept FP32."""
+    record = {**dict(info.quantization or {}), **more, "parity_with_fp32": {**asdict(parity), "passed": parity.passed}}
+    write_info(int8, replace(info, quantization=record))
+
+
+def write_info(path: Path, info: ModelInfo) -> None:
+    """Replace the rockdet metadata of the ONNX file at ``path`` with ``info``'s."""
     import onnx
 
+    from rockdet.deploy.export import ONNX_OPSET
     from rockdet.predict.runtimes import METADATA_KEY
 
-    document = onnx.load(str(int8))
-    entry = next(entry for entry in document.metadata_props if entry.key == METADATA_KEY)
-    metadata = json.loads(entry.value)
-    metadata["quantization"].update(more, parity_with_fp32={**asdict(parity), "passed": parity.passed})
-    entry.value = json.dumps(metadata)
-    onnx.save(document, str(int8))
+    document = onnx.load(str(path))
+    del document.metadata_props[:]
+    entry = document.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(info.to_metadata(format="onnx", onnx_opset=ONNX_OPSET))
+    document.doc_string = f"rockdet {info.arch} rock detector" + (" (INT8)" if info.quantization else "")
+    onnx.save(document, str(path))
 
 
 def check_quantized_parity(reference, candidate, images: list[torch.Tensor], threshold: float) -> QuantizedParity:
