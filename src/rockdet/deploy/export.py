@@ -18,7 +18,7 @@ import logging
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from rockdet.models.inference_head import InferenceHead
 from rockdet.models.info import ModelInfo
 from rockdet.models.sparse_labels import disable_sparse_label_training
 from rockdet.predict.runtimes import METADATA_KEY, ONNX_SUFFIXES, TORCHSCRIPT_METADATA_FILE, TORCHSCRIPT_SUFFIXES, load_exported
+
+if TYPE_CHECKING:
+    from rockdet.deploy.quantize import QuantizedParity
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ class Parity:
 def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bool = False,
                       parity_threshold: float | None = None, head: InferenceHead | None = None,
                       quantize: str | None = None, calibration: Path | None = None,
-                      calibration_tiles: int | None = None) -> tuple[ModelInfo, Parity, Any]:
+                      calibration_tiles: int | None = None) -> tuple[ModelInfo, Parity, QuantizedParity | None]:
     """Write ``out`` and return the ModelInfo it carries, the parity check's result with PyTorch
     (raises if it fails), and with ``quantize`` the quantized file's parity with FP32
     (deploy.quantize; raises if it fails), else None."""
@@ -88,6 +91,9 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
         if calibration is None:
             raise ExportError(f"--quantize {quantize} needs --calibration DATA: training images (a COCO file, "
                               f"a folder or a list) whose tiles set the INT8 ranges")
+        from rockdet.deploy.quantize import calibration_images
+
+        calibration_images(calibration)  # a wrong --calibration fails before the export's work
     check_export_path(Path(checkpoint), Path(out), export_format)
     model, info = load_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
@@ -115,7 +121,7 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
 
 
 def _quantize(fp32_file: Path, fp32, info: ModelInfo, calibration: Path, tiles: int | None, threshold: float,
-              out: Path):
+              out: Path) -> QuantizedParity:
     """Replace the FP32 export at ``fp32_file`` by its INT8 form, checked against ``fp32``."""
     from rockdet.deploy import quantize as q
 

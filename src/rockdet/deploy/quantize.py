@@ -9,7 +9,8 @@ rockdet's metadata plus a ``quantization`` record: how, on what, and its parity 
 
 Parity with FP32 cannot be export's (boxes within 0.5 px, scores within 0.001): INT8 moves scores by
 about 0.01 and some boxes by pixels, so a detection near the threshold may cross it. A quantized
-file passes when, over the parity scene and held-apart calibration tiles, at the operating
+file passes when, over the parity scene and 8 more tiles cut from the calibration images at
+other random places (a different seed), at the operating
 threshold (detections are paired at IoU >= ``PAIR_IOU``, each side searched down to
 ``SCORE_MARGIN`` below the threshold):
 - its rock count is within ``COUNT_TOLERANCE`` (a share) of the FP32 count;
@@ -35,7 +36,7 @@ from rockdet.models.info import ModelInfo
 QUANTIZE_CHOICES = ("int8",)
 #: Calibration tiles by default ("a few hundred"); each runs the FP32 model once.
 DEFAULT_CALIBRATION_TILES = 256
-#: Tiles of the calibration images kept apart from calibration for the parity report.
+#: Tiles cut from the calibration images at other random places for the parity report.
 PARITY_TILES = 8
 CALIBRATION_SEED = 0
 #: Min/max statistics are folded every (at most) this many tiles, so calibration memory stays flat.

@@ -83,9 +83,9 @@ def exported_format(path: Path) -> str | None:
 
 def choose_runtime(path: Path, runtime: str, device: str = "auto") -> tuple[str, str]:
     """The runtime an exported .onnx file runs in, and why: ``auto`` takes OpenVINO where it is
-    installed and the model runs on the CPU (it computed the recipe's detector 1.7-3.3x faster
-    than ONNX Runtime here, docs/BENCHMARKS.md issue 22), else ONNX Runtime (and its CUDA
-    provider on a GPU)."""
+    installed and the model runs on the CPU (in BF16 on CPUs that have it, the recipe's detector
+    ran about 3x faster per tile than in ONNX Runtime here, docs/BENCHMARKS.md issue 22), else
+    ONNX Runtime (and its CUDA provider on a GPU)."""
     if runtime != "auto":
         return runtime, "asked for (--runtime)"
     if exported_format(path) != "onnx":
@@ -186,6 +186,9 @@ class OpenVinoDetector(Detector):
         for index, array in enumerate(arrays):
             self._queue.start_async(array, index)
         self._queue.wait_all()
+        missing = [index for index, result in enumerate(results) if result is None]
+        if missing:
+            raise RuntimeError(f"OpenVINO returned no detections for tile(s) {missing} of {len(arrays)}")
         return results
 
     def _outputs(self, values) -> dict[str, torch.Tensor]:
