@@ -25,7 +25,7 @@ import torch
 from timing import median_seconds
 
 from rockdet.deploy.export import check_parity, export_checkpoint, parity_image
-from rockdet.deploy.quantize import calibration_tiles, quantize_onnx
+from rockdet.deploy.quantize import calibration_images, calibration_tiles, quantize_onnx
 from rockdet.predict.runtimes import load_exported
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     options.out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = options.out / "model.onnx", options.out / "model.int8.onnx"
     info, _, _ = export_checkpoint(options.model, "onnx", fp32)
-    tiles = calibration_tiles(options.calibration, options.tiles, info.input_size)
+    tiles = calibration_tiles(calibration_images(options.calibration), options.tiles, info.input_size)
     print(json.dumps(quantize_onnx(fp32, int8, tiles, load_exported(fp32).info)))
     tile = parity_image(info.input_size)
     print("| threads | runtime | FP32 ms/tile | INT8 ms/tile | speed-up | INT8 parity with FP32 |")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -41,11 +40,10 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchmark_predict import timed  # noqa: E402
+from benchmark_predict import boxes_of, finish, timed  # noqa: E402
 
 from rockdet.deploy.export import export_checkpoint  # noqa: E402
 from rockdet.models import load_model, to_inference_form  # noqa: E402
-from rockdet.predict.detect import detect_images  # noqa: E402
 from rockdet.predict.runtimes import load_detector, load_exported  # noqa: E402
 from rockdet.predict.settings import PredictSettings  # noqa: E402
 from rockdet.predict.tiling import cut_tile, plan_windows  # noqa: E402
@@ -113,22 +111,16 @@ def recall(found: list[torch.Tensor], truth: list[torch.Tensor]) -> float:
     return round(hit / max(total, 1), 4)
 
 
-def boxes_of(detector, images, settings, input_size) -> list[torch.Tensor]:
-    with torch.inference_mode():
-        return [torch.tensor([[r.x_min, r.y_min, r.x_max, r.y_max] for r in rocks]).reshape(-1, 4)
-                for rocks in detect_images(detector, images, settings, input_size, "cpu")]
-
-
 def compare_with_sahi(model, classes, detectors: dict, sets: dict, settings, rules_on, input_size, threads, repeats):
     torch.set_num_threads(threads)
     rows = []
     for set_name, (images, truth) in sets.items():
         functions = {"SAHI, PyTorch as built": lambda i=images: sahi_predict(model, i, settings, settings.tile, classes)}
         for name, detector in detectors.items():
-            functions[name] = lambda d=detector, i=images: boxes_of(d, i, settings, input_size)
+            functions[name] = lambda d=detector, i=images: boxes_of(d, i, settings, input_size, "cpu")
         sahi_predict(model, images[:1], settings, settings.tile, classes)  # warm-up
         for detector in detectors.values():
-            boxes_of(detector, images[:1], settings, input_size)
+            boxes_of(detector, images[:1], settings, input_size, "cpu")
         runs = timed(functions, repeats)
         sahi_time, sahi_boxes = runs["SAHI, PyTorch as built"]
         sahi_recall = recall(sahi_boxes, truth)
@@ -137,7 +129,8 @@ def compare_with_sahi(model, classes, detectors: dict, sets: dict, settings, rul
                    "speed_vs_sahi": round(sahi_time / seconds, 2), "recall_50": recall(boxes, truth),
                    "recall_minus_sahi": round(recall(boxes, truth) - sahi_recall, 4)}
             if name in detectors:
-                row["recall_50_with_catalog_rules"] = recall(boxes_of(detectors[name], images, rules_on, input_size), truth)
+                ruled = boxes_of(detectors[name], images, rules_on, input_size, "cpu")
+                row["recall_50_with_catalog_rules"] = recall(ruled, truth)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -239,12 +232,7 @@ def main() -> int:
         if not options.skip_pipeline:
             report["pipeline"] = pipeline_vs_bare(fp32, mosaic_images, rules_on, info.input_size,
                                                   options.pipeline_images, options.workers, options.repeats, scratch)
-    report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if options.out:
-        options.out.write_text(text + "\n")
-    return 0
+    return finish(report, options)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
                               f"a folder or a list) whose tiles set the INT8 ranges")
         from rockdet.deploy.quantize import calibration_images
 
-        calibration_images(calibration)  # a wrong --calibration fails before the export's work
+        calibration_files = calibration_images(calibration)  # a wrong one fails before the export's work
     check_export_path(Path(checkpoint), Path(out), export_format)
     model, info = load_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
@@ -116,17 +116,18 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
             raise ExportError(f"{out}: parity check failed: {parity.describe()}; the file was not written")
         quantized = None
         if quantize is not None:
-            quantized = _quantize(temp, exported, info, calibration, calibration_tiles, threshold, out)
+            quantized = _quantize(temp, exported, info, calibration, calibration_files, calibration_tiles,
+                                  threshold, out)
     return info, parity, quantized
 
 
-def _quantize(fp32_file: Path, fp32, info: ModelInfo, calibration: Path, tiles: int | None, threshold: float,
-              out: Path) -> QuantizedParity:
+def _quantize(fp32_file: Path, fp32, info: ModelInfo, calibration: Path, files: list[Path], tiles: int | None,
+              threshold: float, out: Path) -> QuantizedParity:
     """Replace the FP32 export at ``fp32_file`` by its INT8 form, checked against ``fp32``."""
     from rockdet.deploy import quantize as q
 
-    calibration_tiles = q.calibration_tiles(calibration, tiles or q.DEFAULT_CALIBRATION_TILES, info.input_size)
-    held_apart = q.calibration_tiles(calibration, q.PARITY_TILES, info.input_size, seed=q.CALIBRATION_SEED + 1)
+    calibration_tiles = q.calibration_tiles(files, tiles or q.DEFAULT_CALIBRATION_TILES, info.input_size)
+    held_apart = q.calibration_tiles(files, q.PARITY_TILES, info.input_size, seed=q.CALIBRATION_SEED + 1)
     int8_file = fp32_file.with_name(fp32_file.name + ".int8.onnx")
     try:
         log.info("quantizing to INT8 on %d tiles of %s", len(calibration_tiles), calibration)

@@ -81,20 +81,18 @@ class QuantizedParity:
                 f"{MEDIAN_BOX_TOLERANCE_PX} px)")
 
 
-def calibration_tiles(source: Path, count: int, side: int, seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
-    """``count`` tiles [3, side, side] (float32, 0..1) cut at random from the images of ``source``:
-    a COCO file (its images), a folder, a glob or a .txt list, read as predict reads them."""
+def calibration_tiles(files: list[Path], count: int, side: int, seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+    """``count`` tiles [3, side, side] (float32, 0..1) cut at random from ``files``
+    (calibration_images), read as predict reads them."""
     from rockdet.io.images import read_image
 
-    files = calibration_images(source)
     rng = np.random.default_rng(seed)
     tiles = []
     for index in rng.choice(len(files), size=count, replace=count > len(files)):
         try:
             pixels = read_image(files[index]).pixels
         except Exception as exc:
-            raise QuantizeError(f"--calibration {source}: {files[index]} cannot be read "
-                                f"({exception_reason(exc)})") from None
+            raise QuantizeError(f"--calibration: {files[index]} cannot be read ({exception_reason(exc)})") from None
         y = int(rng.integers(0, max(1, pixels.shape[0] - side + 1)))
         x = int(rng.integers(0, max(1, pixels.shape[1] - side + 1)))
         crop = pixels[y:y + side, x:x + side]
@@ -105,6 +103,7 @@ def calibration_tiles(source: Path, count: int, side: int, seed: int = CALIBRATI
 
 
 def calibration_images(source: Path) -> list[Path]:
+    """The images of ``source``: a COCO file (its images), a folder, a glob or a .txt list."""
     from rockdet.io.inputs import collect_inputs
 
     source = Path(source)
