@@ -6,13 +6,13 @@ import glob
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rockdet.errors import RockdetError
 from rockdet.io.images import IMAGE_SUFFIXES
+from rockdet.io.input_list import InputImage, InputList, InputSpool, digest
 from rockdet.io.layout import LOCK_FILE, OutputLayout, safe_key
 from rockdet.io.resolved import resolved
 
@@ -21,95 +21,130 @@ log = logging.getLogger(__name__)
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 
 
-@dataclass(frozen=True)
-class InputImage:
-    path: Path
-    #: Relative path (suffix kept) the outputs mirror under --out; never climbs out of it.
-    key: str
-
-
-def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda path: False
-                   ) -> list[InputImage]:
-    """Expand every input into one InputImage per distinct image file (by resolved path).
+def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda path: False) -> InputList:
+    """Expand every input into one InputImage per distinct image file (by resolved path), in a
+    stable order: the inputs in the order given, a folder's images sorted by path, a list's in its
+    order. They stream into a spool file as they are found (io.input_list), so an archive's
+    million frames are never held in memory.
 
     A key is the path relative to the folder or glob root it came from, or the file name when
     the path leaves that root (``..`` in a glob, a symlink); ``exclude`` drops files such as
     rockdet's own earlier outputs."""
-    found: list[tuple[Path, Path]] = []  # (path, relative)
-    missing: list[str] = []
-    earlier = partial(_earlier_output, locks={})
-    for text in inputs:
-        path = Path(text).expanduser()
-        if glob.has_magic(text) and not path.exists():  # a file named 'what?.png' is itself
-            root = _glob_root(text)
-            matched = [(Path(p), _relative(Path(p), root)) for p in sorted(glob.glob(text, recursive=True))
-                       if Path(p).is_file() and not earlier(Path(p), root)]
-            found += matched
-            if not matched:
-                missing.append(f"{text}: the pattern matches no file")
-        elif path.is_dir():
-            found += [(p, relative) for p, relative in _images_under(path) if not earlier(p, path)]
-        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            found += _read_list(path)
-        elif path.is_file():
-            found.append((path, Path(path.name)))
-        else:
-            missing.append(f"{text}: {_why_missing(path)}")
-    if missing:
-        raise RockdetError(f"{'; '.join(missing)} (give image files, folders, globs or a .txt list); "
-                           f"the other {len(inputs) - len(missing)} input(s) hold {len(found)} file(s)")
-    images = _distinct_images(found, exclude)
+    missing = [f"{text}: {problem}" for text in inputs if (problem := _input_problem(text))]
+    if missing:  # before walking any folder: a typo in one input fails at once
+        raise RockdetError(f"{'; '.join(missing)} (give image files, folders, globs or a .txt list)")
+    distinct = _Distinct(exclude)
+    spool = InputSpool()
+    try:
+        for path, relative in _found(inputs):
+            image = distinct.image(path, relative)
+            if image is not None:
+                spool.add(image)
+    except BaseException:
+        spool.abandon()
+        raise
+    distinct.log()
+    images = spool.finish()
     if not images:
         raise RockdetError(f"no images found in {' '.join(inputs)}")
     return images
 
 
-def _distinct_images(found: list[tuple[Path, Path]], exclude: Callable[[Path], bool]) -> list[InputImage]:
-    images, keys, files, excluded, repeated = [], set(), set(), 0, 0
-    for path, relative in found:
+def _input_problem(text: str) -> str | None:
+    """Why an input names nothing to read (None: it does)."""
+    path = Path(text).expanduser()
+    if glob.has_magic(text) and not path.exists():  # a file named 'what?.png' is itself
+        matches = glob.iglob(text, recursive=True)
+        return None if any(os.path.isfile(match) for match in matches) else "the pattern matches no file"
+    if path.is_dir() or path.is_file():
+        return None
+    return _why_missing(path)
+
+
+def _found(inputs: list[str]) -> Iterator[tuple[Path, Path]]:
+    """(path, relative path) of every file the inputs name, in order, duplicates and all."""
+    earlier = partial(_earlier_output, locks={})
+    for text in inputs:
+        path = Path(text).expanduser()
+        if glob.has_magic(text) and not path.exists():
+            root = _glob_root(text)
+            # A glob's matches are listed (and sorted) before they stream; archives are given as
+            # folders or lists.
+            for match in sorted(glob.glob(text, recursive=True)):
+                if Path(match).is_file() and not earlier(Path(match), root):
+                    yield Path(match), _relative(Path(match), root)
+        elif path.is_dir():
+            yield from ((p, relative) for p, relative in _images_under(path) if not earlier(p, path))
+        elif path.suffix.lower() in LIST_SUFFIXES:
+            yield from _read_list(path)
+        else:
+            yield path, Path(path.name)
+
+
+class _Distinct:
+    """Keeps one InputImage per resolved file, each under a key of its own. Remembers a short
+    digest of each file and key, not the paths (io.input_list)."""
+
+    def __init__(self, exclude: Callable[[Path], bool]):
+        self.exclude = exclude
+        self.files: set[bytes] = set()
+        self.keys: set[bytes] = set()
+        self.excluded = self.repeated = 0
+
+    def image(self, path: Path, relative: Path) -> InputImage | None:
         real = resolved(path)
-        if exclude(real):
-            excluded += 1
-            continue
-        if real in files:  # the same file reached twice: one catalog
-            repeated += 1
-            continue
-        files.add(real)
+        if self.exclude(real):
+            self.excluded += 1
+            return None
+        file = digest(str(real))
+        if file in self.files:  # the same file reached twice: one catalog
+            self.repeated += 1
+            return None
+        self.files.add(file)
         key = base = safe_key(relative)
         n = 1
-        while key in keys:  # different files with the same relative name from two inputs
+        while digest(key) in self.keys:  # different files with the same relative name from two inputs
             n += 1
             key = f"{base}__{n}"
-        keys.add(key)
-        images.append(InputImage(path, key))
-    if excluded:
-        log.info("left out %d of rockdet's own output files found among the inputs", excluded)
-    if repeated:
-        log.info("%d input(s) named a file already among the inputs (same resolved path): each file "
-                 "is catalogued once", repeated)
-    return images
+        self.keys.add(digest(key))
+        return InputImage(path, key)
+
+    def log(self) -> None:
+        if self.excluded:
+            log.info("left out %d of rockdet's own output files found among the inputs", self.excluded)
+        if self.repeated:
+            log.info("%d input(s) named a file already among the inputs (same resolved path): each file "
+                     "is catalogued once", self.repeated)
 
 
-def _images_under(folder: Path) -> list[tuple[Path, Path]]:
-    """(path, path relative to ``folder``) of every image file under ``folder``, sorted, skipping
-    hidden files and not entering linked folders (as ``rglob`` does). Told apart by the folder
-    listing's entry types: an archive's folder of 100,000 frames costs no stat per frame."""
-    found, pending = [], [(str(folder), "")]
+def _images_under(folder: Path) -> Iterator[tuple[Path, Path]]:
+    """(path, path relative to ``folder``) of every image file under ``folder``, in path order,
+    skipping hidden files and not entering linked folders (as ``rglob`` does). Walked one folder
+    at a time, each listing sorted by name (which is path order), and told apart by the listing's
+    entry types: an archive's folder of 100,000 frames costs no stat per frame."""
+    pending = [iter(_listing(str(folder)))]
+    prefixes = [""]
     while pending:
-        directory, prefix = pending.pop()
-        try:
-            with os.scandir(directory) as listing:
-                entries = list(listing)
-        except OSError:
+        entry = next(pending[-1], None)
+        if entry is None:
+            pending.pop()
+            prefixes.pop()
             continue
-        for entry in entries:
-            relative = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                pending.append((entry.path, relative + "/"))
-            elif not entry.name.startswith(".") and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES \
-                    and entry.is_file():
-                found.append((Path(entry.path), relative))
-    return sorted((path, Path(relative)) for path, relative in found)
+        relative = prefixes[-1] + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            pending.append(iter(_listing(entry.path)))
+            prefixes.append(relative + "/")
+        elif not entry.name.startswith(".") and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES \
+                and entry.is_file():
+            yield Path(entry.path), Path(relative)
+
+
+def _listing(directory: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(directory) as listing:
+            return sorted(listing, key=lambda entry: entry.name)
+    except OSError:
+        return []
 
 
 def _relative(path: Path, root: Path) -> Path:
@@ -152,27 +187,36 @@ def _glob_root(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
-def _read_list(list_file: Path) -> list[tuple[Path, Path]]:
+def _read_list(list_file: Path) -> Iterator[tuple[Path, Path]]:
     """The files a list names, one a line (``#`` starts a comment line), relative to the list's
-    folder; a listed folder stands for its images. A listed file that is missing is recorded as
-    failed when its turn comes, as any unreadable image is."""
+    folder, read a line at a time; a listed folder stands for its images. A listed file that is
+    missing is recorded as failed when its turn comes, as any unreadable image is."""
     try:
-        lines = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError as exc:
-        raise RockdetError(f"{list_file}: not a list of paths (not UTF-8 text at byte {exc.start})") from None
+        handle = list_file.open("rb")
     except OSError as exc:
         raise RockdetError(f"{list_file}: cannot be read ({exc.strerror or exc})") from None
-    found = []
-    for line in lines:
-        if not line or line.startswith("#"):
-            continue
-        path = Path(line).expanduser()
-        path = path if path.is_absolute() else list_file.parent / path
-        if path.is_dir():
-            found += [(p, path.name / relative) for p, relative in _images_under(path)]
-        else:
-            found.append((path, Path(path.name)))
-    return found
+    with handle:
+        for number, raw in enumerate(_lines(handle, list_file), start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise RockdetError(f"{list_file}: not a list of paths (not UTF-8 text at line {number}, "
+                                   f"byte {exc.start + 1})") from None
+            if not line or line.startswith("#"):
+                continue
+            path = Path(line).expanduser()
+            path = path if path.is_absolute() else list_file.parent / path
+            if path.is_dir():
+                yield from ((p, path.name / relative) for p, relative in _images_under(path))
+            else:
+                yield path, Path(path.name)
+
+
+def _lines(handle, list_file: Path) -> Iterator[bytes]:
+    try:
+        yield from handle
+    except OSError as exc:
+        raise RockdetError(f"{list_file}: cannot be read ({exc.strerror or exc})") from None
 
 
 def product_sha256(path: Path, known: str | None = None) -> dict[str, str | None]:

@@ -7,10 +7,11 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from rockdet.io.archives.pds import product_files
-from rockdet.io.inputs import InputImage, collect_inputs
+from rockdet.io.input_list import InputImage, InputList
+from rockdet.io.inputs import collect_inputs
 from rockdet.io.layout import OutputLayout, hold_output_lock, journal_file, refuse_overwriting
 from rockdet.io.resolved import folders_resolved_once
 from rockdet.predict.journal import Journal
@@ -28,7 +29,8 @@ class BatchInputs:
     """A batch's inputs and output folder, checked before any model is loaded."""
 
     layout: OutputLayout
-    images: list[InputImage]
+    #: In a stable order, spooled to a file (io.input_list).
+    images: InputList
 
 
 def check_batch(inputs: list[str], out: Path, settings: PredictSettings, model_file: Path | None) -> BatchInputs:
@@ -90,7 +92,7 @@ def _run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: Batc
             "kept_by_file_times": plan.kept_by_file_times, "kept_by_hash": plan.kept_by_hash})
 
 
-def files_read(model_file: Path | None, camera_files: list[Path], images: list[InputImage]) -> Iterator[Path]:
+def files_read(model_file: Path | None, camera_files: list[Path], images: Iterable[InputImage]) -> Iterator[Path]:
     """Every file the run reads: what its outputs must never replace."""
     if model_file is not None:
         yield Path(model_file)

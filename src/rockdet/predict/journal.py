@@ -106,19 +106,38 @@ class Journal:
             self._fd = None
 
 
-def read_journals(paths: list[Path]) -> dict[str, dict[str, Any]]:
+class JournalLines:
+    """The last journal line of each image. Kept as the line's text and parsed when looked up: a
+    no-op resume of an archive holds one line per image, and a parsed line takes several times
+    the memory of its text."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+
+    def add(self, key: str, text: str) -> None:
+        self._texts[key] = text  # a later line replaces an earlier one
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        text = self._texts.get(key)
+        return None if text is None else json.loads(text)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+
+def read_journals(paths: list[Path]) -> JournalLines:
     """The last line of each image over the journals in order (a later line replaces an earlier
     one; a stale line only costs a hash, since it must match the catalog found)."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest = JournalLines()
     for path in paths:
-        latest.update(read_journal(path))
+        read_journal(path, latest)
     return latest
 
 
-def read_journal(path: Path) -> dict[str, dict[str, Any]]:
+def read_journal(path: Path, latest: JournalLines | None = None) -> JournalLines:
     """The last line of each image (a later run's line replaces an earlier one). A line cut off
     by a kill, or not a journal line, is skipped: its image is simply checked by hashing."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest = JournalLines() if latest is None else latest
     try:
         handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -135,7 +154,7 @@ def read_journal(path: Path) -> dict[str, dict[str, Any]]:
                 skipped += 1
                 continue
             if isinstance(line, dict) and isinstance(line.get("image"), str):
-                latest[line["image"]] = line
+                latest.add(line["image"], text.strip())
             else:
                 skipped += 1
     if skipped:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pytorch_lightning as pl
@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from rockdet.catalog.catalog import write_catalog
 from rockdet.errors import RockdetError, failure_reason
 from rockdet.io.images import read_image
-from rockdet.io.inputs import InputImage, file_sha256
+from rockdet.io.input_list import InputImage, InputList
+from rockdet.io.inputs import file_sha256
 from rockdet.io.layout import OutputLayout, journal_file
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.predict.detect import run_model, scoring_at_least
@@ -73,7 +74,7 @@ class TileStream(IterableDataset):
     """Decodes this worker's share of the images and yields their tile batches (tiling.tile_batches);
     images that cannot be read travel as ``failed`` outcomes."""
 
-    def __init__(self, images: list[InputImage], settings: PredictSettings, input_size: int, tiles_per_batch: int,
+    def __init__(self, images: InputList, settings: PredictSettings, input_size: int, tiles_per_batch: int,
                  rank: int = 0, world_size: int = 1):
         self.images, self.settings, self.input_size = images, settings, input_size
         self.tiles_per_batch, self.rank, self.world_size = tiles_per_batch, rank, world_size
@@ -99,7 +100,7 @@ class TileStream(IterableDataset):
         if failed:
             yield TileBatch(failed=failed)
 
-    def _decoded(self, images: list[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, Any]]:
+    def _decoded(self, images: Iterable[InputImage], failed: list[Outcome]) -> Iterator[tuple[ImageMeta, Any]]:
         for image in images:
             stamped_at, stamps = now_ns(), file_stamps(image.path)  # before reading: a later change shows
             if is_windowed_tiff(image.path):
@@ -168,7 +169,7 @@ def images_in_share(images: int, rank: int, world_size: int, workers: int) -> in
 
 
 class PredictModule(pl.LightningModule):
-    def __init__(self, predictor: Predictor, images: list[InputImage]):
+    def __init__(self, predictor: Predictor, images: InputList):
         super().__init__()
         self.model = predictor.detector.eval()
         self.predictor, self.images = predictor, images
@@ -293,7 +294,7 @@ def lightning_devices(settings: PredictSettings) -> tuple[str, int | list[int]]:
     return "auto", count
 
 
-def run_prediction(predictor: Predictor, images: list[InputImage], layout: OutputLayout) -> tuple[list[Outcome], bool]:
+def run_prediction(predictor: Predictor, images: InputList, layout: OutputLayout) -> tuple[list[Outcome], bool]:
     """Run the detector over ``images`` with Lightning; returns every process's outcomes and
     whether this is the first process (the one that writes the batch files)."""
     writer = CatalogWriter(predictor, layout, len(images))

@@ -9,12 +9,13 @@ import logging
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from rockdet.catalog.files import earlier_catalog
-from rockdet.io.inputs import InputImage, file_sha256, product_sha256
+from rockdet.io.input_list import InputImage, InputList, InputSpool
+from rockdet.io.inputs import file_sha256, product_sha256
 from rockdet.io.layout import OutputLayout, journal_files
-from rockdet.predict.journal import Journal, entry, file_stamps, now_ns, read_journals, unchanged_since_journal
+from rockdet.predict.journal import Journal, JournalLines, entry, file_stamps, now_ns, read_journals, unchanged_since_journal
 from rockdet.predict.summary import Outcome
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ MADE_WITH = ("checkpoint_sha256", "arch", "score_threshold", "tiling", "camera",
 class BatchPlan:
     """What a run has to do, and what it keeps of an earlier run."""
 
-    todo: list[InputImage] = field(default_factory=list)
+    #: The images to catalogue, in input order (spooled: an archive's worth costs no memory).
+    todo: InputList | list[InputImage] = field(default_factory=list)
     #: Images kept (their finished catalogs are read again when the batch files are written).
     skipped: list[Outcome] = field(default_factory=list)
     #: Finished catalogs redone: made from another image, checkpoint or settings...
@@ -39,15 +41,27 @@ class BatchPlan:
     kept_by_hash: int = 0
 
 
-def plan_batch(images: list[InputImage], context: dict[str, Any], layout: OutputLayout, formats: tuple[str, ...],
+def plan_batch(images: Iterable[InputImage], context: dict[str, Any], layout: OutputLayout, formats: tuple[str, ...],
                overwrite: bool, verify: bool = False, journal: Journal | None = None) -> BatchPlan:
     """Which images to do. A finished catalog made with the same model and settings is kept when
     its input is unchanged: by the journal's sizes and times, or (``verify``, no journal line, times
     that cannot be trusted) by hashing the input's files; a kept-by-hash image gets a fresh journal
     line, so the next resume need not hash it again."""
     wanted = made_with(context)
-    lines = {} if overwrite or verify else read_journals(journal_files(layout))
-    plan = BatchPlan()
+    lines = JournalLines() if overwrite or verify else read_journals(journal_files(layout))
+    plan, todo = BatchPlan(), InputSpool()
+    try:
+        _plan(plan, todo, images, wanted, lines, layout, formats, overwrite, journal)
+    except BaseException:
+        todo.abandon()
+        raise
+    plan.todo = todo.finish()
+    return plan
+
+
+def _plan(plan: BatchPlan, todo: InputSpool, images: Iterable[InputImage], wanted: dict[str, Any],
+          lines: JournalLines, layout: OutputLayout, formats: tuple[str, ...], overwrite: bool,
+          journal: Journal | None) -> None:
     for image in images:
         earlier, problem = (None, None) if overwrite else earlier_catalog(partial(layout.catalog_file, image.key),
                                                                           formats)
@@ -68,8 +82,7 @@ def plan_batch(images: list[InputImage], context: dict[str, Any], layout: Output
             log.warning("%s: redoing it (%s)", image.key, problem)
         plan.redone += earlier is not None
         plan.unusable += problem is not None
-        plan.todo.append(image)
-    return plan
+        todo.add(image)
 
 
 def _kept(key: str, catalog: dict[str, Any]) -> Outcome:

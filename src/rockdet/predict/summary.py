@@ -14,7 +14,7 @@ from typing import Any
 
 from rockdet.atomic import write_json_atomic
 from rockdet.catalog.rock import catalog_columns
-from rockdet.io.inputs import InputImage
+from rockdet.io.input_list import InputList
 from rockdet.io.layout import REPORT_FILE, SITE_MAP_FILE, SUMMARY_FILE, OutputLayout
 from rockdet.predict.settings import CAMERA_AUTO
 
@@ -32,7 +32,7 @@ class Outcome:
     sized: bool = False
 
 
-def finish_batch(predictor, layout: OutputLayout, images: list[InputImage], outcomes: list[Outcome],
+def finish_batch(predictor, layout: OutputLayout, images: InputList, outcomes: list[Outcome],
                  started: float, resume: dict[str, int] | None = None) -> dict[str, Any]:
     """Write the batch files and return the summary written to summary.json. ``resume``: what
     the run did with an earlier run's catalogs (counts of those redone and kept, and why)."""
@@ -53,7 +53,7 @@ def finish_batch(predictor, layout: OutputLayout, images: list[InputImage], outc
     return summary
 
 
-def _write_batch(predictor, layout: OutputLayout, images: list[InputImage], outcomes: list[Outcome],
+def _write_batch(predictor, layout: OutputLayout, images: InputList, outcomes: list[Outcome],
                  by_status: dict[str, list[Outcome]], started: float, resume: dict[str, int] | None,
                  columns: list[str], report) -> dict[str, Any]:
     """rocks.csv, the COCO file, the SFD, the site map and summary.json; the report's rows."""
