@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import pickle
 import subprocess
 import sys
@@ -99,3 +100,22 @@ def test_a_missing_input_fails_before_any_folder_is_walked(tmp_path, monkeypatch
     monkeypatch.setattr(inputs, "_images_under", lambda folder: pytest.fail("walked a folder"))
     with pytest.raises(RockdetError, match=r"gone\.png: input not found \(give image files"):
         collect_inputs([str(tmp_path / "in"), str(tmp_path / "gone.png")])
+
+
+def test_a_killed_runs_spool_is_cleared_by_the_next_run_and_a_running_ones_is_not(tmp_path, monkeypatch):
+    import tempfile
+
+    import rockdet.io.input_list as input_list
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    touch(tmp_path / "in" / "a.png")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    host = input_list._host()
+    killed = touch(tmp_path / "tmp" / f"rockdet-inputs-{host}-{finished.stdout.strip()}-abc.jsonl")
+    running = touch(tmp_path / "tmp" / f"rockdet-inputs-{host}-{os.getppid()}-abc.jsonl")
+    elsewhere = touch(tmp_path / "tmp" / "rockdet-inputs-othernode-1-abc.jsonl")
+    images = collect_inputs([str(tmp_path / "in")])
+    assert not killed.exists() and running.exists() and elsewhere.exists()
+    assert images.spool.parent == tmp_path / "tmp" and keys(images) == ["a.png"]

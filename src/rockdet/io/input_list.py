@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+#: Spool files are named PREFIX + host + writer's pid (so a later run can clear a killed run's).
+SPOOL_PREFIX = "rockdet-inputs-"
 #: Bytes of the digests that tell files and keys apart (a collision needs ~2**64 inputs).
 DIGEST_BYTES = 16
 
@@ -72,7 +75,9 @@ class InputSpool:
     """Writes an InputList: ``add`` each image as it is found, then ``finish``."""
 
     def __init__(self, folder: str | None = None):
-        descriptor, name = tempfile.mkstemp(prefix="rockdet-inputs-", suffix=".jsonl", dir=folder)
+        _remove_orphans(Path(folder or tempfile.gettempdir()))
+        descriptor, name = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{_host()}-{os.getpid()}-", suffix=".jsonl",
+                                            dir=folder)
         self.path = Path(name)
         self._handle = os.fdopen(descriptor, "w", encoding="utf-8")
         self._remover = _SpoolRemover(self.path)
@@ -118,6 +123,29 @@ class _SpoolRemover:
 
     def remove(self) -> None:
         self._finalizer()
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Remove the spools of this machine's runs that were killed (kill -9 skips the clean-up):
+    their writer is no longer running. Another machine's spools (a temporary folder a cluster
+    shares) and other users' are left alone."""
+    for path in folder.glob(f"{SPOOL_PREFIX}{_host()}-*-*.jsonl"):
+        try:
+            pid = int(path.name[len(SPOOL_PREFIX) + len(_host()) + 1:].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        except OSError:  # running, as another user
+            continue
 
 
 def _remove(path: Path, writer_pid: int) -> None:
