@@ -58,9 +58,13 @@ def test_a_worker_process_reads_the_list_and_only_its_writer_removes_the_spool(t
     images = collect_inputs([str(tmp_path / "in")])
     spool = images.spool
     assert pickle.loads(pickle.dumps(images[1::2])).spool == spool
-    context = multiprocessing.get_context("fork")
-    with context.Pool(1) as pool:  # the worker drops its copy: the file must stay
+    with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply(keys, (images[1::2],)) == ["1.png", "3.png"]
+    child = os.fork()
+    if child == 0:  # a forked worker whose copy of the list is collected: the file must stay
+        images._owner.remove()
+        os._exit(0)
+    os.waitpid(child, 0)
     part = images[::2]
     del images
     gc.collect()
@@ -102,20 +106,35 @@ def test_a_missing_input_fails_before_any_folder_is_walked(tmp_path, monkeypatch
         collect_inputs([str(tmp_path / "in"), str(tmp_path / "gone.png")])
 
 
-def test_a_killed_runs_spool_is_cleared_by_the_next_run_and_a_running_ones_is_not(tmp_path, monkeypatch):
+def test_a_killed_runs_spool_is_cleared_by_the_next_run_and_a_live_ones_is_not(tmp_path, monkeypatch):
     import tempfile
 
-    import rockdet.io.input_list as input_list
+    from rockdet.io.input_list import SPOOL_PREFIX, InputSpool
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     touch(tmp_path / "in" / "a.png")
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True)
-    host = input_list._host()
-    killed = touch(tmp_path / "tmp" / f"rockdet-inputs-{host}-{finished.stdout.strip()}-abc.jsonl")
-    running = touch(tmp_path / "tmp" / f"rockdet-inputs-{host}-{os.getppid()}-abc.jsonl")
-    elsewhere = touch(tmp_path / "tmp" / "rockdet-inputs-othernode-1-abc.jsonl")
+    killed, young = touch(temporary / f"{SPOOL_PREFIX}killed.jsonl"), touch(temporary / f"{SPOOL_PREFIX}young.jsonl")
+    os.utime(killed, (1, 1))  # an hour old and more, and nobody holds its lock
+    live = InputSpool()  # its writer is running (this process): it holds the lock
+    os.utime(live.path, (1, 1))
+    (temporary / f"{SPOOL_PREFIX}link.jsonl").symlink_to(tmp_path / "in" / "a.png")
+    os.utime(temporary / f"{SPOOL_PREFIX}link.jsonl", (1, 1), follow_symlinks=False)
     images = collect_inputs([str(tmp_path / "in")])
-    assert not killed.exists() and running.exists() and elsewhere.exists()
-    assert images.spool.parent == tmp_path / "tmp" and keys(images) == ["a.png"]
+    assert not killed.exists() and young.exists() and live.path.exists()
+    assert (temporary / f"{SPOOL_PREFIX}link.jsonl").is_symlink() and (tmp_path / "in" / "a.png").exists()
+    assert images.spool.parent == temporary and keys(images) == ["a.png"]
+    live.abandon()
+    assert not live.path.exists()
+
+
+def test_a_list_with_a_byte_order_mark_and_old_mac_line_ends_reads_line_by_line(tmp_path):
+    touch(tmp_path / "a.png")
+    touch(tmp_path / "sub" / "x.png")
+    listing = tmp_path / "frames.txt"
+    listing.write_bytes(b"\xef\xbb\xbf# frames of sol 12\ra.png\r\rsub\r  # an indented comment\n")
+    assert keys(collect_inputs([str(listing)])) == ["a.png", "sub/x.png"]
+    listing.write_bytes(b"a.png\nsub\n\xff.png\n")
+    with pytest.raises(RockdetError, match=r"frames\.txt: not a list of paths \(not UTF-8 text at line 3, byte 1\)"):
+        collect_inputs([str(listing)])

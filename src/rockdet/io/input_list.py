@@ -11,17 +11,25 @@ that each file is catalogued once under a key of its own.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-import socket
+import stat
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
-#: Spool files are named PREFIX + host + writer's pid (so a later run can clear a killed run's).
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, so no clean-up of a killed run's spool
+    fcntl = None  # type: ignore[assignment]
+
 SPOOL_PREFIX = "rockdet-inputs-"
+#: A spool this young is never taken for a killed run's (its writer may not hold the lock yet).
+ORPHAN_MIN_AGE_SECONDS = 60
 #: Bytes of the digests that tell files and keys apart (a collision needs ~2**64 inputs).
 DIGEST_BYTES = 16
 
@@ -53,10 +61,9 @@ class InputList:
         if not self:
             return
         with open(self.spool, encoding="utf-8") as handle:
-            for index, line in enumerate(handle):
-                if index >= self.start and (index - self.start) % self.step == 0:
-                    path, key = json.loads(line)
-                    yield InputImage(Path(path), key)
+            for line in itertools.islice(handle, self.start, None, self.step):
+                path, key = json.loads(line)
+                yield InputImage(Path(path), key)
 
     def __getitem__(self, part: slice) -> InputList:
         if not isinstance(part, slice) or part.stop is not None or (part.step or 1) < 1 or (part.start or 0) < 0:
@@ -76,11 +83,10 @@ class InputSpool:
 
     def __init__(self, folder: str | None = None):
         _remove_orphans(Path(folder or tempfile.gettempdir()))
-        descriptor, name = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{_host()}-{os.getpid()}-", suffix=".jsonl",
-                                            dir=folder)
+        descriptor, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".jsonl", dir=folder)
         self.path = Path(name)
-        self._handle = os.fdopen(descriptor, "w", encoding="utf-8")
-        self._remover = _SpoolRemover(self.path)
+        self._remover = _SpoolRemover(self.path, descriptor)
+        self._handle = os.fdopen(os.dup(descriptor), "w", encoding="utf-8")
         self.count = 0
 
     def add(self, image: InputImage) -> None:
@@ -98,59 +104,60 @@ class InputSpool:
         self._remover.remove()
 
 
-def spooled(images: Iterable[InputImage]) -> InputList:
-    """An InputList of ``images`` (already distinct, in their order)."""
-    spool = InputSpool()
-    try:
-        for image in images:
-            spool.add(image)
-    except BaseException:
-        spool.abandon()
-        raise
-    return spool.finish()
-
-
 def digest(text: str) -> bytes:
+    """A short digest that tells paths or keys apart without holding them."""
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=DIGEST_BYTES).digest()
 
 
 class _SpoolRemover:
-    """Removes a spool file when the last list reading it is gone, in the process that wrote it
-    only (a forked worker that drops its copy must not pull the file from under its parent)."""
+    """Holds a lock on a spool file while any list reads it, and removes the file when the last
+    list is gone: in the process that wrote it only (a forked worker that drops its copy must not
+    pull the file from under its parent). The lock is what tells a later run that the file is
+    not an orphan."""
 
-    def __init__(self, path: Path):
-        self._finalizer = weakref.finalize(self, _remove, path, os.getpid())
+    def __init__(self, path: Path, descriptor: int):
+        if fcntl is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file mkstemp just made: free
+        self._finalizer = weakref.finalize(self, _remove, path, descriptor, os.getpid())
 
     def remove(self) -> None:
         self._finalizer()
 
 
-def _host() -> str:
-    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+def _remove(path: Path, descriptor: int, writer_pid: int) -> None:
+    if os.getpid() != writer_pid:
+        return
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    os.close(descriptor)
 
 
 def _remove_orphans(folder: Path) -> None:
-    """Remove the spools of this machine's runs that were killed (kill -9 skips the clean-up):
-    their writer is no longer running. Another machine's spools (a temporary folder a cluster
-    shares) and other users' are left alone."""
-    for path in folder.glob(f"{SPOOL_PREFIX}{_host()}-*-*.jsonl"):
+    """Remove the spools that killed runs left (kill -9 skips the clean-up): this user's plain
+    files, older than a minute, whose lock no process holds. A running writer, on this machine or
+    another sharing the folder, holds its file's lock for as long as it lives."""
+    if fcntl is None:
+        return
+    for path in folder.glob(f"{SPOOL_PREFIX}*.jsonl"):
         try:
-            pid = int(path.name[len(SPOOL_PREFIX) + len(_host()) + 1:].split("-", 1)[0])
-            os.kill(pid, 0)
-        except ValueError:
+            status = os.lstat(path)
+            if not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid() \
+                    or time.time() - status.st_mtime < ORPHAN_MIN_AGE_SECONDS:
+                continue
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
             continue
-        except ProcessLookupError:
-            try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its run is alive
+            os.close(descriptor)
+            continue
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.lstat(path)):
                 path.unlink()
-            except OSError:
-                pass
-        except OSError:  # running, as another user
-            continue
-
-
-def _remove(path: Path, writer_pid: int) -> None:
-    if os.getpid() == writer_pid:
-        try:
-            path.unlink()
         except OSError:
             pass
+        finally:
+            os.close(descriptor)

@@ -30,13 +30,14 @@ def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda p
     A key is the path relative to the folder or glob root it came from, or the file name when
     the path leaves that root (``..`` in a glob, a symlink); ``exclude`` drops files such as
     rockdet's own earlier outputs."""
-    missing = [f"{text}: {problem}" for text in inputs if (problem := _input_problem(text))]
+    earlier = partial(_earlier_output, locks={})
+    missing = [f"{text}: {problem}" for text in inputs if (problem := _input_problem(text, earlier))]
     if missing:  # before walking any folder: a typo in one input fails at once
         raise RockdetError(f"{'; '.join(missing)} (give image files, folders, globs or a .txt list)")
     distinct = _Distinct(exclude)
     spool = InputSpool()
     try:
-        for path, relative in _found(inputs):
+        for path, relative in _found(inputs, earlier):
             image = distinct.image(path, relative)
             if image is not None:
                 spool.add(image)
@@ -50,20 +51,23 @@ def collect_inputs(inputs: list[str], exclude: Callable[[Path], bool] = lambda p
     return images
 
 
-def _input_problem(text: str) -> str | None:
-    """Why an input names nothing to read (None: it does)."""
+def _input_problem(text: str, earlier: Callable[[Path, Path], bool]) -> str | None:
+    """Why an input names nothing to read (None: it does). A pattern's matches are looked at
+    until the first file that is not an earlier run's output."""
     path = Path(text).expanduser()
     if glob.has_magic(text) and not path.exists():  # a file named 'what?.png' is itself
-        matches = glob.iglob(text, recursive=True)
-        return None if any(os.path.isfile(match) for match in matches) else "the pattern matches no file"
+        root = _glob_root(text)
+        if any(os.path.isfile(match) and not earlier(Path(match), root) for match in glob.iglob(text, recursive=True)):
+            return None
+        return "the pattern matches no file"
     if path.is_dir() or path.is_file():
         return None
     return _why_missing(path)
 
 
-def _found(inputs: list[str]) -> Iterator[tuple[Path, Path]]:
-    """(path, relative path) of every file the inputs name, in order, duplicates and all."""
-    earlier = partial(_earlier_output, locks={})
+def _found(inputs: list[str], earlier: Callable[[Path, Path], bool]) -> Iterator[tuple[Path, Path]]:
+    """(path, relative path) of every file the inputs name, in order, duplicates and all, but
+    for an earlier run's outputs (``earlier``)."""
     for text in inputs:
         path = Path(text).expanduser()
         if glob.has_magic(text) and not path.exists():
@@ -198,18 +202,20 @@ def _read_list(list_file: Path) -> Iterator[tuple[Path, Path]]:
     with handle:
         for number, raw in enumerate(_lines(handle, list_file), start=1):
             try:
-                line = raw.decode("utf-8").strip()
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise RockdetError(f"{list_file}: not a list of paths (not UTF-8 text at line {number}, "
                                    f"byte {exc.start + 1})") from None
-            if not line or line.startswith("#"):
-                continue
-            path = Path(line).expanduser()
-            path = path if path.is_absolute() else list_file.parent / path
-            if path.is_dir():
-                yield from ((p, path.name / relative) for p, relative in _images_under(path))
-            else:
-                yield path, Path(path.name)
+            for line in text.splitlines():  # \r alone ends a line too (old Mac lists)
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                path = Path(line).expanduser()
+                path = path if path.is_absolute() else list_file.parent / path
+                if path.is_dir():
+                    yield from ((p, path.name / relative) for p, relative in _images_under(path))
+                else:
+                    yield path, Path(path.name)
 
 
 def _lines(handle, list_file: Path) -> Iterator[bytes]:

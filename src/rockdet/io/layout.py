@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from rockdet.errors import RockdetError
+from rockdet.io.input_list import digest
 from rockdet.io.resolved import resolved
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,8 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
         if foreign:
             raise RockdetError(f"{root}: --out holds {', '.join(foreign)}, which no rockdet run wrote (none ran "
                                f"here); predict would overwrite them: choose another --out")
-    written = {str((root / name).resolve()): _BATCH_WHAT[name] for name in BATCH_FILES}
+    # By digest of the resolved path: an archive's outputs are checked without holding their paths.
+    written = {digest(str((root / name).resolve())): _BATCH_WHAT[name] for name in BATCH_FILES}
     folders: dict[str, tuple[str, bool]] = {}  # each output folder resolved once, not each file (archive scale)
     catalog_formats = [fmt for fmt in formats if f".{fmt}" in OWN_SUFFIXES[CATALOG_DIR]]
     for key in keys:
@@ -188,9 +190,9 @@ def refuse_overwriting(layout: OutputLayout, keys: Iterable[str], formats: Itera
         if overlay:
             outputs.append((f"{root}/{OVERLAY_DIR}/{key}.png", "an overlay"))
         for path, what in outputs:
-            written[layout.resolved_inside(path, folders, missing_too=True)] = what
+            written[digest(layout.resolved_inside(path, folders, missing_too=True))] = what
     for path in reads:
-        what = written.get(str(resolved(path)))
+        what = written.get(digest(str(resolved(path))))
         if what:
             raise RockdetError(f"{path}: an input of this run, which predict would overwrite with {what}; "
                                f"move it or choose another --out")
