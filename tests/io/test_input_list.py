@@ -138,3 +138,11 @@ def test_a_list_with_a_byte_order_mark_and_old_mac_line_ends_reads_line_by_line(
     listing.write_bytes(b"a.png\nsub\n\xff.png\n")
     with pytest.raises(RockdetError, match=r"frames\.txt: not a list of paths \(not UTF-8 text at line 3, byte 1\)"):
         collect_inputs([str(listing)])
+
+
+def test_a_spool_removed_from_the_temporary_folder_mid_run_is_still_read(tmp_path):
+    for n in range(3):
+        touch(tmp_path / "in" / f"{n}.png")
+    images = collect_inputs([str(tmp_path / "in")])
+    images.spool.unlink()  # a cleaner of old temporary files, during a long run
+    assert keys(images) == ["0.png", "1.png", "2.png"] and keys(images[1::1]) == ["1.png", "2.png"]

@@ -20,7 +20,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 try:
     import fcntl
@@ -60,7 +60,8 @@ class InputList:
     def __iter__(self) -> Iterator[InputImage]:
         if not self:
             return
-        with open(self.spool, encoding="utf-8") as handle:
+        opened = self._owner.reopen() if isinstance(self._owner, _SpoolRemover) else None
+        with opened or open(self.spool, encoding="utf-8") as handle:
             for line in itertools.islice(handle, self.start, None, self.step):
                 path, key = json.loads(line)
                 yield InputImage(Path(path), key)
@@ -118,7 +119,19 @@ class _SpoolRemover:
     def __init__(self, path: Path, descriptor: int):
         if fcntl is not None:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file mkstemp just made: free
+        self.descriptor = descriptor
         self._finalizer = weakref.finalize(self, _remove, path, descriptor, os.getpid())
+
+    def reopen(self) -> TextIO | None:
+        """The spool opened afresh through the descriptor this process holds: the file is read
+        even if something removed its name from the temporary folder (a cleaner of old files
+        during a long run). None where there is no /proc (the caller opens it by name)."""
+        if not self._finalizer.alive:
+            return None
+        try:
+            return open(f"/proc/self/fd/{self.descriptor}", encoding="utf-8")
+        except OSError:
+            return None
 
     def remove(self) -> None:
         self._finalizer()
