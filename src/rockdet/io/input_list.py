@@ -118,7 +118,10 @@ class _SpoolRemover:
 
     def __init__(self, path: Path, descriptor: int):
         if fcntl is not None:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file mkstemp just made: free
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a file mkstemp just made: free
+            except OSError:  # a file system without locks: clean-up then leaves every spool alone
+                pass
         self.descriptor = descriptor
         self._finalizer = weakref.finalize(self, _remove, path, descriptor, os.getpid())
 
