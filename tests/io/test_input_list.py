@@ -146,3 +146,12 @@ def test_a_spool_removed_from_the_temporary_folder_mid_run_is_still_read(tmp_pat
     images = collect_inputs([str(tmp_path / "in")])
     images.spool.unlink()  # a cleaner of old temporary files, during a long run
     assert keys(images) == ["0.png", "1.png", "2.png"] and keys(images[1::1]) == ["1.png", "2.png"]
+
+
+def test_a_temporary_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch):
+    import tempfile
+
+    touch(tmp_path / "in" / "a.png")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    with pytest.raises(RockdetError, match=r"gone.*cannot hold the list of inputs .*set TMPDIR"):
+        collect_inputs([str(tmp_path / "in")])

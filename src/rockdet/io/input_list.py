@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from rockdet.errors import RockdetError
+
 try:
     import fcntl
 except ImportError:  # Windows: no locks, so no clean-up of a killed run's spool
@@ -83,8 +85,12 @@ class InputSpool:
     """Writes an InputList: ``add`` each image as it is found, then ``finish``."""
 
     def __init__(self, folder: str | None = None):
-        _remove_orphans(Path(folder or tempfile.gettempdir()))
-        descriptor, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".jsonl", dir=folder)
+        try:
+            _remove_orphans(Path(folder or tempfile.gettempdir()))
+            descriptor, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".jsonl", dir=folder)
+        except OSError as exc:
+            raise RockdetError(f"{folder or tempfile.tempdir or 'the temporary folder'}: cannot hold the list of "
+                               f"inputs ({exc.strerror or exc}); set TMPDIR to a writable folder") from None
         self.path = Path(name)
         self._remover = _SpoolRemover(self.path, descriptor)
         self._handle = os.fdopen(os.dup(descriptor), "w", encoding="utf-8")

@@ -106,11 +106,12 @@ class _Distinct:
             return None
         self.files.add(file)
         key = base = safe_key(relative)
-        n = 1
-        while digest(key) in self.keys:  # different files with the same relative name from two inputs
+        n, named = 1, digest(key)
+        while named in self.keys:  # different files with the same relative name from two inputs
             n += 1
             key = f"{base}__{n}"
-        self.keys.add(digest(key))
+            named = digest(key)
+        self.keys.add(named)
         return InputImage(path, key)
 
     def log(self) -> None:

@@ -121,9 +121,6 @@ class JournalLines:
         text = self._texts.get(key)
         return None if text is None else json.loads(text)
 
-    def __len__(self) -> int:
-        return len(self._texts)
-
 
 def read_journals(paths: list[Path]) -> JournalLines:
     """The last line of each image over the journals in order (a later line replaces an earlier
