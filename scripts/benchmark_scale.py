@@ -9,6 +9,7 @@ N images in this process under cProfile and prints where the time outside the mo
     python scripts/benchmark_scale.py --sizes 100 1000 --work /tmp/scale
     python scripts/benchmark_scale.py --sizes 100 1000 10000 100000 --work /scratch/scale
     python scripts/benchmark_scale.py --sizes 200 --profile 200 --work /tmp/scale
+    python scripts/benchmark_scale.py --sizes 10000 --work /tmp/scale --resume-baseline /tmp/baseline/src
 
 The model is random (speed only); its score threshold is 0.3 so that catalogs hold a few rocks.
 Inputs and outputs are kept under --work (100,000 images: about 0.6 GB of inputs).
@@ -61,12 +62,14 @@ def write_images(folder: Path, count: int) -> Path:
     return folder
 
 
-def run_predict(model: Path, images: Path, out: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of one `rockdet predict` process."""
+def run_predict(model: Path, images: Path, out: Path, source: Path | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of one `rockdet predict` process (of the rockdet in ``source``,
+    a ``src`` folder, if given)."""
+    env = dict(os.environ, PYTHONPATH=str(source)) if source is not None else None
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "rockdet.cli.main", "--quiet", "predict", "--checkpoint",
                                 str(model), "--out", str(out), str(images), "--device", "cpu"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -98,6 +101,21 @@ def measure(model: Path, work: Path, size: int) -> dict:
             "peak_rss_mib": round(rss), "out_mib": round(out_mib, 1), "rocks": summary["rocks_total"],
             "noop_resume_seconds": round(resume_seconds, 1), "noop_resume_peak_rss_mib": round(resume_rss),
             "resume_kept_by_file_times": resumed.get("kept_by_file_times")}
+
+
+def compare_resumes(model: Path, work: Path, size: int, baseline: Path, rounds: int) -> None:
+    """No-op resumes of the same finished batch, side by side: the baseline rockdet's, then this
+    tree's twice (the first rebuilds the batch files the baseline rewrote, the second finds them
+    as they were built and keeps them). ``rounds`` times, alternating."""
+    images, out = work / "images" / str(size), work / f"out_{size}"
+    print(f"\nno-op resumes of {size} images, side by side (baseline: {baseline})")
+    print("| round | baseline s | this tree s (rebuilding the batch files) | this tree s (keeping them) |")
+    print("|---|---|---|---|")
+    for number in range(1, rounds + 1):
+        base, _ = run_predict(model, images, out, baseline)
+        rebuilt, _ = run_predict(model, images, out)
+        kept, _ = run_predict(model, images, out)
+        print(f"| {number} | {base:.1f} | {rebuilt:.1f} | {kept:.1f} |", flush=True)
 
 
 def profile(model: Path, work: Path, count: int) -> None:
@@ -140,6 +158,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="folder for the inputs and outputs")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="also profile N images in-process")
     parser.add_argument("--json", type=Path, help="write the rows here too")
+    parser.add_argument("--resume-baseline", type=Path, metavar="SRC",
+                        help="also time no-op resumes of each size side by side with the rockdet in SRC (a src folder)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --resume-baseline (default 2)")
     options = parser.parse_args()
     options.work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -155,6 +176,9 @@ def main() -> None:
               flush=True)
     if options.json:
         options.json.write_text(json.dumps(rows, indent=1))
+    if options.resume_baseline:
+        for size in options.sizes:
+            compare_resumes(model, options.work, size, options.resume_baseline, options.rounds)
     if options.profile:
         profile(model, options.work, options.profile)
     print(f"(children's CPU time: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime:.0f} s)")

@@ -70,6 +70,86 @@ def test_resume_trusts_unchanged_inputs_by_size_and_times_and_hashes_with_verify
     assert (summary_of(out)["skipped"], summary_of(out)["kept_by_file_times"], summary_of(out)["kept_by_hash"]) == (4, 0, 4)
 
 
+def test_a_no_op_resume_keeps_catalogs_the_journal_vouches_for_without_reading_them(tmp_path, oracle, monkeypatch):
+    import rockdet.predict.resume as resume
+
+    folder, out = write_inputs(tmp_path / "in", 3), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0
+    recorded = {line["image"]: line["catalog"] for line in journal_lines(out)}
+    catalog = out / "catalogs" / "img001.png.json"
+    assert recorded["img001.png"]["json"][:2] == [catalog.stat().st_size, catalog.stat().st_mtime_ns]
+    read = []
+    with monkeypatch.context() as patched:
+        patched.setattr(resume, "earlier_catalog", lambda *args: read.append(args) or (None, "read"))
+        assert predict(out, folder) == 0
+    assert read == [] and (summary_of(out)["skipped"], summary_of(out)["rocks_total"]) == (3, 1 + 2 + 3)
+    # A catalog changed since its line was written is read and checked again, not vouched for.
+    os.utime(catalog, ns=(catalog.stat().st_atime_ns, catalog.stat().st_mtime_ns + 1))
+    assert predict(out, folder) == 0
+    assert (summary_of(out)["skipped"], summary_of(out)["kept_by_file_times"]) == (3, 3)
+    assert journal_lines(out)[-1]["catalog"]["json"][1] == catalog.stat().st_mtime_ns  # vouched next time
+
+
+def test_journal_lines_written_before_catalogs_were_recorded_still_keep_their_catalogs(tmp_path, oracle):
+    folder, out = write_inputs(tmp_path / "in", 3), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0
+    old_lines = [{k: v for k, v in line.items() if k != "catalog"} for line in journal_lines(out)]
+    (out / "journal.jsonl").write_text("".join(json.dumps(line) + "\n" for line in old_lines))
+    assert predict(out, folder) == 0
+    assert (summary_of(out)["skipped"], summary_of(out)["kept_by_file_times"], summary_of(out)["kept_by_hash"]) == (3, 3, 0)
+    assert all("catalog" in line for line in journal_lines(out)[3:]) and len(journal_lines(out)) == 6
+
+
+def test_catalogs_made_with_another_threshold_are_redone_even_when_the_journal_vouches_for_the_file(tmp_path, oracle):
+    folder, out = write_inputs(tmp_path / "in", 2), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0
+    assert predict(out, folder, "--score-threshold", "0.9") == 0
+    assert (summary_of(out)["done"], summary_of(out)["redone_made_otherwise"]) == (2, 2)
+
+
+def test_a_no_op_resume_keeps_the_batch_files_built_from_the_same_catalogs_and_rebuilds_changed_ones(tmp_path, oracle):
+    folder, out = write_inputs(tmp_path / "in", 3), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0
+    rocks, report_data = out / "rocks.csv", out / "report_images.js"
+    built = rocks.read_text(), rocks.stat().st_ino, report_data.stat().st_ino
+    assert predict(out, folder) == 0
+    summary = summary_of(out)
+    assert (summary["done"], summary["skipped"], summary["rocks_total"]) == (0, 3, 6)
+    assert (rocks.read_text(), rocks.stat().st_ino, report_data.stat().st_ino) == built  # kept, not rewritten
+    assert "3 skipped (already complete)" in (out / "report.html").read_text()  # the page tells this run
+    # A batch file edited by hand, or a catalog changed since, and the batch files are built again.
+    rocks.write_text("image\n")
+    assert predict(out, folder) == 0 and rocks.read_text() == built[0]
+    catalog = out / "catalogs" / "img000.png.json"
+    os.utime(catalog, ns=(catalog.stat().st_atime_ns, catalog.stat().st_mtime_ns + 1))
+    inode = rocks.stat().st_ino
+    assert predict(out, folder) == 0 and rocks.stat().st_ino != inode and rocks.read_text() == built[0]
+    # Asking for a COCO file builds it, though every catalog is kept.
+    assert predict(out, folder, "--format", "csv,json,coco") == 0
+    assert summary_of(out)["skipped"] == 3 and len(json.loads((out / "predictions.coco.json").read_text())["annotations"]) == 6
+
+
+def test_a_batch_record_naming_files_outside_out_is_not_followed(tmp_path, oracle):
+    folder, out = write_inputs(tmp_path / "in", 2), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0
+    record = json.loads((out / ".rockdet.batch.json").read_text())
+    outside = tmp_path / "secret.txt"
+    outside.write_text("x")
+    status = outside.stat()  # its true stamp: followed, the record would still hold
+    record["files"]["../secret.txt"] = [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
+    (out / ".rockdet.batch.json").write_text(json.dumps(record))
+    rocks = out / "rocks.csv"
+    inode = rocks.stat().st_ino
+    assert predict(out, folder) == 0
+    assert rocks.stat().st_ino != inode and outside.read_text() == "x"  # a record it cannot trust: rebuilt
+    assert "../secret.txt" not in (out / ".rockdet.batch.json").read_text()
+
+
 def test_an_input_rewritten_with_its_old_size_and_modification_time_is_redone(tmp_path, oracle):
     folder, out = write_inputs(tmp_path / "in", 2, suffix="bmp"), tmp_path / "out"
     settle()

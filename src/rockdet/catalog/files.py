@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,8 +29,16 @@ def read_catalog_json(path: Path, strict: bool = False) -> dict[str, Any]:
     """A catalog JSON as written by write_catalog, or one RockdetError line saying why not.
     ``strict``: every rock a row of the catalog's columns with values of their types, as
     write_catalog writes them (what a resumed run keeps and rocks.csv copies)."""
+    return read_catalog_json_stamped(path, strict)[0]
+
+
+def read_catalog_json_stamped(path: Path, strict: bool = False) -> tuple[dict[str, Any], list[int]]:
+    """read_catalog_json, and the [size, modification time, change time (ns), inode] of the very
+    file read (predict.journal's stamp: what a batch's files were built from)."""
     try:
-        document = json.loads(Path(path).read_text())
+        with open(path, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            document = json.loads(handle.read().decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RockdetError(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
     if not isinstance(document, dict) or not isinstance(document.get("rocks", []), list):
@@ -37,7 +46,7 @@ def read_catalog_json(path: Path, strict: bool = False) -> dict[str, Any]:
     problem = catalog_problem(document) if strict else None
     if problem:
         raise RockdetError(f"{path}: not a rockdet catalog ({problem})")
-    return document
+    return document, [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
 
 
 def catalog_problem(document: dict[str, Any]) -> str | None:

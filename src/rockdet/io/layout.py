@@ -51,9 +51,12 @@ COCO_FILE = "predictions.coco.json"
 LOCK_FILE = ".rockdet.lock"
 #: What happened to each image, a line as it finished: the resume record (predict.journal).
 JOURNAL_FILE = "journal.jsonl"
+#: Which catalogs the batch files were built from, and those files' stamps (predict.batch_files).
+BATCH_RECORD_FILE = ".rockdet.batch.json"
 #: Batch files written in place (opened, not replaced by a rename).
 APPENDED_FILES = (LOCK_FILE, JOURNAL_FILE)
-BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, *REPORT_FILES, LOCK_FILE, JOURNAL_FILE)
+BATCH_FILES = (SUMMARY_FILE, ROCKS_FILE, *SFD_FILES, SITE_MAP_FILE, COCO_FILE, *REPORT_FILES, LOCK_FILE, JOURNAL_FILE,
+               BATCH_RECORD_FILE)
 #: What the per-image folders hold: "<input name with its suffix>.<one of these>".
 OWN_SUFFIXES = {CATALOG_DIR: (".csv", ".json", ".parquet"), OVERLAY_DIR: (".png",), THUMBNAIL_DIR: (".jpg",)}
 
@@ -145,6 +148,7 @@ class OutputLayout:
 #: What each batch file is, for the line that refuses to overwrite an input with it.
 _BATCH_WHAT = {SUMMARY_FILE: "the batch summary", ROCKS_FILE: "the batch's rocks", SITE_MAP_FILE: "the site map",
                COCO_FILE: "the COCO pre-annotations", LOCK_FILE: "the lock", JOURNAL_FILE: "the journal",
+               BATCH_RECORD_FILE: "the batch files' record",
                **dict.fromkeys(SFD_FILES, "the SFD fit"),
                **dict.fromkeys(REPORT_FILES, "the report")}
 

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
-_FOLDERS: ContextVar[dict[Path, Path] | None] = ContextVar("rockdet_resolved_folders", default=None)
+_FOLDERS: ContextVar[dict[str, str] | None] = ContextVar("rockdet_resolved_folders", default=None)
 
 
 @contextmanager
@@ -32,16 +32,18 @@ def folders_resolved_once() -> Iterator[None]:
 
 
 def resolved(path: Path | str) -> Path:
-    """``Path(path).resolve()``, its folder looked up once per ``folders_resolved_once`` block."""
-    path = Path(path)
+    """``Path(path).resolve()``, its folder looked up once per ``folders_resolved_once`` block.
+    Worked on as strings (one Path made at the end): asked several times for every input of an
+    archive's batch, where pathlib's parsing cost more than the system calls."""
+    text = os.fspath(path)
     folders = _FOLDERS.get()
-    if folders is None or path.name in ("", ".", ".."):
-        return path.resolve()
-    parent = path.parent
+    parent, name = os.path.split(text)
+    if folders is None or name in ("", ".", ".."):
+        return Path(text).resolve()
     folder = folders.get(parent)
     if folder is None:
-        folder = parent.resolve()
+        folder = os.path.realpath(parent or ".")
         if os.path.isdir(folder):
             folders[parent] = folder
-    candidate = folder / path.name
-    return candidate.resolve() if os.path.islink(candidate) else candidate
+    candidate = os.path.join(folder, name)
+    return Path(os.path.realpath(candidate) if os.path.islink(candidate) else candidate)

@@ -15,8 +15,7 @@ from rockdet.io.inputs import collect_inputs
 from rockdet.io.layout import OutputLayout, hold_output_lock, journal_file, refuse_overwriting
 from rockdet.io.resolved import folders_resolved_once
 from rockdet.predict.journal import Journal
-from rockdet.predict.lightning_run import lightning_devices, run_prediction
-from rockdet.predict.predictor import Predictor, choose_camera
+from rockdet.predict.predictor import Predictor, choose_camera, lightning_devices
 from rockdet.predict.resume import MADE_WITH, plan_batch
 from rockdet.predict.settings import PredictSettings
 from rockdet.predict.summary import finish_batch
@@ -78,7 +77,13 @@ def _run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: Batc
         if plan.redone:
             log.warning("%d catalogs in %s were made from another image, checkpoint or settings "
                         "(%s): redoing them", plan.redone, layout.root, ", ".join(MADE_WITH))
-        outcomes, is_main = run_prediction(predictor, plan.todo, layout) if plan.todo else ([], True)
+        if plan.todo:
+            # Imported only when there is work: Lightning takes seconds to import, a no-op resume none.
+            from rockdet.predict.lightning_run import run_prediction
+
+            outcomes, is_main = run_prediction(predictor, plan.todo, layout)
+        else:
+            outcomes, is_main = [], True
         if not is_main:
             return None
         if shard is not None:
@@ -89,7 +94,7 @@ def _run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: Batc
                     "failures": [{"image": o.image, "reason": o.reason} for o in failed]}
         return finish_batch(predictor, layout, images, outcomes + plan.skipped, started, {
             "redone_made_otherwise": plan.redone, "redone_unusable_catalog": plan.unusable,
-            "kept_by_file_times": plan.kept_by_file_times, "kept_by_hash": plan.kept_by_hash})
+            "kept_by_file_times": plan.kept_by_file_times, "kept_by_hash": plan.kept_by_hash}, plan.unchanged_catalogs)
 
 
 def files_read(model_file: Path | None, camera_files: list[Path], images: Iterable[InputImage]) -> Iterator[Path]:

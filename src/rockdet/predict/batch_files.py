@@ -2,11 +2,17 @@
 in input order, and its rows go straight into rocks.csv, the COCO pre-annotations and the
 report's data file. What stays in memory is a few numbers a rock (pixel sizes for the histogram,
 metric sizes for the SFD, site coordinates for the map), never the rows themselves: holding every
-rock's row cost 2.7 KiB a rock at 100,000 images (issue 21)."""
+rock's row cost 2.7 KiB a rock at 100,000 images (issue 21).
+
+The batch files are recorded with the stamps of the catalogs they were built from (and their own):
+a resume with nothing to do, whose every catalog the journal vouches for unchanged, keeps them as
+they are instead of reading every catalog again, and rewrites only summary.json and report.html
+(reading 100,000 catalogs took most of such a resume's minute)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
@@ -16,11 +22,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from rockdet.atomic import atomic_path
+from rockdet.atomic import atomic_path, write_json_atomic
 from rockdet.catalog.coco import ROCK_CATEGORY, coco_annotation
-from rockdet.catalog.files import read_catalog_json
+from rockdet.catalog.files import read_catalog_json_stamped
 from rockdet.errors import RockdetError
-from rockdet.io.layout import COCO_FILE, ROCKS_FILE, OutputLayout
+from rockdet.io.layout import BATCH_RECORD_FILE, COCO_FILE, REPORT_FILES, ROCKS_FILE, SFD_FILES, SITE_MAP_FILE, OutputLayout
+from rockdet.predict.journal import CatalogStamps, file_stamp
 from rockdet.report.html import ReportData
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ class BatchStream:
         self.site = SitePoints()
         #: Catalogs that could not be read back: (key, why).
         self.unreadable: list[tuple[str, str]] = []
+        #: The catalogs read, as the batch record names them.
+        self.catalogs = CatalogStamps()
         self._stack = ExitStack()
 
     def __enter__(self) -> BatchStream:
@@ -70,13 +79,14 @@ class BatchStream:
     def add(self, key: str) -> None:
         path = self.layout.catalog_file(key, "json")
         try:
-            document = read_catalog_json(path, strict=True)
+            document, stamp = read_catalog_json_stamped(path, strict=True)
         except RockdetError as exc:
             reason = str(exc).removeprefix(f"{path}: ")
             log.warning("%s: left out of the batch files (%s)", key, reason)
             self.unreadable.append((key, reason))
             self.report.add_unreadable(key, reason)
             return
+        self.catalogs.add(key, stamp)
         rows = document.get("rocks", [])
         self.rocks += len(rows)
         self._csv.writerows({"image": key, **{k: ("" if v is None else v) for k, v in row.items()}}
@@ -113,3 +123,44 @@ class BatchStream:
             shutil.copyfileobj(self._annotations, self._coco)
             self._coco.write(f'\n],\n"categories": [{json.dumps(ROCK_CATEGORY)}]}}\n')
         return self._stack.__exit__(*exc_info)
+
+
+#: The batch files a record vouches for; summary.json and report.html are rewritten every run.
+KEPT_FILES = (ROCKS_FILE, COCO_FILE, *SFD_FILES, SITE_MAP_FILE, *REPORT_FILES[1:])
+
+
+def batch_fingerprint(catalogs: str, columns: list[str], coco: bool) -> str:
+    """What the batch files hold: these catalogs (CatalogStamps' digest), these columns, a COCO file or not."""
+    return hashlib.blake2b(json.dumps([catalogs, columns, coco]).encode(), digest_size=16).hexdigest()
+
+
+def record_batch_files(layout: OutputLayout, fingerprint: str, summary: dict[str, Any], report_rows: int,
+                       histogram: bool) -> None:
+    """Written last, once every batch file is in place: what they were built from, their stamps, and
+    what summary.json and report.html take from them."""
+    files = {name: stamp for name in KEPT_FILES if (stamp := file_stamp(layout.batch_file(name))) is not None}
+    write_json_atomic(layout.batch_file(BATCH_RECORD_FILE), {
+        "fingerprint": fingerprint, "files": files, "report_rows": report_rows, "histogram": histogram,
+        "summary": {key: summary[key] for key in ("rocks_total", "sfd", "site_map") if key in summary}})
+
+
+def forget_batch_files(layout: OutputLayout) -> None:
+    """Before the batch files are rebuilt: a run stopped halfway leaves no record of them."""
+    layout.batch_file(BATCH_RECORD_FILE).unlink(missing_ok=True)
+
+
+def kept_batch_files(layout: OutputLayout, fingerprint: str) -> dict[str, Any] | None:
+    """The record of batch files built from exactly these catalogs, each file still as written then;
+    None when they must be built again."""
+    try:
+        record = json.loads(layout.batch_file(BATCH_RECORD_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("fingerprint") != fingerprint \
+            or not isinstance(record.get("files"), dict) or not set(record["files"]) <= set(KEPT_FILES) \
+            or not {ROCKS_FILE, REPORT_FILES[1]} <= set(record["files"]) \
+            or not isinstance(record.get("summary"), dict) or not isinstance(record.get("report_rows"), int):
+        return None
+    if any(file_stamp(layout.batch_file(name)) != stamp for name, stamp in record["files"].items()):
+        return None
+    return record

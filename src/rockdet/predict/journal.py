@@ -7,10 +7,16 @@ whose files have the size, modification time, change time and inode the journal 
 was catalogued is taken as unchanged. Times too close to that moment are not trusted (a file rewritten
 within the clock's resolution keeps its times), nor a journal line that does not name the very
 catalog found; those inputs are hashed as before, and so is every input with ``verify``.
+
+A line also records its catalog: how it was made (a digest of what makes its rocks: checkpoint,
+settings, camera), and its JSON file's size, times and inode right after it was written. A catalog
+found as the line recorded it is kept without being read (a no-op resume of an archive reads each
+catalog once, for the batch files, not twice); any other is read and checked as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rockdet.catalog.files import CATALOG_VERSION
 from rockdet.io.archives.pds import product_files
 from rockdet.io.resolved import resolved
 
@@ -38,27 +45,62 @@ def file_stamps(path: Path) -> dict[str, list[int]]:
         files = [resolved(path)]
     stamps = {}
     for file in files:
-        try:
-            descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
-            try:
-                status = os.fstat(descriptor)
-            finally:
-                os.close(descriptor)
-        except OSError:
-            continue
-        stamps[str(file)] = [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
+        stamp = file_stamp(file)
+        if stamp is not None:
+            stamps[str(file)] = stamp
     return stamps
+
+
+def file_stamp(file: Path | str) -> list[int] | None:
+    """[size, modification time, change time (ns), inode] of one file, or None when it cannot be opened."""
+    try:
+        descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            status = os.fstat(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError:
+        return None
+    return [status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
+
+
+class CatalogStamps:
+    """A digest of a batch's finished catalogs, in input order: each key and its JSON's stamp. What
+    the batch files were built from (predict.batch_files), and what a resume finds unchanged."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.blake2b(digest_size=16)
+
+    def add(self, key: str, stamp: list[int]) -> None:
+        self._hash.update(json.dumps([key, stamp]).encode() + b"\n")
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def catalog_record(made_with: str, json_file: Path, sized: bool, stamp: list[int] | None = None
+                   ) -> dict[str, Any] | None:
+    """What a journal line says of the catalog it names: ``made_with`` (resume.made_with_digest),
+    the catalog version, whether it has metric columns, and its JSON file's stamp (taken now, right
+    after the file was written, unless given). None when the file cannot be stamped."""
+    stamp = stamp if stamp is not None else file_stamp(json_file)
+    if stamp is None:
+        return None
+    return {"made_with": made_with, "version": CATALOG_VERSION, "sized": sized, "json": stamp}
 
 
 def entry(key: str, status: str, *, source: Path | None = None, sha256: str | None = None,
           stamps: dict[str, list[int]] | None = None, stamped_at: int | None = None, rocks: int = 0,
-          reason: str | None = None) -> dict[str, Any]:
-    """One journal line. ``stamps`` were taken at ``stamped_at`` (ns), before the input was read."""
+          reason: str | None = None, catalog: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One journal line. ``stamps`` were taken at ``stamped_at`` (ns), before the input was read;
+    ``catalog`` is catalog_record's, of the catalog the line names."""
     line: dict[str, Any] = {"image": key, "status": status, "rocks": rocks}
     if reason is not None:
         line["reason"] = reason
     if source is not None:
         line.update(source=str(Path(source).resolve()), sha256=sha256, files=stamps, stamped_at=stamped_at)
+    if catalog is not None:
+        line["catalog"] = catalog
     return line
 
 
@@ -162,11 +204,28 @@ def read_journal(path: Path, latest: JournalLines | None = None) -> JournalLines
 def unchanged_since_journal(line: dict[str, Any] | None, path: Path, catalog: dict[str, Any]) -> bool:
     """Whether the journal shows the input at ``path`` unchanged since ``catalog`` was made from it,
     by its files' sizes and times alone."""
-    if not line or line.get("status") != "done" or not isinstance(line.get("files"), dict):
+    if not line or line.get("source") != catalog.get("source") or line.get("sha256") != catalog.get("sha256"):
+        return False
+    return _input_unchanged(line, path)
+
+
+def vouched_by_journal(line: dict[str, Any] | None, path: Path, made_with: str, json_file: Path,
+                       other_files: list[Path]) -> bool:
+    """Whether the journal alone shows the image's catalog finished, made as ``made_with`` asks,
+    still the very file written then (its JSON's size, times and inode as the line recorded them,
+    its other formats there), and its input unchanged since: then it is kept unread."""
+    record = line.get("catalog") if line else None
+    if not isinstance(record, dict) or record.get("made_with") != made_with \
+            or record.get("version") != CATALOG_VERSION or record.get("json") != file_stamp(json_file):
+        return False
+    return all(os.path.isfile(file) for file in other_files) and _input_unchanged(line, path)
+
+
+def _input_unchanged(line: dict[str, Any], path: Path) -> bool:
+    if line.get("status") != "done" or not isinstance(line.get("files"), dict):
         return False
     stamped_at = line.get("stamped_at")
-    if not isinstance(stamped_at, int) or line.get("source") != str(resolved(path)) \
-            or line["source"] != catalog.get("source") or line.get("sha256") != catalog.get("sha256"):
+    if not isinstance(stamped_at, int) or line.get("source") != str(resolved(path)):
         return False
     recorded = line["files"]
     if any(not isinstance(stamp, list) or len(stamp) != 4 or max(stamp[1:3]) >= stamped_at - RACY_NANOSECONDS

@@ -28,10 +28,11 @@ from rockdet.io.layout import OutputLayout, journal_file
 from rockdet.io.windowed import WindowedTiff, is_windowed_tiff
 from rockdet.predict.detect import run_model, scoring_at_least
 from rockdet.predict.featureless import drop_featureless
-from rockdet.predict.journal import Journal, entry, file_stamps, now_ns
+from rockdet.predict.journal import Journal, catalog_record, entry, file_stamps, now_ns
 from rockdet.predict.merge import TileDetections, merge_tiles, to_image_coordinates
-from rockdet.predict.predictor import Predictor
+from rockdet.predict.predictor import Predictor, lightning_devices
 from rockdet.predict.prefetch import prefetched
+from rockdet.predict.resume import made_with, made_with_digest
 from rockdet.predict.settings import PredictSettings
 from rockdet.predict.summary import Outcome
 from rockdet.predict.tiling import TileBatch, tile_batches
@@ -206,6 +207,8 @@ class CatalogWriter(BasePredictionWriter):
         self.progress: ProgressBar | ProgressLines | None = None
         self.rocks = self.failed = 0  # running counts for the progress line
         self.journal = Journal(layout.batch_file(journal_file(predictor.settings.shard_of)))
+        #: How this run makes catalogs, as journal lines record it (a resume keeps what matches).
+        self.made_with = made_with_digest(made_with(predictor.context))
 
     def on_predict_start(self, trainer, pl_module) -> None:
         # Counted in images, not tile batches, so a long run shows how many are left and when it
@@ -272,26 +275,12 @@ class CatalogWriter(BasePredictionWriter):
         if meta.thumbnail is not None:
             write_thumbnail(meta.thumbnail, meta.thumbnail_scale, catalog.rocks, self.layout.thumbnail_file(key))
         write_catalog(catalog, partial(self.layout.catalog_file, key), settings.formats)
+        sized = "size_flag" in catalog.columns()
         # After the catalog's files: a journal line always names a catalog that is all there.
         self.journal.record(entry(key, "done", source=meta.path, sha256=meta.sha256, stamps=meta.stamps,
-                                  stamped_at=meta.stamped_at, rocks=len(catalog.rocks)))
-        return Outcome(key, "done", rocks=len(catalog.rocks), notes=list(catalog.context["image_notes"]),
-                       sized="size_flag" in catalog.columns())
-
-
-def lightning_devices(settings: PredictSettings) -> tuple[str, int | list[int]]:
-    """(accelerator, devices) for Lightning from ``device`` and ``devices``."""
-    device, count = settings.device, settings.devices
-    if device == "cpu":
-        return "cpu", count  # several CPU processes: DDP over gloo, mainly for testing
-    if device.startswith("cuda"):
-        from rockdet.predict.predictor import resolve_device
-
-        wanted = [int(device.split(":", 1)[1])] if ":" in device else list(range(count))
-        for index in wanted:
-            resolve_device(f"cuda:{index}")  # one SettingsError when the GPU is not there
-        return "gpu", wanted if ":" in device else count
-    return "auto", count
+                                  stamped_at=meta.stamped_at, rocks=len(catalog.rocks),
+                                  catalog=catalog_record(self.made_with, self.layout.catalog_file(key, "json"), sized)))
+        return Outcome(key, "done", rocks=len(catalog.rocks), notes=list(catalog.context["image_notes"]), sized=sized)
 
 
 def run_prediction(predictor: Predictor, images: InputList, layout: OutputLayout) -> tuple[list[Outcome], bool]:

@@ -87,6 +87,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def lightning_devices(settings: PredictSettings) -> tuple[str, int | list[int]]:
+    """(accelerator, devices) for Lightning from ``device`` and ``devices``."""
+    device, count = settings.device, settings.devices
+    if device == "cpu":
+        return "cpu", count  # several CPU processes: DDP over gloo, mainly for testing
+    if device.startswith("cuda"):
+        wanted = [int(device.split(":", 1)[1])] if ":" in device else list(range(count))
+        for index in wanted:
+            resolve_device(f"cuda:{index}")  # one SettingsError when the GPU is not there
+        return "gpu", wanted if ":" in device else count
+    return "auto", count
+
+
 class Predictor:
     """A detector, its ModelInfo and the settings it runs with."""
 

@@ -1,9 +1,11 @@
 """Resuming a batch: an image whose catalog an earlier run finished, from the same input with the
 same model and settings, is skipped; any other catalog found is redone. The input is known to be
-the same by the journal's sizes and times (predict.journal), or else by hashing its files."""
+the same by the journal's sizes and times (predict.journal), or else by hashing its files. A
+catalog the journal vouches for (its file as the journal recorded it) is kept without reading it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -11,11 +13,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
-from rockdet.catalog.files import earlier_catalog
+from rockdet.catalog.files import FORMATS, earlier_catalog
 from rockdet.io.input_list import InputImage, InputList, InputSpool
 from rockdet.io.inputs import file_sha256, product_sha256
 from rockdet.io.layout import OutputLayout, journal_files
-from rockdet.predict.journal import Journal, JournalLines, entry, file_stamps, now_ns, read_journals, unchanged_since_journal
+from rockdet.predict.journal import (
+    CatalogStamps,
+    Journal,
+    JournalLines,
+    catalog_record,
+    entry,
+    file_stamp,
+    file_stamps,
+    now_ns,
+    read_journals,
+    unchanged_since_journal,
+    vouched_by_journal,
+)
 from rockdet.predict.summary import Outcome
 
 log = logging.getLogger(__name__)
@@ -39,6 +53,15 @@ class BatchPlan:
     #: Kept because the journal shows their inputs unchanged (sizes and times), or by hashing.
     kept_by_file_times: int = 0
     kept_by_hash: int = 0
+    #: Every image kept as the journal vouches for it, each catalog's stamp known without reading
+    #: it: then the batch files built from those very catalogs can be kept (predict.batch_files).
+    all_vouched: bool = True
+    catalogs: CatalogStamps = field(default_factory=CatalogStamps)
+
+    @property
+    def unchanged_catalogs(self) -> str | None:
+        """The digest of the kept catalogs when nothing is left to do and each was vouched for."""
+        return self.catalogs.hexdigest() if self.all_vouched and not self.todo else None
 
 
 def plan_batch(images: Iterable[InputImage], context: dict[str, Any], layout: OutputLayout, formats: tuple[str, ...],
@@ -62,21 +85,44 @@ def plan_batch(images: Iterable[InputImage], context: dict[str, Any], layout: Ou
 def _plan(plan: BatchPlan, todo: InputSpool, images: Iterable[InputImage], wanted: dict[str, Any],
           lines: JournalLines, layout: OutputLayout, formats: tuple[str, ...], overwrite: bool,
           journal: Journal | None) -> None:
+    wanted_digest = made_with_digest(wanted)
+    others = [fmt for fmt in formats if fmt in FORMATS and fmt != "json"]
     for image in images:
-        earlier, problem = (None, None) if overwrite else earlier_catalog(partial(layout.catalog_file, image.key),
-                                                                          formats)
+        if overwrite:
+            plan.all_vouched = False
+            todo.add(image)
+            continue
+        line = lines.get(image.key)
+        json_file = layout.catalog_file(image.key, "json")
+        if vouched_by_journal(line, image.path, wanted_digest, json_file,
+                              [layout.catalog_file(image.key, fmt) for fmt in others]):
+            plan.kept_by_file_times += 1
+            plan.skipped.append(_kept(image.key, line["catalog"]["sized"] is True))
+            plan.catalogs.add(image.key, line["catalog"]["json"])
+            continue
+        plan.all_vouched = False
+        json_stamp = file_stamp(json_file)  # before reading it: a later change shows at the next resume
+        earlier, problem = earlier_catalog(partial(layout.catalog_file, image.key), formats)
         if earlier is not None and made_with(earlier) == wanted:
-            if unchanged_since_journal(lines.get(image.key), image.path, earlier):
+            sized = "size_flag" in earlier.get("columns", [])
+            if unchanged_since_journal(line, image.path, earlier):
                 plan.kept_by_file_times += 1
-                plan.skipped.append(_kept(image.key, earlier))
+                plan.skipped.append(_kept(image.key, sized))
+                if journal is not None and json_stamp is not None:  # a line from before catalogs were recorded
+                    journal.record(entry(image.key, "done", source=image.path, sha256=earlier.get("sha256"),
+                                         stamps=line["files"], stamped_at=line["stamped_at"],
+                                         rocks=len(earlier.get("rocks", [])),
+                                         catalog=catalog_record(wanted_digest, json_file, sized, json_stamp)))
                 continue
             stamped_at, stamps = now_ns(), file_stamps(image.path)  # before hashing: a later change shows
             if same_input(earlier, image.path):
                 plan.kept_by_hash += 1
-                plan.skipped.append(_kept(image.key, earlier))
+                plan.skipped.append(_kept(image.key, sized))
                 if journal is not None:
                     journal.record(entry(image.key, "done", source=image.path, sha256=earlier.get("sha256"),
-                                         stamps=stamps, stamped_at=stamped_at, rocks=len(earlier.get("rocks", []))))
+                                         stamps=stamps, stamped_at=stamped_at, rocks=len(earlier.get("rocks", [])),
+                                         catalog=catalog_record(wanted_digest, json_file, sized, json_stamp)
+                                         if json_stamp is not None else None))
                 continue
         if problem:
             log.warning("%s: redoing it (%s)", image.key, problem)
@@ -85,9 +131,8 @@ def _plan(plan: BatchPlan, todo: InputSpool, images: Iterable[InputImage], wante
         todo.add(image)
 
 
-def _kept(key: str, catalog: dict[str, Any]) -> Outcome:
-    return Outcome(key, "skipped", "catalog already complete (use --overwrite to redo)",
-                   sized="size_flag" in catalog.get("columns", []))
+def _kept(key: str, sized: bool) -> Outcome:
+    return Outcome(key, "skipped", "catalog already complete (use --overwrite to redo)", sized=sized)
 
 
 def same_input(catalog: dict[str, Any], path: Path) -> bool:
@@ -107,3 +152,8 @@ def made_with(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(made["camera"], dict):  # the camera's content counts, not where its file lies
         made["camera"] = {k: v for k, v in made["camera"].items() if k != "file"}
     return json.loads(json.dumps(made))  # as it reads back from a catalog
+
+
+def made_with_digest(made: dict[str, Any]) -> str:
+    """A short digest of ``made_with``'s values: what a journal line records of how its catalog was made."""
+    return hashlib.blake2b(json.dumps(made, sort_keys=True).encode(), digest_size=16).hexdigest()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import statistics
 from array import array
 from contextlib import ExitStack
@@ -71,15 +72,18 @@ class ReportData:
         self.diameters.extend(sizes_px)
         thumbnail, overlay = f"{THUMBNAIL_DIR}/{key}.jpg", f"{OVERLAY_DIR}/{key}.png"
         csv_file = f"{CATALOG_DIR}/{key}.csv"
-        listed = csv_file if (self.out_dir / csv_file).is_file() else f"{CATALOG_DIR}/{key}.json"
+        listed = csv_file if self._has(csv_file) else f"{CATALOG_DIR}/{key}.json"
         self._write({
             "image": key, "rocks": len(rocks),
             "largest_px": round(max(sizes_px), 1) if sizes_px else None,
             "median_px": round(statistics.median(sizes_px), 1) if sizes_px else None,
             "median_m": round(statistics.median(sizes_m), 3) if sizes_m else None,
             "catalog": link(listed),
-            "thumbnail": link(thumbnail) if (self.out_dir / thumbnail).is_file() else None,
-            "overlay": link(overlay) if (self.out_dir / overlay).is_file() else None})
+            "thumbnail": link(thumbnail) if self._has(thumbnail) else None,
+            "overlay": link(overlay) if self._has(overlay) else None})
+
+    def _has(self, relative: str) -> bool:
+        return os.path.isfile(os.path.join(self.out_dir, relative))  # a row per image: no pathlib
 
     def add_unreadable(self, key: str, reason: str) -> None:
         self._write(_unreadable_row(key, reason))
@@ -92,18 +96,24 @@ class ReportData:
         """Put the data file in place, draw the histogram and write report.html."""
         self._handle.write("\n];\n")
         self._stack.close()
-        has_histogram = _write_histogram(self.diameters, self.out_dir / HISTOGRAM_FILE)
-        sfd_written = isinstance(summary.get("sfd"), dict) and summary["sfd"].get("status") not in (None, "error")
-        site_map = summary.get("site_map")
-        page = _page(summary, self.rows, has_histogram, sfd_written or (self.out_dir / SFD_FILES[1]).is_file(),
-                     bool(isinstance(site_map, dict) and site_map.get("written"))
-                     or (self.out_dir / SITE_MAP_FILE).is_file())
-        write_text_atomic(self.out_dir / REPORT_FILE, page)
-        return self.out_dir / REPORT_FILE
+        #: Whether the size histogram was drawn (the page shows it).
+        self.histogram = _write_histogram(self.diameters, self.out_dir / HISTOGRAM_FILE)
+        return write_report_page(self.out_dir, summary, self.rows, self.histogram)
 
     def abandon(self) -> None:
         """Leave the old data file as it was (the batch files could not be built)."""
         self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
+
+
+def write_report_page(out_dir: Path, summary: dict[str, Any], rows: int, histogram: bool) -> Path:
+    """report.html for ``summary``, over a data file of ``rows`` images already in place."""
+    out_dir = Path(out_dir)
+    sfd_written = isinstance(summary.get("sfd"), dict) and summary["sfd"].get("status") not in (None, "error")
+    site_map = summary.get("site_map")
+    page = _page(summary, rows, histogram, sfd_written or (out_dir / SFD_FILES[1]).is_file(),
+                 bool(isinstance(site_map, dict) and site_map.get("written")) or (out_dir / SITE_MAP_FILE).is_file())
+    write_text_atomic(out_dir / REPORT_FILE, page)
+    return out_dir / REPORT_FILE
 
 
 def rebuild_report(out_dir: Path) -> Path:

@@ -70,8 +70,11 @@ def product_files(path: Path) -> list[Path]:
     """Every file a product is made of, resolved: the file given, its detached label, and every
     file its labels name (pointers, PDS4 file_name) that lies in the label's folder. What a
     resumed run must find unchanged before it keeps the product's catalog. Never raises: a
-    label it cannot read still contributes itself."""
+    label it cannot read still contributes itself. An ordinary raster (PNG, TIFF...) is decoded
+    from its own bytes alone (io.images), so it is its one file whatever lies beside it."""
     path = Path(path)
+    if not is_pds_product(path):
+        return [resolved(path)]
     label = path if path.suffix.lower() in LABEL_SUFFIXES else label_beside(path)
     files = [path] + ([label] if label is not None and label != path else [])
     for holder in list(files):
