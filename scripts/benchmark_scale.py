@@ -58,7 +58,9 @@ def write_images(folder: Path, count: int) -> Path:
         pixels = rng.normal(120, 25, (IMAGE_SIDE, IMAGE_SIDE, 1)).clip(0, 255).astype(np.uint8).repeat(3, axis=2)
         path = folder / f"{index // 1000:04d}" / f"img{index:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path)
+        # Renamed into place: an interrupted run leaves no empty image for the next to count.
+        Image.fromarray(pixels).save(path.with_suffix(".tmp"), format="PNG")
+        os.replace(path.with_suffix(".tmp"), path)
     return folder
 
 

@@ -150,6 +150,84 @@ def test_a_batch_record_naming_files_outside_out_is_not_followed(tmp_path, oracl
     assert "../secret.txt" not in (out / ".rockdet.batch.json").read_text()
 
 
+def test_kept_batch_files_of_a_sized_batch_keep_its_sfd_and_another_rockdet_version_builds_them_again(
+        tmp_path, oracle, monkeypatch):
+    import rockdet
+
+    camera = tmp_path / "nadir.yaml"
+    camera.write_text("model: nadir\nimage_width: 130\nimage_height: 120\ngsd_m: 0.05\n")
+    folder, out = write_inputs(tmp_path / "in", 3), tmp_path / "out"
+    settle()
+    assert predict(out, folder, "--camera", str(camera)) == 0
+    first, rocks = summary_of(out), out / "rocks.csv"
+    inode = rocks.stat().st_ino
+    assert predict(out, folder, "--camera", str(camera)) == 0
+    kept = summary_of(out)
+    assert rocks.stat().st_ino == inode and kept["skipped"] == 3
+    assert (kept["sfd"], kept["site_map"], kept["rocks_total"]) == (first["sfd"], first["site_map"], first["rocks_total"])
+    assert "diameter_m" in rocks.read_text().splitlines()[0]
+    monkeypatch.setattr(rockdet, "__version__", rockdet.__version__ + ".dev1")
+    assert predict(out, folder, "--camera", str(camera)) == 0
+    assert rocks.stat().st_ino != inode and summary_of(out)["sfd"] == first["sfd"]
+
+
+@pytest.mark.parametrize("hostile", ["no rocks_total", "extra summary key", "symlink", "fifo", "deep", "huge"])
+def test_a_batch_record_rockdet_did_not_write_means_the_batch_files_are_built_again(tmp_path, oracle, hostile):
+    folder, out = write_inputs(tmp_path / "in", 2), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0
+    path = out / ".rockdet.batch.json"
+    record = json.loads(path.read_text())
+    if hostile == "no rocks_total":
+        del record["summary"]["rocks_total"]
+        path.write_text(json.dumps(record))
+    elif hostile == "extra summary key":
+        record["summary"]["done"] = 999
+        path.write_text(json.dumps(record))
+    elif hostile == "symlink":
+        real = tmp_path / "record.json"
+        real.write_text(json.dumps(record))
+        path.unlink()
+        path.symlink_to(real)
+    elif hostile == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+    elif hostile == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        path.write_text(json.dumps({**record, "padding": "x" * (2 << 20)}))
+    inode = (out / "rocks.csv").stat().st_ino
+    assert predict(out, folder) == 0
+    summary = summary_of(out)
+    assert (out / "rocks.csv").stat().st_ino != inode
+    assert (summary["done"], summary["skipped"], summary["rocks_total"]) == (0, 2, 3)
+
+
+def test_a_journal_line_vouching_for_a_catalog_that_is_gone_does_not_keep_it(tmp_path, oracle):
+    folder, out = write_inputs(tmp_path / "in", 2), tmp_path / "out"
+    settle()
+    assert predict(out, folder) == 0
+    lines = journal_lines(out)
+    for line in lines:
+        line["catalog"]["json"] = None
+    (out / "journal.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (out / "catalogs" / "img000.png.json").unlink()
+    assert predict(out, folder) == 0
+    assert (summary_of(out)["done"], summary_of(out)["skipped"]) == (1, 1)
+
+
+def test_a_no_op_resume_never_imports_lightning(tmp_path):
+    folder, out = write_inputs(tmp_path / "in", 2, size=(64, 64)), tmp_path / "out"
+    model = tiny_checkpoint(tmp_path / "tiny.ckpt", score_threshold=0.0)
+    arguments = ["--quiet", "predict", "--checkpoint", str(model), "--out", str(out), str(folder), "--device", "cpu"]
+    settle()
+    assert main(arguments) == 0
+    script = f"import sys\nfrom rockdet.cli.main import main\nprint(main({arguments!r}), 'pytorch_lightning' in sys.modules)\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.stdout.splitlines()[-1] == "0 False", result.stderr[-2000:]
+    assert summary_of(out)["skipped"] == 2
+
+
 def test_an_input_rewritten_with_its_old_size_and_modification_time_is_redone(tmp_path, oracle):
     folder, out = write_inputs(tmp_path / "in", 2, suffix="bmp"), tmp_path / "out"
     settle()

@@ -265,7 +265,7 @@ def journal_files(layout: OutputLayout) -> list[Path]:
 
 @contextmanager
 def hold_output_lock(layout: OutputLayout, wait: bool = False, shard: tuple[int, int] | None = None
-                     ) -> Iterator[None]:
+                     ) -> Iterator[bool]:
     """An advisory lock on ``--out`` for the whole run: a second run into the same folder
     refuses with one line naming the holder (or waits with ``wait``), so one batch never mixes
     the catalogs of two runs. Also proves the folder writable before any work.
@@ -276,23 +276,26 @@ def hold_output_lock(layout: OutputLayout, wait: bool = False, shard: tuple[int,
 
     The processes of one run on other machines (``--num-nodes``) are not children of the holder:
     each joins the lock when the holder's line names the same run id (shared_run_id), and a run
-    of another id is still refused."""
+    of another id is still refused.
+
+    Yields whether this process holds the lock itself: one process of a run, where its other
+    processes (devices, machines) only join it."""
     if os.environ.get(LOCK_HOLDER_ENV) == str(layout.root):
-        yield
+        yield False
         return
     with _locked(layout, LOCK_FILE, wait, shared=shard is not None,
                  refusal="another rockdet run is writing here") as holds:
         if shard is None:
             if holds:  # only the holder: the processes of its run share its outputs
                 remove_leftover_temp_files(layout)
-            locks = contextlib.nullcontext()
+            locks = contextlib.nullcontext(holds)
         else:
             locks = _locked(layout, f".rockdet.{shard_name(shard)}.lock", wait, shared=False,
                             refusal=f"shard {shard[0]}/{shard[1]} is already running here")
-        with locks:
+        with locks as holder:
             os.environ[LOCK_HOLDER_ENV] = str(layout.root)
             try:
-                yield
+                yield holder
             finally:
                 os.environ.pop(LOCK_HOLDER_ENV, None)
 

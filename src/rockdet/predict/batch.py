@@ -64,13 +64,16 @@ def _run_batch(predictor: Predictor, inputs: list[str], out: Path, checked: Batc
     shard = settings.shard_of
     if shard is not None:
         images = images[shard[0] - 1::shard[1]]  # inputs come in a stable order: the shards part them
-    with hold_output_lock(layout, settings.wait_for_lock, shard):
-        journal = Journal(layout.batch_file(journal_file(shard)))
+    with hold_output_lock(layout, settings.wait_for_lock, shard) as holder:
+        # Every process of a run plans alike; only the lock's holder records what it kept, so the
+        # machines of a run never append the same lines to one journal.
+        journal = Journal(layout.batch_file(journal_file(shard))) if holder else None
         try:
             plan = plan_batch(images, predictor.context, layout, settings.image_formats, settings.overwrite,
                               settings.verify, journal)
         finally:
-            journal.close()
+            if journal is not None:
+                journal.close()
         log.info("%d images: %d to do, %d already complete (%d known unchanged by the journal's file "
                  "sizes and times, %d by hashing)", len(images), len(plan.todo), len(plan.skipped),
                  plan.kept_by_file_times, plan.kept_by_hash)

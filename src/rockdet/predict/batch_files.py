@@ -15,7 +15,9 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import shutil
+import stat
 import tempfile
 from array import array
 from contextlib import ExitStack
@@ -127,21 +129,36 @@ class BatchStream:
 
 #: The batch files a record vouches for; summary.json and report.html are rewritten every run.
 KEPT_FILES = (ROCKS_FILE, COCO_FILE, *SFD_FILES, SITE_MAP_FILE, *REPORT_FILES[1:])
+#: What the batch files hold, and how: raise it when their content changes (so does rockdet's version).
+BATCH_FORMAT = 1
+#: A record is a few hundred bytes: a larger file is not one rockdet wrote.
+RECORD_MAX_BYTES = 1 << 20
+#: What summary.json takes from a kept record (the rest is this run's).
+RECORDED_SUMMARY = ("rocks_total", "sfd", "site_map")
 
 
 def batch_fingerprint(catalogs: str, columns: list[str], coco: bool) -> str:
-    """What the batch files hold: these catalogs (CatalogStamps' digest), these columns, a COCO file or not."""
-    return hashlib.blake2b(json.dumps([catalogs, columns, coco]).encode(), digest_size=16).hexdigest()
+    """What the batch files hold: these catalogs (CatalogStamps' digest), these columns, a COCO file
+    or not, written by this rockdet (another version's files are built again)."""
+    import rockdet
+
+    made = [catalogs, columns, coco, BATCH_FORMAT, rockdet.__version__]
+    return hashlib.blake2b(json.dumps(made).encode(), digest_size=16).hexdigest()
 
 
 def record_batch_files(layout: OutputLayout, fingerprint: str, summary: dict[str, Any], report_rows: int,
                        histogram: bool) -> None:
     """Written last, once every batch file is in place: what they were built from, their stamps, and
-    what summary.json and report.html take from them."""
+    what summary.json and report.html take from them. Best effort: without it, the next resume
+    builds the batch files again."""
     files = {name: stamp for name in KEPT_FILES if (stamp := file_stamp(layout.batch_file(name))) is not None}
-    write_json_atomic(layout.batch_file(BATCH_RECORD_FILE), {
-        "fingerprint": fingerprint, "files": files, "report_rows": report_rows, "histogram": histogram,
-        "summary": {key: summary[key] for key in ("rocks_total", "sfd", "site_map") if key in summary}})
+    try:
+        write_json_atomic(layout.batch_file(BATCH_RECORD_FILE), {
+            "fingerprint": fingerprint, "files": files, "report_rows": report_rows, "histogram": histogram,
+            "summary": {key: summary[key] for key in RECORDED_SUMMARY if key in summary}})
+    except OSError as exc:
+        log.warning("%s: not written (%s); the next resume builds the batch files again",
+                    layout.batch_file(BATCH_RECORD_FILE), exc.strerror or exc)
 
 
 def forget_batch_files(layout: OutputLayout) -> None:
@@ -151,16 +168,38 @@ def forget_batch_files(layout: OutputLayout) -> None:
 
 def kept_batch_files(layout: OutputLayout, fingerprint: str) -> dict[str, Any] | None:
     """The record of batch files built from exactly these catalogs, each file still as written then;
-    None when they must be built again."""
-    try:
-        record = json.loads(layout.batch_file(BATCH_RECORD_FILE).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
+    None when they must be built again (no record, another one's, or one rockdet did not write)."""
+    record = _read_record(layout.batch_file(BATCH_RECORD_FILE))
     if not isinstance(record, dict) or record.get("fingerprint") != fingerprint \
             or not isinstance(record.get("files"), dict) or not set(record["files"]) <= set(KEPT_FILES) \
             or not {ROCKS_FILE, REPORT_FILES[1]} <= set(record["files"]) \
-            or not isinstance(record.get("summary"), dict) or not isinstance(record.get("report_rows"), int):
+            or not _count(record.get("report_rows")) or not isinstance(record.get("histogram"), bool):
+        return None
+    built = record.get("summary")
+    if not isinstance(built, dict) or not set(built) <= set(RECORDED_SUMMARY) or not _count(built.get("rocks_total")) \
+            or any(not isinstance(built[key], dict) for key in ("sfd", "site_map") if key in built):
         return None
     if any(file_stamp(layout.batch_file(name)) != stamp for name, stamp in record["files"].items()):
         return None
     return record
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _read_record(path) -> Any:
+    """The record's JSON, or None: never through a link, never blocking on a pipe, never unbounded."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_size > RECORD_MAX_BYTES:
+            return None
+        data = handle.read(RECORD_MAX_BYTES + 1)
+    try:
+        return json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None

@@ -215,8 +215,10 @@ def vouched_by_journal(line: dict[str, Any] | None, path: Path, made_with: str, 
     still the very file written then (its JSON's size, times and inode as the line recorded them,
     its other formats there), and its input unchanged since: then it is kept unread."""
     record = line.get("catalog") if line else None
-    if not isinstance(record, dict) or record.get("made_with") != made_with \
-            or record.get("version") != CATALOG_VERSION or record.get("json") != file_stamp(json_file):
+    if not isinstance(record, dict) or record.get("made_with") != made_with or record.get("version") != CATALOG_VERSION:
+        return False
+    stamp = file_stamp(json_file)
+    if stamp is None or record.get("json") != stamp:
         return False
     return all(os.path.isfile(file) for file in other_files) and _input_unchanged(line, path)
 

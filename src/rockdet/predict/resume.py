@@ -44,7 +44,7 @@ class BatchPlan:
 
     #: The images to catalogue, in input order (spooled: an archive's worth costs no memory).
     todo: InputList | list[InputImage] = field(default_factory=list)
-    #: Images kept (their finished catalogs are read again when the batch files are written).
+    #: Images kept (their finished catalogs are read again if the batch files are rebuilt).
     skipped: list[Outcome] = field(default_factory=list)
     #: Finished catalogs redone: made from another image, checkpoint or settings...
     redone: int = 0
@@ -68,8 +68,10 @@ def plan_batch(images: Iterable[InputImage], context: dict[str, Any], layout: Ou
                overwrite: bool, verify: bool = False, journal: Journal | None = None) -> BatchPlan:
     """Which images to do. A finished catalog made with the same model and settings is kept when
     its input is unchanged: by the journal's sizes and times, or (``verify``, no journal line, times
-    that cannot be trusted) by hashing the input's files; a kept-by-hash image gets a fresh journal
-    line, so the next resume need not hash it again."""
+    that cannot be trusted) by hashing the input's files. A catalog the journal vouches for
+    (journal.vouched_by_journal) is kept without being read; any other image kept gets a fresh
+    journal line recording its catalog, so the next resume need neither hash its input nor read
+    it. ``journal`` is None in the processes of a run that do not write those lines."""
     wanted = made_with(context)
     lines = JournalLines() if overwrite or verify else read_journals(journal_files(layout))
     plan, todo = BatchPlan(), InputSpool()

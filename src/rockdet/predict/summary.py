@@ -130,7 +130,7 @@ def _summary(predictor, layout: OutputLayout, images: InputList, by_status: dict
 def versions() -> dict[str, str]:
     """The software that made a batch (summary.json; a folder holding it was written by rockdet)."""
     import platform
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     import numpy as np
     import torch
@@ -138,5 +138,9 @@ def versions() -> dict[str, str]:
 
     from rockdet import __version__
 
+    try:  # its metadata, not the package: importing Lightning takes seconds a no-op resume need not spend
+        lightning = version("pytorch-lightning")
+    except PackageNotFoundError:
+        lightning = "unknown"
     return {"rockdet": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "pytorch_lightning": version("pytorch-lightning"), "python": platform.python_version(), "numpy": np.__version__}
+            "pytorch_lightning": lightning, "python": platform.python_version(), "numpy": np.__version__}
