@@ -43,14 +43,15 @@ def write_text_atomic(path: Path | str, text: str) -> None:
 
 def write_json_atomic(path: Path | str, data: Any) -> None:
     """Strict JSON: a NaN or infinity (not JSON, and unreadable to most parsers) becomes null."""
-    write_text_atomic(path, json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(finite(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity inside it (dicts, lists, tuples) replaced by None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     return value

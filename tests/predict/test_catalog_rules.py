@@ -162,3 +162,20 @@ def test_above_the_horizon_of_a_known_camera_rocks_are_flagged_or_left_out_on_re
     (rock,) = csv.DictReader(open(catalogs / "navcam.png.csv"))
     assert (rock["rock_id"], rock["y_min"], rock["size_flag"]) == ("1", "40.0", "ok")
     assert json.loads((catalogs / "navcam.png.json").read_text())["left_out_above_horizon"] == 1
+
+
+def test_boxes_on_black_sky_are_judged_alike_whether_few_or_many():
+    from rockdet.predict.featureless import on_featureless_black
+    from rockdet.predict.tiling import cut_tile
+
+    pixels = draw_rocks(64, 64, [(20, 40, 30, 50)])
+    pixels[:24] = 0
+    tile = cut_tile(pixels, (0, 0, 64, 64), None)
+    judged = [(5, 2, 15, 12), (20, 40, 30, 50), (30, 14, 40, 30), (0, 0, 64, 20)]
+    # A few small boxes are settled box by box; boxes covering more than the tile, from an
+    # integral image of the dark pixels. Both must give the same answer.
+    few = on_featureless_black(tile, torch.tensor(judged[:3], dtype=torch.float32), 12, 0.9, (64, 64))
+    many = on_featureless_black(tile, torch.tensor(judged + [(0, 0, 64, 64)] * 3, dtype=torch.float32),
+                                12, 0.9, (64, 64))
+    assert few.tolist() == [True, False, False]
+    assert many.tolist()[:4] == [True, False, False, True]

@@ -1,10 +1,11 @@
 """Tiling windows, shifting and merging across tile borders."""
 
+import numpy as np
 import pytest
 import torch
 
 from rockdet.predict.merge import merge_detections
-from rockdet.predict.tiling import shift_boxes, tile_windows
+from rockdet.predict.tiling import cut_tile, shift_boxes, tile_windows
 
 
 @pytest.mark.parametrize("height, width, tile, overlap", [
@@ -99,3 +100,15 @@ def test_merge_matches_brute_force_reference(seed, method):
     slow = brute_force_merge(boxes, scores, 0.5, method)
     assert torch.allclose(fast[0], slow[0]) and torch.allclose(fast[1], slow[1])
     assert [sorted(g) for g in fast[2]] == [sorted(g) for g in slow[2]]
+
+
+def test_tiles_hold_every_8bit_value_divided_by_255():
+    # Each 8-bit value once per channel, shifted between channels: the tile is pixel / 255 in
+    # float32 exactly, as the detectors were trained on.
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    pixels = np.stack([values, np.roll(values, 1), np.roll(values, 2)], axis=2)
+    tile = cut_tile(np.pad(pixels, ((0, 4), (0, 4), (0, 0))), (0, 0, 16, 16), 20)
+    expected = np.divide(pixels.transpose(2, 0, 1), np.float32(255.0), dtype=np.float32)
+    assert tile.dtype == torch.float32 and tile.shape == (3, 20, 20)
+    assert np.array_equal(tile[:, :16, :16].numpy(), expected)
+    assert not tile[:, 16:, :].any() and not tile[:, :, 16:].any()  # zero padding to the tile size

@@ -78,3 +78,22 @@ def test_parquet_catalogs_share_one_schema_and_read_as_one_dataset(tmp_path):
     assert table.schema.field("size_flag").type == pa.string()
     assert table.schema.field("x_min").type == pa.float64()
     assert sorted(table.column("x_min").to_pylist()) == [0.0, 1.0, 5.0]
+
+
+def test_catalog_json_lists_one_rock_a_line_and_writes_non_finite_values_as_null(tmp_path):
+    rocks = (Rock(1, 0.9, 1.0, 2.0, 11.0, 12.0, range_m=float("nan"), diameter_m=0.25),
+             Rock(2, 0.8, 5, 5, 9, 9, range_m=float("inf")))
+    paths = lambda fmt: tmp_path / f"frame.{fmt}"  # noqa: E731
+    write_catalog(Catalog("frame.png", 16, 16, rocks, "0" * 64, context={"note": float("nan")}), paths, ("csv", "json"))
+    text = paths("json").read_text()
+    document = json.loads(text)  # strict JSON: Python's parser would also take NaN, so check the text too
+    assert "NaN" not in text and "Infinity" not in text
+    assert document["note"] is None and document["rock_count"] == 2
+    assert [rock["range_m"] for rock in document["rocks"]] == [None, None]
+    assert document["rocks"][0]["diameter_m"] == 0.25
+    # A person opening the file sees the header keys and then one rock a line.
+    rock_lines = [line for line in text.splitlines() if line.lstrip().startswith('{"rock_id"')]
+    assert len(rock_lines) == 2
+    empty = tmp_path / "empty"
+    write_catalog(Catalog("empty.png", 16, 16, (), "0" * 64), lambda fmt: empty.with_suffix(f".{fmt}"), ("json",))
+    assert json.loads(empty.with_suffix(".json").read_text())["rocks"] == []

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from rockdet.atomic import write_json_atomic
-from rockdet.catalog.files import CATALOG_VERSION, CatalogPaths, write_rows_csv, write_rows_parquet
+from rockdet.catalog.files import CATALOG_VERSION, CatalogPaths, write_catalog_json, write_rows_csv, write_rows_parquet
 from rockdet.catalog.rock import Rock, catalog_columns
 from rockdet.errors import RockdetError
 from rockdet.io.layout import OutputLayout, safe_key
@@ -47,13 +46,15 @@ class Catalog:
     def rows(self) -> list[dict[str, Any]]:
         return [rock.row(self.with_masks, self.with_geometry) for rock in self.rocks]
 
-    def document(self, formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Any]:
-        """The catalog JSON: the image, how its rocks were found, and the rocks."""
+    def document(self, formats: tuple[str, ...] = DEFAULT_FORMATS,
+                 rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The catalog JSON: the image, how its rocks were found, and the rocks (``rows``: this
+        catalog's rows, when the caller has them already)."""
         return {"catalog_version": CATALOG_VERSION, "complete": True, "image": self.image,
                 "width": self.width, "height": self.height, "sha256": self.sha256, **self.context,
                 "product_files": dict(self.product_files) if self.product_files is not None else None,
                 "columns": self.columns(), "rock_count": len(self.rocks), "formats": list(formats),
-                "rocks": self.rows()}
+                "rocks": self.rows() if rows is None else rows}
 
     def to_pandas(self):
         """The rocks as a pandas DataFrame, one row per rock, in the catalog's columns."""
@@ -74,15 +75,15 @@ def write_catalog(catalog: Catalog, paths: CatalogPaths, formats: tuple[str, ...
     """Write the catalog in each format; the JSON, which marks it complete, is written last."""
     if "json" not in formats:
         raise RockdetError(f"catalog formats {list(formats)}: include json (it marks a catalog complete)")
-    written = []
+    written, rows = [], catalog.rows()
     if "csv" in formats:
-        written.append(write_rows_csv(paths("csv"), catalog.columns(), catalog.rows()))
+        written.append(write_rows_csv(paths("csv"), catalog.columns(), rows))
     if "parquet" in formats:
-        written.append(write_rows_parquet(paths("parquet"), catalog.columns(), catalog.rows()))
-    document = catalog.document(formats)
+        written.append(write_rows_parquet(paths("parquet"), catalog.columns(), rows))
+    document = catalog.document(formats, rows)
     if document["product_files"] is None and catalog.sha256 is not None and Path(catalog.image).is_file():
         from rockdet.io.inputs import product_sha256
 
         document["product_files"] = product_sha256(Path(catalog.image), catalog.sha256)
-    write_json_atomic(paths("json"), document)
+    write_catalog_json(paths("json"), document)
     return [*written, paths("json")]

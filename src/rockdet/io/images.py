@@ -97,11 +97,13 @@ def _read_image(path: Path, stretch_8bit: bool) -> LoadedImage:
             frames = getattr(image, "n_frames", 1)
             if frames > 1:
                 notes.append(f"first of {frames} frames used")
-            oriented = ImageOps.exif_transpose(image)
-            if oriented is not image:
-                orientation = image.getexif().get(0x0112)
-                if orientation not in (None, 1):
-                    notes.append(f"exif_orientation={orientation}")
+            # Asked first: exif_transpose copies every image, rotated or not (a frame's worth of
+            # memory traffic for each image of a batch).
+            orientation = image.getexif().get(0x0112)
+            oriented = image
+            if orientation not in (None, 1):
+                oriented = ImageOps.exif_transpose(image)
+                notes.append(f"exif_orientation={orientation}")
             oriented.load()
             pixels = _to_rgb8(oriented, notes)
     except ImageReadError:
@@ -214,7 +216,7 @@ def _to_rgb8(image: Image.Image, notes: list[str]) -> np.ndarray:
         notes.append("grayscale replicated to 3 channels")
     elif mode != "RGB":
         notes.append(f"converted {mode} to RGB")
-    return np.array(image.convert("RGB"))
+    return np.array(image if mode == "RGB" else image.convert("RGB"))
 
 
 def _read_with_opencv(path: Path, data: bytes) -> tuple[np.ndarray, list[str]]:

@@ -31,19 +31,26 @@ def on_featureless_black(tile: torch.Tensor, boxes: torch.Tensor, level: int, fr
     # In NumPy: the same float32 arithmetic, without torch's per-operator dispatch (this runs
     # for every tile of a batch, between the model's calls).
     pixels = tile[:, :height, :width].detach().cpu().float().numpy()
-    luma = pixels[0] if pixels.shape[0] == 1 else \
-        pixels[0] * LUMA_WEIGHTS[0] + pixels[1] * LUMA_WEIGHTS[1] + pixels[2] * LUMA_WEIGHTS[2]
-    dark = luma * np.float32(255.0) < level
     result = np.zeros(len(boxes), dtype=bool)
     corners = _pixel_corners(boxes.detach().float().cpu().numpy(), width, height)
-    # A box whose dark pixels fall short of the fraction cannot qualify whatever regions they
-    # form: counted from an integral image, most boxes are settled without the regions.
-    summed = cv2.integral(dark.view(np.uint8))  # [h + 1, w + 1] counts, a zero row and column first
     x0, y0, x1, y1 = corners.T
-    darkest = (summed[y1, x1] - summed[y0, x1] - summed[y1, x0] + summed[y0, x0]) / ((x1 - x0) * (y1 - y0))
+    box_pixels = (x1 - x0) * (y1 - y0)
+    # A box whose dark pixels fall short of the fraction cannot qualify whatever regions they
+    # form, so most boxes are settled from their dark share alone: from each box's own pixels
+    # when the boxes cover less than the tile (a catalog's few rocks), else from an integral image.
+    if box_pixels.sum() < width * height:
+        darkest = np.array([_dark(pixels[:, top:bottom, left:right], level).mean()
+                            for left, top, right, bottom in corners])
+        dark = None
+    else:
+        dark = _dark(pixels, level)
+        summed = cv2.integral(dark.view(np.uint8))  # [h + 1, w + 1] counts, a zero row and column first
+        darkest = (summed[y1, x1] - summed[y0, x1] - summed[y1, x0] + summed[y0, x0]) / box_pixels
     candidates = np.flatnonzero(darkest >= fraction)
     if not len(candidates):
         return torch.from_numpy(result)
+    if dark is None:
+        dark = _dark(pixels, level)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     touches_edge = (left == 0) | (top == 0) | (left + stats[:, cv2.CC_STAT_WIDTH] == width) | \
@@ -56,6 +63,13 @@ def on_featureless_black(tile: torch.Tensor, boxes: torch.Tensor, level: int, fr
         crop = region_area[labels[by0:by1, bx0:bx1]]
         result[i] = (crop >= REGION_OVER_BOX * crop.size).mean() >= fraction
     return torch.from_numpy(result)
+
+
+def _dark(pixels: np.ndarray, level: int) -> np.ndarray:
+    """Bool [h, w]: luma (float [C, h, w] in 0..1) darker than ``level`` of 255."""
+    luma = pixels[0] if pixels.shape[0] == 1 else \
+        pixels[0] * LUMA_WEIGHTS[0] + pixels[1] * LUMA_WEIGHTS[1] + pixels[2] * LUMA_WEIGHTS[2]
+    return luma * np.float32(255.0) < level
 
 
 def _pixel_corners(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -14,6 +15,8 @@ from torch import nn
 from rockdet.predict.settings import PredictSettings
 
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
+#: 8-bit pixel values to the 0..1 floats the detectors take.
+UNIT_SCALE = 1.0 / 255.0
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -59,10 +62,14 @@ def tile_padding(windows: list[Window], settings: PredictSettings, input_size: i
 def cut_tile(pixels: np.ndarray, window: Window, pad_to: int | None) -> torch.Tensor:
     """Float [3, h, w] tile in 0..1, zero-padded to ``pad_to`` so edge tiles keep the scale."""
     x0, y0, x1, y1 = window
-    # One NumPy pass from the uint8 HWC crop to float CHW (torch's strided permute-then-convert
-    # took 10x as long); the same IEEE float32 division by 255.
-    crop = pixels[y0:y1, x0:x1].transpose(2, 0, 1)
-    tile = torch.from_numpy(np.divide(crop, np.float32(255.0), out=np.empty(crop.shape, np.float32), dtype=np.float32))
+    crop = pixels[y0:y1, x0:x1]
+    planes = np.empty((crop.shape[2], y1 - y0, x1 - x0), np.float32)
+    # One OpenCV pass per channel from the uint8 HWC crop to a float plane: 1.7x NumPy's strided
+    # division, and torch's permute-then-convert took 10x as long. Scaling by the double 1/255
+    # rounds to the same float32 as dividing by 255 for every uint8 value (a test checks all 256).
+    for channel in range(crop.shape[2]):
+        cv2.multiply(crop[:, :, channel], UNIT_SCALE, dst=planes[channel], dtype=cv2.CV_32F)
+    tile = torch.from_numpy(planes)
     if pad_to and (tile.shape[1] < pad_to or tile.shape[2] < pad_to) and \
             (x1 - x0, y1 - y0) != (pixels.shape[1], pixels.shape[0]):
         tile = nn.functional.pad(tile, (0, pad_to - tile.shape[2], 0, pad_to - tile.shape[1]))
