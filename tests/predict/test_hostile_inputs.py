@@ -157,8 +157,8 @@ def test_out_inside_the_input_folder_never_takes_its_own_outputs_as_inputs(tmp_p
         assert predict(folder, folder, extra=["--overlay", "--camera", str(_nadir(tmp_path))]) == 0
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["images"] == 1
-    assert [p for p in own_files(folder) if p.endswith(".png")] == ["a.png", "overlays/a.png.png", "report_sizes.png",
-                                                                    "sfd.png"]
+    assert [p for p in own_files(folder) if p.endswith((".png", ".svg"))] == ["a.png", "overlays/a.png.png",
+                                                                              "report_sizes.svg", "sfd.png"]
 
 
 def _nadir(tmp_path):

@@ -36,7 +36,7 @@ def test_every_link_and_image_of_the_report_exists(tmp_path, oracle, capsys):
     page = (out / "report.html").read_text()
     parser = Links()
     parser.feed(page)
-    assert {"report_images.js", "report_sizes.png", "rocks.csv", "summary.json"} <= set(parser.targets)
+    assert {"report_images.js", "report_sizes.svg", "rocks.csv", "summary.json"} <= set(parser.targets)
     assert all((out / target).is_file() for target in parser.targets), parser.targets
     assert "broken.png" in page and "http://" not in page and "https://" not in page  # no network
     data = (out / "report_images.js").read_text()
@@ -81,3 +81,20 @@ def test_a_catalog_damaged_while_the_run_goes_on_is_left_out_of_the_batch_files(
     data = (out / "report_images.js").read_text()
     rows = {row["image"]: row for row in json.loads(data[data.index("=") + 1:].strip().rstrip(";"))}
     assert "not readable JSON" in rows["sol1/001.png"]["unreadable"] and rows["sol0/000.png"]["rocks"] == 2
+
+
+def test_the_size_histogram_is_an_svg_whose_bars_count_every_rock(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    from rockdet.report.histogram import write_size_histogram
+
+    diameters = [3.0, 3.1, 12.0, 12.5, 13.0, 140.0, 0.4, 0.0]  # 0.0 has no size; 0.4 joins the first bin
+    path = tmp_path / "sizes.svg"
+    assert write_size_histogram(diameters, path)
+    svg = ElementTree.parse(path).getroot()  # well-formed XML, as a browser needs it
+    namespace = "{http://www.w3.org/2000/svg}"
+    bars = [rect for rect in svg.iter(f"{namespace}rect") if rect.find(f"{namespace}title") is not None]
+    counts = [int(bar.find(f"{namespace}title").text.split(": ")[1].split()[0]) for bar in bars]
+    assert sum(counts) == 7 and len(bars) == 4
+    assert any(text.text == "7 rocks" for text in svg.iter(f"{namespace}text"))
+    assert not write_size_histogram([0.0], tmp_path / "none.svg") and not (tmp_path / "none.svg").exists()

@@ -40,7 +40,7 @@ OVERLAY_DIR = "overlays"
 THUMBNAIL_DIR = "thumbnails"
 #: The batch report and the files it loads beside it.
 REPORT_FILE = "report.html"
-REPORT_FILES = (REPORT_FILE, "report_images.js", "report_sizes.png")
+REPORT_FILES = (REPORT_FILE, "report_images.js", "report_sizes.svg")
 SUMMARY_FILE = "summary.json"
 ROCKS_FILE = "rocks.csv"
 SFD_FILES = ("sfd.json", "sfd.png")

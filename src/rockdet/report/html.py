@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from matplotlib.figure import Figure
-
 from rockdet.atomic import atomic_path, write_text_atomic
 from rockdet.catalog.files import read_catalog_json
 from rockdet.errors import RockdetError
@@ -38,12 +36,11 @@ from rockdet.io.layout import (
     THUMBNAIL_DIR,
 )
 from rockdet.io.output_guard import check_output_files_in, check_output_folder
+from rockdet.report.histogram import write_size_histogram
 
 DATA_FILE, HISTOGRAM_FILE = REPORT_FILES[1], REPORT_FILES[2]
 #: Rows of the per-image table shown at once.
 ROWS_PER_PAGE = 100
-#: Bins of the batch's rock-size histogram (log-spaced, pixels).
-HISTOGRAM_BINS = 30
 
 
 class ReportData:
@@ -97,7 +94,7 @@ class ReportData:
         self._handle.write("\n];\n")
         self._stack.close()
         #: Whether the size histogram was drawn (the page shows it).
-        self.histogram = _write_histogram(self.diameters, self.out_dir / HISTOGRAM_FILE)
+        self.histogram = write_size_histogram(self.diameters, self.out_dir / HISTOGRAM_FILE)
         return write_report_page(self.out_dir, summary, self.rows, self.histogram)
 
     def abandon(self) -> None:
@@ -173,25 +170,6 @@ def _sizes(rocks: Any) -> tuple[list[float], list[float]]:
                 raise ValueError(f"rocks[{index}].{name} is {str(value)[:40]!r}, not a finite number")
             values.append(float(value))
     return sizes["diameter_px"], sizes["diameter_m"]
-
-
-def _write_histogram(diameters: list[float], path: Path) -> bool:
-    diameters = [d for d in diameters if d > 0]
-    if not diameters:
-        return False
-    import numpy as np
-
-    figure = Figure(figsize=(6, 3.2))
-    axis = figure.subplots()
-    low, high = max(min(diameters), 1.0), max(max(diameters), 2.0)
-    axis.hist(diameters, bins=np.geomspace(low, high * 1.001, HISTOGRAM_BINS), color="tab:orange")
-    axis.set(xscale="log", xlabel="rock diameter (px)", ylabel="rocks", title=f"{len(diameters)} rocks")
-    axis.grid(alpha=0.3)
-    # Fixed margins: tight_layout measured every tick label and took half the plot's time.
-    figure.subplots_adjust(left=0.11, right=0.97, bottom=0.16, top=0.9)
-    with atomic_path(path) as temp:
-        figure.savefig(temp, dpi=100, format="png")
-    return True
 
 
 def _page(summary: dict[str, Any], images: int, histogram: bool, sfd: bool, site_map: bool) -> str:
