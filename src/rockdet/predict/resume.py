@@ -110,7 +110,9 @@ def _plan(plan: BatchPlan, todo: InputSpool, images: Iterable[InputImage], wante
             if unchanged_since_journal(line, image.path, earlier):
                 plan.kept_by_file_times += 1
                 plan.skipped.append(_kept(image.key, sized))
-                if journal is not None and json_stamp is not None:  # a line from before catalogs were recorded
+                # The line predates catalog records, or its catalog was touched since: a fresh line
+                # lets the next resume keep the catalog unread.
+                if journal is not None and json_stamp is not None:
                     journal.record(entry(image.key, "done", source=image.path, sha256=earlier.get("sha256"),
                                          stamps=line["files"], stamped_at=line["stamped_at"],
                                          rocks=len(earlier.get("rocks", [])),
