@@ -60,7 +60,7 @@ def _svg(rocks: int, edges: np.ndarray, counts: np.ndarray) -> str:
     for diameter in _log_ticks(edges[0], edges[-1]):
         x = x_of(diameter)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + plot_height}" stroke="{GRID_COLOUR}"/>'
-                     f'<text x="{x:.1f}" y="{TOP + plot_height + 16}" text-anchor="middle">{diameter:g}</text>')
+                     f'<text x="{x:.1f}" y="{TOP + plot_height + 16}" text-anchor="middle">{diameter:.3g}</text>')
     for left, right, count in zip(edges[:-1], edges[1:], counts):
         if count:
             x0, x1, y = x_of(left), x_of(right), y_of(count)
@@ -86,5 +86,6 @@ def _log_ticks(low: float, high: float) -> list[float]:
     """1-2-5 values of each decade inside [low, high]; only the decades themselves when the
     axis spans more than two of them."""
     multiples = (1,) if math.log10(high / low) > 2 else (1, 2, 5)
-    return [m * 10.0 ** power for power in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-            for m in multiples if low <= m * 10.0 ** power <= high]
+    ticks = [m * 10.0 ** power for power in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+             for m in multiples if low <= m * 10.0 ** power <= high]
+    return ticks or [low, high]  # a narrow axis between two 1-2-5 values: its two ends
