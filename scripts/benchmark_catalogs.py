@@ -15,7 +15,8 @@ Rows: per set and per camera family (file-name prefixes), at the model's operati
 --score-threshold): detections per image, box P/R at IoU 0.5 and 0.3, mask P/R, the share of
 detections nested >= 80 % in a larger one (the labels' own share beside it), boxes >= 90 %
 featureless black, rocks on labelled hardware, and COCO recall@0.5 with <= 100 detections.
-Also, per set, the operating point ``auto`` would choose on that set alone.
+Also, per set, the operating point ``auto`` would choose on that set alone. ``--tile`` below the
+model's input size measures a larger input scale (each tile is enlarged to the input size).
 """
 
 from __future__ import annotations
@@ -186,11 +187,17 @@ def main() -> None:
     parser.add_argument("--set", action="append", required=True, metavar="LABEL=COCO[:IMAGE_LIST]")
     parser.add_argument("--dense", action="append", default=[], metavar="LABEL", help="sets with dense labels")
     parser.add_argument("--score-threshold", type=float, help="default: the model's operating point")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[],
+                        help="also measure the rules at these score thresholds (a precision/recall sweep)")
     parser.add_argument("--hardware-classes", nargs="*", default=["artifact"])
     parser.add_argument("--hardware-confidence", type=float, nargs="*", default=[],
                         help="also measure the rules with these values of predict.hardware.HARDWARE_CONFIDENCE")
     parser.add_argument("--runtime", choices=("onnxruntime", "openvino"), default="onnxruntime",
                         help="what runs an exported .onnx --model (a quantized one included)")
+    parser.add_argument("--tile", type=int, help="tile side in px (predict's --tile; default: the model's input size); "
+                        "a tile smaller than the model's input is enlarged to it, so this also sets the input scale")
+    parser.add_argument("--overlap", type=float, default=PredictSettings().overlap)
+    parser.add_argument("--full-image-pass", action="store_true", help="also run the whole image (predict's option)")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     torch.manual_seed(0)
@@ -200,7 +207,8 @@ def main() -> None:
     else:
         model, info = load_model(options.model)
     threshold = info.operating_threshold if options.score_threshold is None else options.score_threshold
-    base = PredictSettings(score_threshold=threshold)
+    base = PredictSettings(score_threshold=threshold, tile=options.tile, overlap=options.overlap,
+                           full_image_pass=options.full_image_pass)
     rows, points = [], {}
     for spec in options.set:
         label, _, rest = spec.partition("=")
@@ -213,6 +221,9 @@ def main() -> None:
             rows.append({"set": label, "rules": name, "images": len(images),
                          **measure(images, settings, threshold, info.detections_per_image)})
             if name == "rules":
+                for other in options.thresholds:
+                    rows.append({"set": label, "rules": f"rules at {other:g}", "images": len(images),
+                                 **measure(images, settings, other, info.detections_per_image)})
                 for confidence in options.hardware_confidence:
                     rows.append({"set": label, "rules": f"rules, hardware from {confidence}", "images": len(images),
                                  **with_hardware_confidence(confidence, measure, images, settings, threshold,
@@ -222,11 +233,14 @@ def main() -> None:
                     mine = [i for i in images if family_of(i.name, label) == family]
                     rows.append({"set": f"{label}: {family}", "rules": name, "images": len(mine),
                                  **measure(mine, settings, threshold, info.detections_per_image)})
-    print(f"model {options.model} ({info.describe()}), operating point {threshold:.3f}")
+    print(f"model {options.model} ({info.describe()}), operating point {threshold:.3f}, "
+          f"tile {options.tile or info.input_size} px, overlap {options.overlap}, full-image pass {options.full_image_pass}")
     print(table(rows))
     print("operating point auto would choose on each set alone:", json.dumps(points))
     if options.json:
-        options.json.write_text(json.dumps({"threshold": threshold, "rows": rows, "own_operating_points": points},
+        settings = {"threshold": threshold, "tile": options.tile, "overlap": options.overlap,
+                    "full_image_pass": options.full_image_pass}
+        options.json.write_text(json.dumps({**settings, "rows": rows, "own_operating_points": points},
                                            indent=2, default=float))
 
 

@@ -17,8 +17,10 @@ Both merge as SAHI does by default (greedy non-maximum merging on IoS > 0.5), or
 nms-iou both by NMS on IoU > 0.5. SAHI applies its merge to every box, a tile's own included;
 rockdet merges across tiles only, so with SAHI's default the two give different rocks even on
 one tile, and NMS at IoU 0.5 (which the detector already applied within each tile) makes them
-comparable. rockdet's catalog rules (one rock a row, featureless black) are off on this side,
-and recall with them on is reported too. Recall@0.5 is against the labels' rock classes (--rock-classes).
+comparable. Below a confidence of 0.1 SAHI (0.12) itself switches its merge to NMS on IoU, so at
+a model's low operating point only --merge nms-iou compares like with like. rockdet's catalog
+rules (one rock a row, featureless black) are off on this side, and recall with them on is
+reported too. Recall@0.5 is against the labels' rock classes (--rock-classes).
 
 Then, at the machine's default threads, the whole `rockdet predict` pipeline (PNG on disk ->
 decode -> tiles -> the auto runtime -> merge -> catalog files) against a bare forward of the same

@@ -179,3 +179,14 @@ def test_boxes_on_black_sky_are_judged_alike_whether_few_or_many():
                                 12, 0.9, (64, 64))
     assert few.tolist() == [True, False, False]
     assert many.tolist()[:4] == [True, False, False, True]
+
+
+def test_a_box_lying_on_black_is_judged_by_the_pixels_inside_it_not_the_ones_it_grazes():
+    # The box's pixels (centres inside it) are all black sky; the bright column and row it only
+    # grazes (a third of a pixel each) would bring the pixels it touches to 86 % black, under 90 %.
+    # A user's check of the catalog (int() corners) sees the same pixels as the rule.
+    pixels = draw_rocks(64, 64, [(30, 30, 50, 50)])
+    pixels[:20, :9] = 0
+    model = FixedBoxes([(0.0, 0.0, 9.3, 20.3), (30, 30, 50, 50)], [0.9, 0.8])
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    assert boxes_of(rocks) == [(30, 30, 50, 50)]

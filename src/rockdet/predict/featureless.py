@@ -73,11 +73,16 @@ def _dark(pixels: np.ndarray, level: int) -> np.ndarray:
 
 
 def _pixel_corners(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Boxes as whole-pixel [x0, y0, x1, y1) ranges inside the extent, at least one pixel each."""
-    x0 = np.clip(np.floor(boxes[:, 0]), 0, width - 1).astype(np.int64)
-    y0 = np.clip(np.floor(boxes[:, 1]), 0, height - 1).astype(np.int64)
-    x1 = np.maximum(np.clip(np.ceil(boxes[:, 2]), 0, width).astype(np.int64), x0 + 1)
-    y1 = np.maximum(np.clip(np.ceil(boxes[:, 3]), 0, height).astype(np.int64), y0 + 1)
+    """Boxes as whole-pixel [x0, y0, x1, y1) ranges inside the extent, at least one pixel each:
+    the pixels whose centres lie inside the box, as a mask is rasterised.
+
+    Not every pixel the box touches: a sliver of a bright pixel column at the box's edge would
+    otherwise decide a box lying 90 % on black (a Yutu PCAM frame's border, stop 32: 0.899 with
+    the touched pixels, 0.901 with those inside)."""
+    x0 = np.clip(np.floor(boxes[:, 0] + 0.5), 0, width - 1).astype(np.int64)
+    y0 = np.clip(np.floor(boxes[:, 1] + 0.5), 0, height - 1).astype(np.int64)
+    x1 = np.maximum(np.clip(np.floor(boxes[:, 2] + 0.5), 0, width).astype(np.int64), x0 + 1)
+    y1 = np.maximum(np.clip(np.floor(boxes[:, 3] + 0.5), 0, height).astype(np.int64), y0 + 1)
     return np.stack([x0, y0, x1, y1], axis=1)
 
 
