@@ -238,9 +238,9 @@ def main() -> None:
     print(table(rows))
     print("operating point auto would choose on each set alone:", json.dumps(points))
     if options.json:
-        settings = {"threshold": threshold, "tile": options.tile, "overlap": options.overlap,
-                    "full_image_pass": options.full_image_pass}
-        options.json.write_text(json.dumps({**settings, "rows": rows, "own_operating_points": points},
+        run = {"threshold": threshold, "tile": options.tile, "overlap": options.overlap,
+               "full_image_pass": options.full_image_pass}
+        options.json.write_text(json.dumps({**run, "rows": rows, "own_operating_points": points},
                                            indent=2, default=float))
 
 

@@ -6,6 +6,9 @@ from typing import Callable
 
 import albumentations as A
 
+#: Share of training images turned grey by the terrain_colour preset.
+COLOUR_TO_GREY = 0.15
+
 
 def _photometric() -> list[A.BasicTransform]:
     """Low sun angles, exposure changes and sensor noise of terrain cameras."""
@@ -27,6 +30,15 @@ def _terrain_default() -> list[A.BasicTransform]:
     return [A.HorizontalFlip(p=0.5), *_photometric()]
 
 
+def _terrain_colour() -> list[A.BasicTransform]:
+    # Cameras differ in colour more than in anything else the detector sees: Mastcam's Bayer
+    # colour under a dusty sky, Chang'e PCAM's grey-brown, Navcam's and TCAM's grey. Hue and
+    # saturation shifts and some grey frames ask the detector for rocks by shape and shading.
+    return [*_terrain_default(), A.HueSaturationValue(hue_shift_limit=(-10, 10), sat_shift_limit=(-40, 30),
+                                                      val_shift_limit=(0, 0), p=0.5),
+            A.ToGray(num_output_channels=3, p=COLOUR_TO_GREY)]
+
+
 def _nadir() -> list[A.BasicTransform]:
     # Descent and orbital views have no up: every flip and right-angle turn is realistic.
     return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5), *_photometric()]
@@ -36,6 +48,7 @@ PRESETS: dict[str, Callable[[], list[A.BasicTransform]]] = {
     "none": _none,
     "terrain_default": _terrain_default,
     "nadir": _nadir,
+    "terrain_colour": _terrain_colour,
 }
 
 
