@@ -47,3 +47,18 @@ def test_crop_keeps_rock_pixel_size(synthetic_data):
     dataset = RockDataset(records, build_transforms("none", crop_size=96))
     _, target = dataset[0]
     np.testing.assert_allclose(target["boxes"].numpy(), records[0].boxes, atol=1e-4)
+
+
+def _grey(image: np.ndarray) -> bool:
+    return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
+def test_the_colour_preset_turns_some_frames_grey_and_the_default_none():
+    rng = np.random.default_rng(0)
+    reddish = np.clip(rng.normal((170, 110, 80), 25, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+    box = {"bboxes": [(4, 4, 20, 20)], "labels": [1], "instance_ids": [0]}
+    colour = build_transforms("terrain_colour", seed=0)
+    default = build_transforms("terrain_default", seed=0)
+    greyed = sum(_grey(colour(image=reddish, **box)["image"]) for _ in range(200))
+    assert 10 <= greyed <= 60  # about 15 % of 200
+    assert not any(_grey(default(image=reddish, **box)["image"]) for _ in range(50))

@@ -98,3 +98,16 @@ def test_the_size_histogram_is_an_svg_whose_bars_count_every_rock(tmp_path):
     assert sum(counts) == 7 and len(bars) == 4
     assert any(text.text == "7 rocks" for text in svg.iter(f"{namespace}text"))
     assert not write_size_histogram([0.0], tmp_path / "none.svg") and not (tmp_path / "none.svg").exists()
+
+
+def test_a_size_histogram_of_rocks_all_about_one_size_labels_its_axis(tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    from rockdet.report.histogram import write_size_histogram
+
+    # 3.1-3.4 px lies between the 1-2-5 ticks 2 and 5: the axis is labelled at its two ends.
+    path = tmp_path / "sizes.svg"
+    assert write_size_histogram([3.1, 3.2, 3.3, 3.4], path)
+    labels = [float(text.text) for text in ElementTree.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text")
+              if text.text and text.text.replace(".", "", 1).isdigit() and "." in text.text]
+    assert len(labels) >= 2 and min(labels) <= 3.1 and max(labels) >= 3.4
