@@ -9,6 +9,7 @@ import pytest
 from conftest import SHARED_DATA, write_coco, write_image
 
 from rockdet.cli.main import main
+from rockdet.data.dataset import RockDataset
 from rockdet.data.formats import load_split
 from rockdet.errors import DataError
 from rockdet.training.config import SplitConfig
@@ -133,6 +134,55 @@ def test_mask_folder_errors(tmp_path):
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), np.zeros((10, 10), np.uint8))
     with pytest.raises(DataError, match=r"mask is 10x10 but image is 40x30"):
         load_split(split, ["rock"])
+
+
+def coco_boxes_beside_dense_masks(tmp_path):
+    """A Mars-like COCO file of boxes only, with a dense 0/255 rock mask per image beside it."""
+    write_image(tmp_path / "images" / "a.png", 40, 30)
+    write_image(tmp_path / "images" / "b.png", 40, 30)
+    rock = np.zeros((30, 40), dtype=np.uint8)
+    rock[4:10, 5:11] = 255          # a rock, boxed with some ground around it
+    rock[12:16, 20:24] = 255        # a second rock, whose box also holds a corner of the third
+    rock[16:20, 24:30] = 255
+    (tmp_path / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "masks" / "a.png"), rock)
+    path = write_coco(tmp_path / "images" / "ann.json", [
+        {"id": 1, "file_name": "a.png", "width": 40, "height": 30},
+        {"id": 2, "file_name": "b.png", "width": 40, "height": 30}], [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [3, 2, 10, 10]},
+        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 12, 6, 6]},
+        {"id": 3, "image_id": 2, "category_id": 1, "bbox": [3, 2, 10, 10]}])
+    return path, rock > 127
+
+
+def test_coco_boxes_without_segmentation_take_their_instance_masks_from_dense_rock_masks(tmp_path):
+    path, rock = coco_boxes_beside_dense_masks(tmp_path)
+    loaded = load_split(SplitConfig(format="coco", annotations=path, masks=tmp_path / "masks"), ["rock"])
+    masks = loaded.records[0].instance_masks()
+    assert masks.shape == (2, 30, 40) and masks.dtype == np.uint8
+    expected = np.zeros((2, 30, 40), dtype=bool)
+    expected[0, 2:12, 3:13] = rock[2:12, 3:13]
+    expected[1, 12:18, 20:26] = rock[12:18, 20:26]
+    np.testing.assert_array_equal(masks.astype(bool), expected)
+    assert masks[0].sum() == 36 and masks[1].sum() == 16 + 4
+    # A dense validation source finds the folder beside its file, as for the operating point.
+    dense = load_split(SplitConfig(format="coco", annotations=path, dense=True), ["rock"])
+    np.testing.assert_array_equal(dense.records[0].instance_masks(), masks)
+    dataset = RockDataset(loaded.records[:1], None, with_masks=True)
+    _, target = dataset[0]
+    assert target["masks"].shape == (2, 30, 40) and int(target["masks"].sum()) == 56
+    # b.png has no mask in the folder: one line naming the image and the folder.
+    with pytest.raises(DataError, match=r"b.png: no dense rock mask in .*masks"):
+        loaded.records[1].instance_masks()
+
+
+def test_a_mask_architecture_refuses_boxes_without_masks_naming_the_image(tmp_path):
+    path, _ = coco_boxes_beside_dense_masks(tmp_path)
+    loaded = load_split(SplitConfig(format="coco", annotations=path), ["rock"])
+    assert loaded.records[0].instance_masks() is None
+    assert len(RockDataset(loaded.records, None, with_masks=False)[0][1]["boxes"]) == 2
+    with pytest.raises(DataError, match=r"a.png: a mask architecture needs instance masks.*`masks` folder"):
+        RockDataset(loaded.records, None, with_masks=True)[0]
 
 
 def test_data_report_prints_counts_histogram_and_problems(tmp_path, capsys):

@@ -31,6 +31,7 @@ def write_checkpoint(path, arch="fasterrcnn_mobilenet_v3_large_fpn", side=128, *
 @pytest.mark.parametrize("arch, settings, export_format", [
     ("fasterrcnn_mobilenet_v3_large_fpn", {}, "onnx"),  # the default architecture
     ("fasterrcnn_resnet18_fpn", {"fpn_channels": 32}, "onnx"),  # the CPU recipe's
+    ("maskrcnn_resnet18_fpn", {"fpn_channels": 32}, "onnx"),  # its Mask R-CNN twin
     ("fasterrcnn_mobilenet_v3_large_fpn", {}, "torchscript"),
 ])
 def test_export_carries_metadata_and_matches_pytorch(tmp_path, capsys, arch, settings, export_format):

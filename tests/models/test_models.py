@@ -176,3 +176,19 @@ def test_a_rock_detector_extended_with_a_hardware_class_keeps_its_rock_head(tmp_
     old, new = rocks_only.roi_heads.box_predictor, with_hardware.roi_heads.box_predictor
     assert torch.equal(new.cls_score.weight[:2], old.cls_score.weight) and new.cls_score.weight.shape[0] == 3
     assert torch.equal(new.bbox_pred.bias[:8], old.bbox_pred.bias) and new.bbox_pred.bias.shape[0] == 12
+
+
+def test_a_box_detector_starts_its_mask_rcnn_twin_and_the_mask_head_is_as_wide_as_the_fpn(tmp_path):
+    torch.manual_seed(0)
+    boxes_only = build_detector("fasterrcnn_resnet18_fpn", num_classes=3, fpn_channels=32, min_size=64, max_size=64)
+    torch.save(boxes_only.state_dict(), tmp_path / "boxes.pth")
+    with_masks = build_detector("maskrcnn_resnet18_fpn", num_classes=3, fpn_channels=32, min_size=64, max_size=64,
+                                weights=str(tmp_path / "boxes.pth"))
+    old, new = boxes_only.state_dict(), with_masks.state_dict()
+    assert set(old) <= set(new) and all(torch.equal(new[key], value) for key, value in old.items())
+    assert {key.split(".")[1] for key in set(new) - set(old)} == {"mask_head", "mask_predictor"}
+    assert with_masks.roi_heads.mask_head[0][0].in_channels == 32
+    assert with_masks.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 3
+    with_masks.train()
+    losses = with_masks([torch.rand(3, 64, 64)], targets_for("maskrcnn_resnet18_fpn"))
+    assert torch.isfinite(losses["loss_mask"]) and losses["loss_mask"] > 0

@@ -40,6 +40,10 @@ class RockDataset(Dataset):
         labels = record.labels
         ignore = record.ignore_boxes.astype(np.float32)
         masks = record.instance_masks() if self.with_masks else None
+        if self.with_masks and masks is None and len(boxes):
+            raise DataError(f"{record.path}: a mask architecture needs instance masks, and its annotations "
+                            f"have no segmentation: give its source a `masks` folder of dense rock masks, "
+                            f"or train a box-only arch")
         if self.transform is not None:
             pixels, boxes, labels, masks, ignore = self._augment(pixels, boxes, labels, masks, ignore)
         target = {

@@ -4,10 +4,12 @@ recall: one mask per image, named as the image or by its stem with ``.png``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
+from rockdet.data.records import ROCK_LABEL
 from rockdet.errors import DataError
 
 #: Where a split's dense masks are looked for when no folder is given: beside the annotation
@@ -67,3 +69,31 @@ def dense_masks_of(source) -> RockMasks | None:
         folder = masks_beside(Path(source.annotations))
         return RockMasks(folder) if folder else None
     return None
+
+
+def instance_masks_from_dense(rock_masks: RockMasks, record) -> Callable[[], np.ndarray]:
+    """A loader of ``record``'s instance masks (uint8 [N, H, W]) cut from its dense rock mask,
+    for a mask architecture trained on boxes that come without a segmentation: a rock's mask
+    is the rock pixels inside its box (touching neighbours' pixels in the box's corners
+    included), a hardware box's mask the whole box. Raises DataError naming the image when
+    the folder holds no mask for it."""
+    def load() -> np.ndarray:
+        rock = rock_masks(record.path, record.width, record.height)
+        if rock is None:
+            raise DataError(f"{record.path}: no dense rock mask in {rock_masks.folder} to give its "
+                            f"boxes instance masks (the annotations have no segmentation)")
+        masks = np.zeros((len(record.boxes), record.height, record.width), dtype=np.uint8)
+        for i, (box, label) in enumerate(zip(record.boxes, record.labels)):
+            x0, y0, x1, y1 = _pixel_span(box, record.width, record.height)
+            masks[i, y0:y1, x0:x1] = rock[y0:y1, x0:x1] if label == ROCK_LABEL else 1
+        return masks
+    return load
+
+
+def _pixel_span(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixels whose centres lie inside an xyxy box, as [x0, x1) and [y0, y1); at least one."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    left, top = int(np.floor(x0 + 0.5)), int(np.floor(y0 + 0.5))
+    right, bottom = max(int(np.floor(x1 + 0.5)), left + 1), max(int(np.floor(y1 + 0.5)), top + 1)
+    return (min(max(left, 0), width - 1), min(max(top, 0), height - 1),
+            min(max(right, 1), width), min(max(bottom, 1), height))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rockdet.data.coco import read_coco
+from rockdet.data.dense_masks import RockMasks, instance_masks_from_dense, masks_beside
 from rockdet.data.masks import read_mask_folder
 from rockdet.data.records import AnnotationSet
 from rockdet.data.settings import SplitConfig
@@ -19,8 +20,14 @@ def load_split(split: SplitConfig, rock_classes: list[str],
     if split.format == "coco":
         if split.annotations is None:
             raise DataError("coco split needs 'annotations' (the COCO JSON file)")
-        return read_coco(split.annotations, split.images, rock_classes, ignore_classes, hardware_classes,
-                         allow_outside=split.allow_paths_outside)
+        loaded = read_coco(split.annotations, split.images, rock_classes, ignore_classes, hardware_classes,
+                           allow_outside=split.allow_paths_outside)
+        rock_masks = _coco_rock_masks(split)
+        if rock_masks is not None:
+            for record in loaded.records:
+                if record.mask_loader is None and len(record.boxes):
+                    record.mask_loader = instance_masks_from_dense(rock_masks, record)
+        return loaded
     if split.format == "synthetic":
         raise DataError("synthetic scenes are generated while training; there is no file to read")
     if ignore_classes:
@@ -34,6 +41,15 @@ def load_split(split: SplitConfig, rock_classes: list[str],
     if images is None or split.masks is None:
         raise DataError("masks split needs 'images' and 'masks' folders")
     return read_mask_folder(images, split.masks, split.mask_mode)
+
+
+def _coco_rock_masks(split: SplitConfig) -> RockMasks | None:
+    """Dense rock masks of a COCO source (its ``masks`` folder, or for a ``dense`` source one
+    found beside the file): they give instance masks to boxes without a segmentation."""
+    if split.masks is not None:
+        return RockMasks(split.masks)
+    folder = masks_beside(Path(split.annotations)) if split.dense else None
+    return RockMasks(folder) if folder else None
 
 
 def split_from_path(path: Path, split: str = "val", masks: Path | None = None,

@@ -20,8 +20,10 @@ class SplitConfig(Settings):
     format: Literal["coco", "yolo", "masks", "synthetic"] = "coco"
     #: Image folder; COCO defaults to the annotation file's folder.
     images: ConfigPath | None = None
-    #: Mask folder for format masks. Beside a COCO file of a ``dense`` source: its dense binary
-    #: rock masks, to choose the operating point by (default: a ``masks/`` folder found beside it).
+    #: Mask folder for format masks. Beside a COCO file: its dense binary rock masks, to choose the
+    #: operating point by on a ``dense`` source (default: a ``masks/`` folder found beside it), and
+    #: for a mask architecture the instance masks of boxes without a segmentation (the rock pixels
+    #: inside each box).
     masks: ConfigPath | None = None
     mask_mode: Literal["instance", "binary"] = "instance"
     #: YOLO split name inside the data YAML.

@@ -10,11 +10,13 @@ TORCHVISION_ARCHS = (
     "fcos_resnet50_fpn",
     "maskrcnn_resnet50_fpn_v2",
 )
-#: Faster R-CNN on a ResNet-18/34 FPN with stride-4 features (P2), built by rockdet from
+#: Faster and Mask R-CNN on a ResNet-18/34 FPN with stride-4 features (P2), built by rockdet from
 #: torchvision parts for small rocks: torchvision ships no detector on these backbones.
 SMALL_ROCK_ARCHS = (
     "fasterrcnn_resnet18_fpn",
     "fasterrcnn_resnet34_fpn",
+    "maskrcnn_resnet18_fpn",
+    "maskrcnn_resnet34_fpn",
 )
 ARCHS = TORCHVISION_ARCHS + SMALL_ROCK_ARCHS
 

@@ -20,7 +20,7 @@ from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 from rockdet.errors import CheckpointError, ConfigError, did_you_mean
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, backbone_name, has_masks, is_two_stage
 from rockdet.models.info import ROCK_CLASSES_WITH_BACKGROUND
-from rockdet.models.resnet_fpn import build_resnet_fpn_faster_rcnn
+from rockdet.models.resnet_fpn import build_resnet_fpn_detector
 from rockdet.models.sparse_labels import enable_sparse_label_training
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def build_detector(arch: str = "fasterrcnn_mobilenet_v3_large_fpn", num_classes:
             raise ConfigError(f"model.weights: {arch} has no published detector weights; give a "
                               f"local file (e.g. a synthetic-pretraining checkpoint) or null, and "
                               f"ImageNet weights through model.weights_backbone")
-        build = partial(build_resnet_fpn_faster_rcnn, backbone_name(arch), num_classes, backbone_enum,
-                        trainable_backbone_layers, fpn_channels)
+        build = partial(build_resnet_fpn_detector, backbone_name(arch), num_classes, backbone_enum,
+                        trainable_backbone_layers, fpn_channels, has_masks(arch))
     else:
         if fpn_channels != TORCHVISION_FPN_CHANNELS:
             raise ConfigError(f"model.fpn_channels: {arch} is built by torchvision with "

@@ -1,18 +1,21 @@
-"""Faster R-CNN on a ResNet-18/34 FPN that keeps stride-4 features, for rocks of 5-30 px.
+"""Faster or Mask R-CNN on a ResNet-18/34 FPN that keeps stride-4 features, for rocks of 5-30 px.
 
 torchvision's only light detector (MobileNetV3-FPN) sees stride 16 and 32, so a 19 px rock is a
 cell or two. Here the FPN starts at ResNet's first stage (P2, stride 4) and the RoI pooler sends
 small boxes there. Random initialisation uses trainable batch norms; ImageNet backbone weights
-keep torchvision's frozen ones.
+keep torchvision's frozen ones. The Mask R-CNN variant's mask head is as wide as the FPN (four
+3x3 convolutions, as torchvision's), not torchvision's fixed 256: its cost is per positive
+proposal, and a dense Mars scene has a hundred of them.
 """
 
 from __future__ import annotations
 
 import torchvision
 from torch import nn
-from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -25,12 +28,15 @@ _FREEZE_ORDER = ("conv1", "layer1", "layer2", "layer3", "layer4")
 #: input, a decade below the 32-512 px COCO defaults.
 DEFAULT_ANCHOR_SIZES = ((8,), (16,), (32,), (64,), (128,))
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
+#: Convolutions of the mask head (torchvision's MaskRCNNHeads has four).
+MASK_HEAD_LAYERS = 4
 
 
-def build_resnet_fpn_faster_rcnn(network: str, num_classes: int, weights_backbone: str | None,
-                                 trainable_backbone_layers: int | None, fpn_channels: int,
-                                 **detector_kwargs) -> FasterRCNN:
-    """Faster R-CNN on ``network`` (``resnet18`` or ``resnet34``) with FPN levels P2-P6."""
+def build_resnet_fpn_detector(network: str, num_classes: int, weights_backbone: str | None,
+                              trainable_backbone_layers: int | None, fpn_channels: int,
+                              masks: bool = False, **detector_kwargs) -> FasterRCNN:
+    """Faster R-CNN (Mask R-CNN with ``masks``) on ``network`` (``resnet18`` or ``resnet34``)
+    with FPN levels P2-P6."""
     weights = _backbone_weights(network, weights_backbone)
     norm = misc_nn_ops.FrozenBatchNorm2d if weights is not None else nn.BatchNorm2d
     body = torchvision.models.get_model(network, weights=weights, norm_layer=norm)
@@ -47,6 +53,13 @@ def build_resnet_fpn_faster_rcnn(network: str, num_classes: int, weights_backbon
     backbone = BackboneWithFPN(body, {stage: str(i) for i, stage in enumerate(_STAGES)},
                                stage_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
     anchors = AnchorGenerator(DEFAULT_ANCHOR_SIZES, (ASPECT_RATIOS,) * len(DEFAULT_ANCHOR_SIZES))
+    if masks:
+        model = MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors,
+                         mask_head=MaskRCNNHeads(fpn_channels, (fpn_channels,) * MASK_HEAD_LAYERS, 1),
+                         **detector_kwargs)
+        # torchvision sizes its default predictor for a 256-wide head and takes no other with num_classes.
+        model.roi_heads.mask_predictor = MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes)
+        return model
     return FasterRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors,
                       **detector_kwargs)
 
