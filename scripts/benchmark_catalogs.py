@@ -95,9 +95,8 @@ def detect(model, images: list[Image], input_size: int, settings: PredictSetting
 
     for image, raw in zip(images, detect_raw(model, [i.pixels for i in images],
                                              settings.updated(sky_fraction=None), input_size)):
-        # Every figure here judges boxes. A Mask R-CNN's tile masks (up to 300 of tile-size floats a
-        # tile) kept for a whole set would not fit in memory: 24 GB were not enough for 31 Mars scenes.
-        raw = RawTiles([{k: v for k, v in p.items() if k != "masks"} for p in raw.predictions], raw.windows)
+        # Every figure here judges boxes; a Mask R-CNN's masks kept for a whole set filled 24 GB on 31 Mars scenes.
+        raw = raw.without_masks()
         pad = tile_padding(raw.windows, settings, input_size)
         tiles = [cut_tile(image.pixels, window, pad) for window in raw.windows]
         image.raw = RawTiles(drop_featureless(raw.predictions, tiles, raw.windows, settings.sky_level,

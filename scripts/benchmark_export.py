@@ -27,7 +27,7 @@ from timing import median_seconds
 
 from rockdet.deploy.export import ExportError, check_parity, export_checkpoint, parity_image
 from rockdet.models import build_detector, load_model
-from rockdet.models.archs import ARCHS, is_two_stage
+from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, is_two_stage
 from rockdet.predict.runtimes import load_exported
 
 
@@ -53,7 +53,7 @@ def main() -> None:
                 continue
             settings = {"arch": arch, "min_size": options.side, "max_size": options.side,
                         "options": {"box_score_thresh": 0.0} if is_two_stage(arch) else {"score_thresh": 0.0}}
-            if arch.startswith("fasterrcnn_resnet18") or arch.startswith("fasterrcnn_resnet34"):
+            if arch in SMALL_ROCK_ARCHS:
                 settings["fpn_channels"] = 128
             torch.manual_seed(0)
             model = build_detector(**settings).eval()

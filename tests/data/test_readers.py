@@ -6,7 +6,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, write_coco, write_image
+from conftest import CONFIGS, SHARED_DATA, tiny_train_overrides, write_coco, write_image
 
 from rockdet.cli.main import main
 from rockdet.data.dataset import RockDataset
@@ -144,6 +144,7 @@ def coco_boxes_beside_dense_masks(tmp_path):
     rock[4:10, 5:11] = 255          # a rock, boxed with some ground around it
     rock[12:16, 20:24] = 255        # a second rock, whose box also holds a corner of the third
     rock[16:20, 24:30] = 255
+    rock[24:30, 33:40] = 255        # a rock at the image's corner, boxed with fractional edges
     (tmp_path / "masks").mkdir()
     cv2.imwrite(str(tmp_path / "masks" / "a.png"), rock)
     path = write_coco(tmp_path / "images" / "ann.json", [
@@ -151,38 +152,60 @@ def coco_boxes_beside_dense_masks(tmp_path):
         {"id": 2, "file_name": "b.png", "width": 40, "height": 30}], [
         {"id": 1, "image_id": 1, "category_id": 1, "bbox": [3, 2, 10, 10]},
         {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 12, 6, 6]},
-        {"id": 3, "image_id": 2, "category_id": 1, "bbox": [3, 2, 10, 10]}])
+        {"id": 3, "image_id": 1, "category_id": 1, "bbox": [32.6, 23.4, 7.4, 6.6]},
+        {"id": 4, "image_id": 1, "category_id": 3, "bbox": [30, 2, 6, 4]},   # hardware, on no rock
+        {"id": 5, "image_id": 2, "category_id": 1, "bbox": [3, 2, 10, 10]}])
     return path, rock > 127
 
 
 def test_coco_boxes_without_segmentation_take_their_instance_masks_from_dense_rock_masks(tmp_path):
     path, rock = coco_boxes_beside_dense_masks(tmp_path)
-    loaded = load_split(SplitConfig(format="coco", annotations=path, masks=tmp_path / "masks"), ["rock"])
+    loaded = load_split(SplitConfig(format="coco", annotations=path, masks=tmp_path / "masks"), ["rock"],
+                        hardware_classes=["crater"])
     masks = loaded.records[0].instance_masks()
-    assert masks.shape == (2, 30, 40) and masks.dtype == np.uint8
-    expected = np.zeros((2, 30, 40), dtype=bool)
+    assert masks.shape == (4, 30, 40) and masks.dtype == np.uint8
+    expected = np.zeros((4, 30, 40), dtype=bool)
     expected[0, 2:12, 3:13] = rock[2:12, 3:13]
     expected[1, 12:18, 20:26] = rock[12:18, 20:26]
+    expected[2, 23:30, 33:40] = rock[23:30, 33:40]  # the pixels whose centres lie in 32.6..40 x 23.4..30
+    expected[3, 2:6, 30:36] = True                   # hardware: its whole box
     np.testing.assert_array_equal(masks.astype(bool), expected)
-    assert masks[0].sum() == 36 and masks[1].sum() == 16 + 4
+    assert masks[0].sum() == 36 and masks[1].sum() == 16 + 4 and masks[2].sum() == 42 and masks[3].sum() == 24
     # A dense validation source finds the folder beside its file, as for the operating point.
-    dense = load_split(SplitConfig(format="coco", annotations=path, dense=True), ["rock"])
+    dense = load_split(SplitConfig(format="coco", annotations=path, dense=True), ["rock"],
+                       hardware_classes=["crater"])
     np.testing.assert_array_equal(dense.records[0].instance_masks(), masks)
     dataset = RockDataset(loaded.records[:1], None, with_masks=True)
     _, target = dataset[0]
-    assert target["masks"].shape == (2, 30, 40) and int(target["masks"].sum()) == 56
-    # b.png has no mask in the folder: one line naming the image and the folder.
-    with pytest.raises(DataError, match=r"b.png: no dense rock mask in .*masks"):
-        loaded.records[1].instance_masks()
+    assert target["masks"].shape == (4, 30, 40) and int(target["masks"].sum()) == 36 + 20 + 42 + 24
+    # b.png has no mask in the folder, so no instance masks.
+    assert loaded.records[1].instance_masks() is None
 
 
 def test_a_mask_architecture_refuses_boxes_without_masks_naming_the_image(tmp_path):
     path, _ = coco_boxes_beside_dense_masks(tmp_path)
     loaded = load_split(SplitConfig(format="coco", annotations=path), ["rock"])
     assert loaded.records[0].instance_masks() is None
-    assert len(RockDataset(loaded.records, None, with_masks=False)[0][1]["boxes"]) == 2
+    assert len(RockDataset(loaded.records, None, with_masks=False)[0][1]["boxes"]) == 3
     with pytest.raises(DataError, match=r"a.png: a mask architecture needs instance masks.*`masks` folder"):
         RockDataset(loaded.records, None, with_masks=True)[0]
+
+
+def test_training_a_mask_arch_stops_before_its_first_step_at_an_image_without_masks(tmp_path, capsys):
+    path, _ = coco_boxes_beside_dense_masks(tmp_path)
+    overrides = tiny_train_overrides({"train": path, "val": path}, tmp_path / "run", **{
+        "model.arch": "maskrcnn_resnet18_fpn", "model.fpn_channels": 32, "model.anchor_sizes": "auto",
+        "data.train.masks": tmp_path / "masks",
+        "data.batch_size": 2, "trainer.max_steps": 1})
+    assert main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), *overrides]) != 0
+    printed = capsys.readouterr()
+    assert "b.png: a mask architecture needs instance masks" in printed.out + printed.err
+    assert "(1 such image(s))" in printed.out + printed.err and "Traceback" not in printed.out + printed.err
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    # With b.png's dense mask beside a.png's, the same run trains (validation needs no masks).
+    cv2.imwrite(str(tmp_path / "masks" / "b.png"), np.zeros((30, 40), np.uint8))
+    assert main(["train", "--config", str(CONFIGS / "tiny_cpu.yaml"), *overrides]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 
 
 def test_data_report_prints_counts_histogram_and_problems(tmp_path, capsys):

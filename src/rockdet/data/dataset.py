@@ -11,6 +11,18 @@ from rockdet.data.records import CROWD_BOXES_KEY, IGNORE_BOXES_KEY, IGNORE_LABEL
 from rockdet.errors import DataError, ImageReadError, exception_reason
 from rockdet.io.images import read_image
 
+#: Why an image cannot train a mask architecture, after its path.
+MASKS_NEEDED = ("a mask architecture needs instance masks, and this image's boxes have none (no segmentation "
+                "in its annotations, no dense rock mask for it in its source's `masks` folder): give the "
+                "source a `masks` folder of dense rock masks, or train a box-only arch")
+
+
+def check_instance_masks(records: list[AnnotatedImage]) -> None:
+    """Before training a mask architecture: every image with boxes has instance masks."""
+    missing = [record for record in records if record.mask_loader is None and len(record.boxes)]
+    if missing:
+        raise DataError(f"{missing[0].path}: {MASKS_NEEDED} ({len(missing)} such image(s))")
+
 
 class RockDataset(Dataset):
     """Yields ``(image float[3,H,W] in 0..1, {"boxes", "labels", "ignore_boxes"[, "crowd_boxes"][, "masks"]})``;
@@ -41,9 +53,7 @@ class RockDataset(Dataset):
         ignore = record.ignore_boxes.astype(np.float32)
         masks = record.instance_masks() if self.with_masks else None
         if self.with_masks and masks is None and len(boxes):
-            raise DataError(f"{record.path}: a mask architecture needs instance masks, and its annotations "
-                            f"have no segmentation: give its source a `masks` folder of dense rock masks, "
-                            f"or train a box-only arch")
+            raise DataError(f"{record.path}: {MASKS_NEEDED}")
         if self.transform is not None:
             pixels, boxes, labels, masks, ignore = self._augment(pixels, boxes, labels, masks, ignore)
         target = {

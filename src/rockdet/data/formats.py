@@ -25,7 +25,7 @@ def load_split(split: SplitConfig, rock_classes: list[str],
         rock_masks = _coco_rock_masks(split)
         if rock_masks is not None:
             for record in loaded.records:
-                if record.mask_loader is None and len(record.boxes):
+                if record.mask_loader is None and len(record.boxes) and rock_masks.path_for(record.path):
                     record.mask_loader = instance_masks_from_dense(rock_masks, record)
         return loaded
     if split.format == "synthetic":

@@ -128,8 +128,7 @@ def detect_source(model: torch.nn.Module, name: str, dense: bool, dataset: RockD
     images, records = [], iter(dataset.records)
     for batch, targets in loader:
         for raw, target, record in zip(detect_raw_tensors(model, batch, input_size), targets, records):
-            # Boxes are judged, not masks: drop the per-tile mask probabilities (large) early.
-            raw = RawTiles([{k: v for k, v in p.items() if k != "masks"} for p in raw.predictions], raw.windows)
+            raw = raw.without_masks()  # boxes are judged, not masks
             mask = masks(record.path, record.width, record.height) if masks is not None else None
             images.append(ValidationImage(raw, target["boxes"].numpy(), np.asarray(record.crowd_boxes, float),
                                           None if mask is None else RockMask(mask)))

@@ -60,6 +60,11 @@ class RawTiles:
         return merge_tiles([to_image_coordinates(prediction, window, threshold)
                             for prediction, window in zip(self.predictions, self.windows)], settings)
 
+    def without_masks(self) -> RawTiles:
+        """The same outputs without a Mask R-CNN's tile masks (up to 300 tile-sized float maps a
+        tile), to keep many images' outputs where only the boxes are judged."""
+        return RawTiles([{k: v for k, v in p.items() if k != "masks"} for p in self.predictions], self.windows)
+
 
 def detect_raw(model: nn.Module, images: Iterable[np.ndarray], settings: PredictSettings, input_size: int,
                device: torch.device | str = "cpu", tiles_per_batch: int | None = None,

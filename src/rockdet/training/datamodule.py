@@ -9,7 +9,7 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from rockdet.data.dataset import RockDataset, collate_detection
+from rockdet.data.dataset import RockDataset, check_instance_masks, collate_detection
 from rockdet.data.records import AnnotatedImage
 from rockdet.data.settings import DataConfig, Sources, SplitConfig, source_list
 from rockdet.data.sources import WeightedSources, load_source, source_name
@@ -67,7 +67,8 @@ class RockDataModule(pl.LightningDataModule):
                  report.empty_images, report.clipped_boxes, dict(report.dropped) or "none", report.ignore_regions,
                  report.hardware)
         if name == "val":
-            return RockDataset(loaded.records, None, self.with_masks)
+            # Validation scores boxes: a mask architecture needs no masks of its validation images.
+            return RockDataset(loaded.records, None)
         if not report.rocks:
             raise ConfigError(f"{source_name(split)}: the training split has no rock of "
                               f"{self.data.rock_classes}; nothing to learn from")
@@ -76,6 +77,8 @@ class RockDataModule(pl.LightningDataModule):
             records = [r for r in records if r.rock_count]
             log.info("train: data.skip_unlabelled_images leaves out %d images without a labelled "
                      "rock", len(loaded.records) - len(records))
+        if self.with_masks:
+            check_instance_masks(records)
         augment = build_transforms(self.data.augment, self.data.crop_size, self.data.min_visibility,
                                    seed=self.seed)
         return RockDataset(records, augment, self.with_masks)
