@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from rockdet.data.records import ROCK_LABEL
+from rockdet.data.records import ROCK_LABEL, pixel_corners
 from rockdet.errors import DataError
 
 #: Where a split's dense masks are looked for when no folder is given: beside the annotation
@@ -83,17 +83,9 @@ def instance_masks_from_dense(rock_masks: RockMasks, record) -> Callable[[], np.
             raise DataError(f"{record.path}: no dense rock mask in {rock_masks.folder} to give its "
                             f"boxes instance masks (the annotations have no segmentation)")
         masks = np.zeros((len(record.boxes), record.height, record.width), dtype=np.uint8)
-        for i, (box, label) in enumerate(zip(record.boxes, record.labels)):
-            x0, y0, x1, y1 = _pixel_span(box, record.width, record.height)
+        corners = pixel_corners(np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4), record.width, record.height)
+        for i, ((x0, y0, x1, y1), label) in enumerate(zip(corners, record.labels)):
             masks[i, y0:y1, x0:x1] = rock[y0:y1, x0:x1] if label == ROCK_LABEL else 1
         return masks
     return load
 
-
-def _pixel_span(box, width: int, height: int) -> tuple[int, int, int, int]:
-    """The pixels whose centres lie inside an xyxy box, as [x0, x1) and [y0, y1); at least one."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    left, top = int(np.floor(x0 + 0.5)), int(np.floor(y0 + 0.5))
-    right, bottom = max(int(np.floor(x1 + 0.5)), left + 1), max(int(np.floor(y1 + 0.5)), top + 1)
-    return (min(max(left, 0), width - 1), min(max(top, 0), height - 1),
-            min(max(right, 1), width), min(max(bottom, 1), height))

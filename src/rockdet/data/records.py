@@ -134,3 +134,17 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
         if len(xs):
             boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     return boxes
+
+
+def pixel_corners(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Boxes as whole-pixel [x0, y0, x1, y1) ranges inside the extent, at least one pixel each:
+    the pixels whose centres lie inside the box, as a mask is rasterised.
+
+    Not every pixel the box touches: a sliver of a bright pixel column at the box's edge would
+    otherwise decide a box lying 90 % on black (a Yutu PCAM frame's border, stop 32: 89.9 % of the
+    pixels it touched were dark, and 90.1 % of those inside it by the catalog checker's count)."""
+    x0 = np.clip(np.floor(boxes[:, 0] + 0.5), 0, width - 1).astype(np.int64)
+    y0 = np.clip(np.floor(boxes[:, 1] + 0.5), 0, height - 1).astype(np.int64)
+    x1 = np.maximum(np.clip(np.floor(boxes[:, 2] + 0.5), 0, width).astype(np.int64), x0 + 1)
+    y1 = np.maximum(np.clip(np.floor(boxes[:, 3] + 0.5), 0, height).astype(np.int64), y0 + 1)
+    return np.stack([x0, y0, x1, y1], axis=1)

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import torch
 
+from rockdet.data.records import pixel_corners
+
 #: ITU-R BT.601 luma weights (Pillow's "L" conversion): the brightness a person judges.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: A dark region is sky or a border, not a rock, when it is this many times the box's area.
@@ -32,7 +34,7 @@ def on_featureless_black(tile: torch.Tensor, boxes: torch.Tensor, level: int, fr
     # for every tile of a batch, between the model's calls).
     pixels = tile[:, :height, :width].detach().cpu().float().numpy()
     result = np.zeros(len(boxes), dtype=bool)
-    corners = _pixel_corners(boxes.detach().float().cpu().numpy(), width, height)
+    corners = pixel_corners(boxes.detach().float().cpu().numpy(), width, height)
     x0, y0, x1, y1 = corners.T
     box_pixels = (x1 - x0) * (y1 - y0)
     # A box whose dark pixels fall short of the fraction cannot qualify whatever regions they
@@ -70,20 +72,6 @@ def _dark(pixels: np.ndarray, level: int) -> np.ndarray:
     luma = pixels[0] if pixels.shape[0] == 1 else \
         pixels[0] * LUMA_WEIGHTS[0] + pixels[1] * LUMA_WEIGHTS[1] + pixels[2] * LUMA_WEIGHTS[2]
     return luma * np.float32(255.0) < level
-
-
-def _pixel_corners(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Boxes as whole-pixel [x0, y0, x1, y1) ranges inside the extent, at least one pixel each:
-    the pixels whose centres lie inside the box, as a mask is rasterised.
-
-    Not every pixel the box touches: a sliver of a bright pixel column at the box's edge would
-    otherwise decide a box lying 90 % on black (a Yutu PCAM frame's border, stop 32: 89.9 % of the
-    pixels it touched were dark, and 90.1 % of those inside it by the catalog checker's count)."""
-    x0 = np.clip(np.floor(boxes[:, 0] + 0.5), 0, width - 1).astype(np.int64)
-    y0 = np.clip(np.floor(boxes[:, 1] + 0.5), 0, height - 1).astype(np.int64)
-    x1 = np.maximum(np.clip(np.floor(boxes[:, 2] + 0.5), 0, width).astype(np.int64), x0 + 1)
-    y1 = np.maximum(np.clip(np.floor(boxes[:, 3] + 0.5), 0, height).astype(np.int64), y0 + 1)
-    return np.stack([x0, y0, x1, y1], axis=1)
 
 
 def drop_featureless(predictions: list[dict], tiles: list[torch.Tensor], windows: list[tuple[int, int, int, int]],
