@@ -200,6 +200,8 @@ def main() -> None:
                         "a tile smaller than the model's input is enlarged to it, so this also sets the input scale")
     parser.add_argument("--overlap", type=float, default=PredictSettings().overlap)
     parser.add_argument("--full-image-pass", action="store_true", help="also run the whole image (predict's option)")
+    parser.add_argument("--min-diameter-px", type=float, nargs="*", default=[],
+                        help="also measure the rules with these completeness limits (predict's --min-diameter-px)")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     torch.manual_seed(0)
@@ -226,6 +228,10 @@ def main() -> None:
                 for other in options.thresholds:
                     rows.append({"set": label, "rules": f"rules at {other:g}", "images": len(images),
                                  **measure(images, settings, other, info.detections_per_image)})
+                for limit in options.min_diameter_px:
+                    rows.append({"set": label, "rules": f"rules, rocks from {limit:g} px", "images": len(images),
+                                 **measure(images, settings.updated(min_diameter_px=limit), threshold,
+                                           info.detections_per_image)})
                 for confidence in options.hardware_confidence:
                     rows.append({"set": label, "rules": f"rules, hardware from {confidence}", "images": len(images),
                                  **with_hardware_confidence(confidence, measure, images, settings, threshold,

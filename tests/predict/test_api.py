@@ -94,3 +94,31 @@ def test_a_model_file_of_a_newer_schema_is_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"future.pt: written by rockdet 9.0 \(model schema 99\); this rockdet "
                                               r"\S+ reads schema 1 at most: upgrade rockdet"):
         load_model(tmp_path / "future.pt")
+
+
+def test_a_mask_model_is_asked_for_no_box_below_the_catalogs_threshold_and_gives_the_same_rocks(tmp_path, monkeypatch):
+    import contextlib
+
+    import rockdet.predict.detect as detect
+    from rockdet.models import build_detector
+
+    torch.manual_seed(0)
+    settings = {"arch": "maskrcnn_resnet18_fpn", "fpn_channels": 32, "min_size": 64, "max_size": 64}
+    model = build_detector(**settings)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"model": settings, "input_size": 64, "evaluation": {"score_threshold": 0.3}}},
+               tmp_path / "masks.ckpt")
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    predictor = Predictor.load(tmp_path / "masks.ckpt", score_threshold=0.52, device="cpu")
+    heads = predictor.detector.model.roi_heads
+    built_floor, floors, forward = heads.score_thresh, [], heads.forward
+    monkeypatch.setattr(heads, "forward", lambda *args, **kwargs: (floors.append(heads.score_thresh),
+                                                                   forward(*args, **kwargs))[1])
+    floored = predictor(pixels)
+    assert set(floors) == {0.52} and heads.score_thresh == built_floor  # left as built for validation
+    # A mask pasted for every box down to the built floor gives the same catalog, only slower.
+    monkeypatch.setattr(detect, "scoring_from", lambda model, min_score: contextlib.nullcontext())
+    unfloored = predictor(pixels)
+    assert floors[-1] == built_floor < 0.52
+    rows = [[rock.row(True, False) for rock in catalog.rocks] for catalog in (floored, unfloored)]
+    assert rows[0] and rows[0] == rows[1]

@@ -7,6 +7,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import torch
 from oracle import FixedBoxes, draw_rocks, oracle_info, save, use_model
 
@@ -190,3 +191,44 @@ def test_a_box_lying_on_black_is_judged_by_the_pixels_inside_it_not_the_ones_it_
     model = FixedBoxes([(0.0, 0.0, 9.3, 20.3), (30, 30, 50, 50)], [0.9, 0.8])
     rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
     assert boxes_of(rocks) == [(30, 30, 50, 50)]
+
+
+def test_a_completeness_limit_leaves_out_smaller_rocks_and_the_catalog_says_so(tmp_path, monkeypatch):
+    pixels = draw_rocks(64, 64, [(4, 4, 34, 34), (44, 44, 52, 50)])
+    save(pixels, tmp_path / "in" / "scene.png")
+    model = FixedBoxes([(4, 4, 34, 34), (44, 44, 52, 50)], [0.9, 0.8])  # diameters 30 and 7 px
+    use_model(monkeypatch, model, oracle_info())
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"x")
+    command = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in")]
+    catalog = tmp_path / "out" / "catalogs" / "scene.png.csv"
+    assert main(command) == 0 and len(list(csv.DictReader(open(catalog)))) == 2
+    assert main([*command, "--min-diameter-px", "7.5"]) == 0  # another setting: redone, not skipped
+    rows = list(csv.DictReader(open(catalog)))
+    assert [(row["rock_id"], float(row["diameter_px"])) for row in rows] == [("1", 30.0)]
+    record = json.loads((tmp_path / "out" / "catalogs" / "scene.png.json").read_text())
+    assert record["tiling"]["min_diameter_px"] == 7.5
+
+
+def test_a_completeness_limit_must_be_above_zero(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--checkpoint", "model.ckpt", "--out", "out", "in", "--min-diameter-px", "0"])
+    assert "--min-diameter-px: must be a finite number above 0" in capsys.readouterr().err
+
+
+def test_under_a_completeness_limit_a_small_part_does_not_take_its_whole_rock_with_it():
+    # The rock's small bright part outscores the box of the whole rock; the part is under the
+    # limit, so the whole rock's box is its row (judged before one rock's boxes become one row).
+    pixels = draw_rocks(64, 64, [(10, 10, 40, 40)])
+    model = FixedBoxes([(10, 10, 40, 40), (20, 20, 28, 28)], [0.5, 0.9])
+    assert boxes_of(detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)) == [(20, 20, 28, 28)]
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1, min_diameter_px=10), 64)
+    assert boxes_of(rocks) == [(10, 10, 40, 40)]
+
+
+def test_a_mask_models_completeness_limit_is_judged_by_the_catalogs_diameter():
+    pixels = draw_rocks(64, 64, [(10, 10, 40, 40), (45, 5, 60, 20)])
+    # Both boxes are 30 and 15 px across; the second rock's mask is a 6 x 6 px core (diameter 6.8 px).
+    model = FixedMasks([(10, 10, 40, 40), (45, 5, 60, 20)], [0.9, 0.8], [(10, 10, 40, 40), (50, 10, 56, 16)])
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1, min_diameter_px=10), 64)
+    assert [(r.rock_id, round(r.diameter_px, 1)) for r in rocks] == [(1, 33.9)]

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "another (default: the higher-scoring of the two stays; one rock, one row)")
     predict.add_argument("--keep-on-black", action="store_true", help="keep detections on featureless "
                          "black (default: dropped; sky and no-data borders hold no rocks)")
+    predict.add_argument("--min-diameter-px", type=_positive_number, metavar="PX", help="completeness limit: "
+                         "leave out rocks whose diameter_px is below PX (default: every size; the Mars Mastcam "
+                         "labels mark rocks from about 15-20 px, the Chang'e labels from 7 px)")
     predict.add_argument("--drop-above-horizon", action="store_true", help="leave out detections whose "
                          "ground contact lies above the horizon of a known camera model (flat sites; on a "
                          "slope the terrain rises above it). Default: kept, flagged above_horizon")

@@ -16,7 +16,7 @@ def predict(options) -> int:
         merge_method=options.merge_method, full_image_pass=options.full_image_pass,
         nested_threshold=None if options.keep_nested else PredictSettings().nested_threshold,
         sky_fraction=None if options.keep_on_black else PredictSettings().sky_fraction,
-        drop_above_horizon=options.drop_above_horizon,
+        min_diameter_px=options.min_diameter_px, drop_above_horizon=options.drop_above_horizon,
         device=options.device, devices=options.devices, num_nodes=options.num_nodes, runtime=options.runtime,
         as_trained=options.as_trained,
         trust_checkpoint=options.trust_checkpoint, camera=options.camera, ground_z=options.ground_z,

@@ -8,6 +8,7 @@ evaluate and the operating point judge exactly the catalogs predict writes.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -25,8 +26,34 @@ from rockdet.predict.tiling import Window, tile_batches
 
 
 @torch.inference_mode()
-def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device | str) -> list[dict]:
-    return model([tile.to(device, non_blocking=True) for tile in tiles])
+def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device | str,
+              min_score: float = 0.0) -> list[dict]:
+    """The model's detections of each tile; with ``min_score``, a PyTorch detector is asked for
+    none below it (see scoring_from)."""
+    with scoring_from(model, min_score):
+        return model([tile.to(device, non_blocking=True) for tile in tiles])
+
+
+@contextmanager
+def scoring_from(model: nn.Module, min_score: float) -> Iterator[None]:
+    """A torchvision detector's own score floor raised to ``min_score`` while it runs.
+
+    Detectors are built to keep every box down to 0.001 so that validation can rank them all; a
+    catalog made at a threshold never holds the others, yet a Mask R-CNN pastes a tile-sized mask
+    for each of its up to 300 detections a tile. The boxes it returns from ``min_score`` up are
+    the same either way: NMS only lets a higher-scoring box remove a lower one, and the top-k cut
+    keeps the highest. Exported graphs keep the floor they were exported with."""
+    inner = getattr(model, "model", model)
+    holder = getattr(inner, "roi_heads", inner)  # two-stage heads, or RetinaNet / FCOS themselves
+    floor = getattr(holder, "score_thresh", None)
+    if not isinstance(floor, float) or min_score <= floor:
+        yield
+        return
+    holder.score_thresh = float(min_score)
+    try:
+        yield
+    finally:
+        holder.score_thresh = floor
 
 
 def scoring_at_least(predictions: list[dict], min_score: float) -> list[dict]:
@@ -77,8 +104,8 @@ def detect_raw(model: nn.Module, images: Iterable[np.ndarray], settings: Predict
     per_batch = tiles_per_batch or settings.tiles_per_batch(on_gpu=str(device).startswith("cuda"))
     for batch in tile_batches(enumerate(images), settings, input_size, per_batch):
         windows = [window for _, window in batch.owners]
-        predictions = drop_featureless(scoring_at_least(run_model(model, batch.tiles, device), min_score), batch.tiles,
-                                       windows, settings.sky_level, settings.sky_fraction)
+        outputs = scoring_at_least(run_model(model, batch.tiles, device, min_score), min_score)
+        predictions = drop_featureless(outputs, batch.tiles, windows, settings.sky_level, settings.sky_fraction)
         for (index, window), prediction in zip(batch.owners, predictions):
             raw = parts.setdefault(index, RawTiles([], []))
             raw.predictions.append({k: v.detach().cpu() for k, v in prediction.items()})

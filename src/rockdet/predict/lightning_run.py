@@ -191,7 +191,8 @@ class PredictModule(pl.LightningModule):
         if not batch.tiles:
             return []
         settings = self.predictor.settings
-        predictions = scoring_at_least(run_model(self.model, batch.tiles, self.device), settings.score_threshold)
+        threshold = settings.score_threshold
+        predictions = scoring_at_least(run_model(self.model, batch.tiles, self.device, threshold), threshold)
         return drop_featureless(predictions, batch.tiles,
                                 [window for _, window in batch.owners], settings.sky_level, settings.sky_fraction)
 

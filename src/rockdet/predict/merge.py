@@ -93,14 +93,28 @@ def merge_tiles(parts: list[TileDetections], settings: PredictSettings) -> list[
     else:
         order = scores.argsort(descending=True)
         boxes, scores, groups = boxes[order], scores[order], [[int(i)] for i in order]
+    if settings.min_diameter_px is not None and len(boxes):
+        large = box_diameters(boxes) >= settings.min_diameter_px
+        boxes, scores = boxes[large], scores[large]
+        groups = [group for group, kept in zip(groups, large.tolist()) if kept]
     if settings.nested_threshold is not None and len(boxes) > 1:
         # Inside a tile as well as across: torchvision's per-tile NMS (IoU) keeps a box nested
         # in a larger one, since their IoU is small.
         boxes, scores, nested = merge_detections(boxes, scores, settings.nested_threshold, "ios", "nms")
         groups = [[member for index in group for member in groups[index]] for group in nested]
-    return [Rock.detected(rock_id, score, box,
-                          describe_mask(stitch_mask(box, [all_masks[i] for i in group])) if has_masks else None)
-            for rock_id, (box, score, group) in enumerate(zip(boxes.tolist(), scores.tolist(), groups), start=1)]
+    rocks = [Rock.detected(rock_id, score, box,
+                           describe_mask(stitch_mask(box, [all_masks[i] for i in group])) if has_masks else None)
+             for rock_id, (box, score, group) in enumerate(zip(boxes.tolist(), scores.tolist(), groups), start=1)]
+    if settings.min_diameter_px is not None and has_masks:
+        # A mask's equivalent-circle diameter is smaller than its box's: the catalog's own column decides.
+        rocks = [rock.numbered(number) for number, rock in
+                 enumerate((r for r in rocks if r.diameter_px >= settings.min_diameter_px), start=1)]
+    return rocks
+
+
+def box_diameters(boxes: torch.Tensor) -> torch.Tensor:
+    """Per box, the catalog's diameter_px of a rock without a mask: the mean of its sides."""
+    return ((boxes[:, 2] - boxes[:, 0]) + (boxes[:, 3] - boxes[:, 1])) / 2
 
 
 def drop_rocks_on_no_data(rocks: list[Rock], valid: np.ndarray | None) -> list[Rock]:

@@ -159,6 +159,7 @@ class Predictor:
                            "full_image_pass": settings.full_image_pass, "nested": settings.nested_threshold,
                            "featureless_black": None if settings.sky_fraction is None else
                            f"{settings.sky_fraction} below {settings.sky_level}",
+                           **({"min_diameter_px": settings.min_diameter_px} if settings.min_diameter_px is not None else {}),
                            # Only where a camera sizes rocks: without one the rule cannot apply.
                            **({"above_horizon": "left out" if settings.drop_above_horizon else "kept"}
                               if self.camera.sizer is not None else {})},
@@ -208,7 +209,7 @@ class Predictor:
         if isinstance(self.detector, TorchDetector):
             self.detector.to(self.device)
         for raw in detect_raw(self.detector, pixels(), self.settings, self.input_size, self.device,
-                              self.tiles_per_batch):
+                              self.tiles_per_batch, min_score=self.settings.score_threshold):
             image = decoded.pop(0)
             yield self.catalog_of(image, raw.rocks(self.settings), len(raw.windows))
 

@@ -55,6 +55,14 @@ class PredictSettings(BaseModel):
     #: ``sky_fraction`` of its pixels darker than ``sky_level`` (of 255) is dropped; None keeps it.
     sky_level: int = Field(12, ge=0, le=255)
     sky_fraction: float | None = Field(0.9, gt=0.0, le=1.0)
+    #: The catalog's completeness limit: rocks whose ``diameter_px`` is below it are left out
+    #: (None keeps every size). Below some size a detector's rocks are mostly pebbles, shadows and
+    #: texture that no labeller marks: the Mars Mastcam masks mark rocks from about 15-20 px and
+    #: the recipe's boxes under 16 px there lie on rock pixels 31 % of the time (docs/BENCHMARKS.md).
+    #: Off by default: the Chang'e labels mark rocks down to 7 px. Judged by the box (mean of its
+    #: sides) before one rock's boxes are reduced to one row, so a small part that outscores its
+    #: whole rock cannot take the rock with it, and again by the row's own diameter_px.
+    min_diameter_px: float | None = Field(None, gt=0.0)
     #: Where the camera geometry is known, leave out detections whose ground contact lies above
     #: the ground plane's horizon (counted in the catalog as ``left_out_above_horizon``). Off by
     #: default: on a slope the terrain rises above that horizon, and a real MER Navcam frame of

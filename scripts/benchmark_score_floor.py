@@ -1,0 +1,76 @@
+"""Predict with the detector's own score floor at the catalog's threshold against the floor it was
+built with (0.001), side by side in one process: time per image and whether the catalogs agree
+(docs/BENCHMARKS.md, "Mask training"; rockdet.predict.detect.scoring_from).
+
+    python scripts/benchmark_score_floor.py --model runs/mixed10_s512_hw5_masks/model.pt \\
+        --images ../shared/data/marsdata-dense/images --list configs/splits/marsdata_val.txt --count 8
+
+A Mask R-CNN pastes a tile-sized mask for every detection its head keeps, down to the floor; a
+catalog made at a threshold keeps none below it. The two runs alternate, ``--repeats`` times each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import rockdet.predict.detect as detect
+from rockdet.predict.predictor import Predictor
+
+
+def rows_of(catalogs) -> list[tuple]:
+    return [tuple(round(v, 3) for v in (r.x_min, r.y_min, r.x_max, r.y_max, r.score, r.diameter_px))
+            for catalog in catalogs for r in catalog.rocks]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--images", type=Path, required=True, help="a folder of images")
+    parser.add_argument("--list", type=Path, help="only the images named in this file")
+    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--score-threshold", type=float, help="default: the model's operating point")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+    names = set(options.list.read_text().split()) if options.list else None
+    images = [p for p in sorted(options.images.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+              and (names is None or p.name in names)][:options.count]
+    predictor = Predictor.load(options.model, device="cpu", score_threshold=options.score_threshold)
+    floored = detect.scoring_from
+
+    def run(with_floor: bool):
+        detect.scoring_from = floored if with_floor else (lambda model, min_score: contextlib.nullcontext())
+        try:
+            started = time.perf_counter()
+            catalogs = list(predictor.predict_images(images))
+            return time.perf_counter() - started, rows_of(catalogs)
+        finally:
+            detect.scoring_from = floored
+
+    run(True)  # warm-up
+    times = {True: [], False: []}
+    rows = {}
+    for _ in range(options.repeats):
+        for with_floor in (False, True):
+            seconds, rows[with_floor] = run(with_floor)
+            times[with_floor].append(seconds)
+    print(f"model {options.model} ({predictor.info.arch}), {len(images)} images, threshold "
+          f"{predictor.settings.score_threshold:.3f}, {options.threads} thread(s), median of {options.repeats}")
+    print("| score floor | s per image | rocks |")
+    print("|---|---|---|")
+    for with_floor, label in ((False, "as built (0.001)"), (True, "the catalog's threshold")):
+        print(f"| {label} | {statistics.median(times[with_floor]) / len(images):.3f} | {len(rows[with_floor])} |")
+    same = rows[True] == rows[False]
+    print(f"speed-up {statistics.median(times[False]) / statistics.median(times[True]):.2f}x; "
+          f"catalogs {'identical' if same else 'DIFFER'}")
+
+
+if __name__ == "__main__":
+    main()
