@@ -201,7 +201,8 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=PredictSettings().overlap)
     parser.add_argument("--full-image-pass", action="store_true", help="also run the whole image (predict's option)")
     parser.add_argument("--min-diameter-px", type=float, nargs="*", default=[],
-                        help="also measure the rules with these completeness limits (predict's --min-diameter-px)")
+                        help="also measure the rules with these completeness limits (predict's --min-diameter-px; "
+                        "a Mask R-CNN's rows are judged by their boxes here, since this script keeps no masks)")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     torch.manual_seed(0)

@@ -23,9 +23,9 @@ import rockdet.predict.detect as detect
 from rockdet.predict.predictor import Predictor
 
 
-def rows_of(catalogs) -> list[tuple]:
-    return [tuple(round(v, 3) for v in (r.x_min, r.y_min, r.x_max, r.y_max, r.score, r.diameter_px))
-            for catalog in catalogs for r in catalog.rocks]
+def rows_of(catalogs) -> list[dict]:
+    """Every catalog row, mask columns (area, axes) included."""
+    return [rock.row(catalog.with_masks, False) for catalog in catalogs for rock in catalog.rocks]
 
 
 def main() -> None:

@@ -109,16 +109,40 @@ def test_a_mask_model_is_asked_for_no_box_below_the_catalogs_threshold_and_gives
                 "hyper_parameters": {"model": settings, "input_size": 64, "evaluation": {"score_threshold": 0.3}}},
                tmp_path / "masks.ckpt")
     pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    predictor = Predictor.load(tmp_path / "masks.ckpt", score_threshold=0.52, device="cpu")
+    predictor = Predictor.load(tmp_path / "masks.ckpt", device="cpu")
     heads = predictor.detector.model.roi_heads
-    built_floor, floors, forward = heads.score_thresh, [], heads.forward
-    monkeypatch.setattr(heads, "forward", lambda *args, **kwargs: (floors.append(heads.score_thresh),
-                                                                   forward(*args, **kwargs))[1])
-    floored = predictor(pixels)
-    assert set(floors) == {0.52} and heads.score_thresh == built_floor  # left as built for validation
-    # A mask pasted for every box down to the built floor gives the same catalog, only slower.
+    built_floor, calls, forward = heads.score_thresh, [], heads.forward
+
+    def spied(*args, **kwargs):
+        result = forward(*args, **kwargs)
+        calls.append((heads.score_thresh, torch.cat([r["scores"] for r in result[0]])))
+        return result
+
+    monkeypatch.setattr(heads, "forward", spied)
+    # As built, the head returns boxes on both sides of the threshold (a random head: its median).
     monkeypatch.setattr(detect, "scoring_from", lambda model, min_score: contextlib.nullcontext())
-    unfloored = predictor(pixels)
-    assert floors[-1] == built_floor < 0.52
+    predictor(pixels)
+    threshold = float(calls[-1][1].median())
+    unfloored = predictor.with_settings(score_threshold=threshold)(pixels)
+    assert calls[-1][0] == built_floor and calls[-1][1].min() < threshold
+    monkeypatch.undo()
+    monkeypatch.setattr(heads, "forward", spied)
+    floored = predictor.with_settings(score_threshold=threshold)(pixels)
+    assert threshold - 1e-6 < calls[-1][0] < threshold and calls[-1][1].min() >= threshold
+    assert heads.score_thresh == built_floor  # left as built: validation ranks every box
     rows = [[rock.row(True, False) for rock in catalog.rocks] for catalog in (floored, unfloored)]
     assert rows[0] and rows[0] == rows[1]
+
+
+def test_the_detectors_own_floor_is_restored_when_a_run_fails(tmp_path, model_file, monkeypatch):
+    predictor = Predictor.load(model_file, score_threshold=0.6, device="cpu")
+    heads = predictor.detector.model.roi_heads
+    built_floor = heads.score_thresh
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(heads, "forward", broken)
+    with pytest.raises(RuntimeError):
+        predictor(np.zeros((32, 32, 3), dtype=np.uint8))
+    assert heads.score_thresh == built_floor

@@ -226,6 +226,17 @@ def test_under_a_completeness_limit_a_small_part_does_not_take_its_whole_rock_wi
     assert boxes_of(rocks) == [(10, 10, 40, 40)]
 
 
+def test_under_a_completeness_limit_whole_rocks_stay_in_an_image_of_several_tiles():
+    # Every 64-px tile sees a whole rock and, scoring higher, a small part of it; the tiles' merge
+    # keeps the higher score too, so the limit must act before it.
+    pixels = draw_rocks(64, 150, [(10, 10, 40, 40)])
+    model = FixedBoxes([(10, 10, 40, 40), (20, 20, 28, 28)], [0.5, 0.9])
+    parts = detect_image(model, pixels, PredictSettings(score_threshold=0.1), 64)
+    rocks = detect_image(model, pixels, PredictSettings(score_threshold=0.1, min_diameter_px=10), 64)
+    assert len(parts) >= 2 and all(r.diameter_px == 8 for r in parts)
+    assert len(rocks) == len(parts) and all(r.diameter_px == 30 for r in rocks)
+
+
 def test_a_mask_models_completeness_limit_is_judged_by_the_catalogs_diameter():
     pixels = draw_rocks(64, 64, [(10, 10, 40, 40), (45, 5, 60, 20)])
     # Both boxes are 30 and 15 px across; the second rock's mask is a 6 x 6 px core (diameter 6.8 px).

@@ -8,6 +8,8 @@ evaluate and the operating point judge exactly the catalogs predict writes.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -34,26 +36,40 @@ def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device 
         return model([tile.to(device, non_blocking=True) for tile in tiles])
 
 
+#: Threads sharing a detector take turns at it (one lock per detector): another thread's raised
+#: floor must not cut the boxes this one keeps, nor be taken for the floor the model was built with.
+_FLOOR_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+_FLOOR_LOCKS_GUARD = threading.Lock()
+
+
 @contextmanager
 def scoring_from(model: nn.Module, min_score: float) -> Iterator[None]:
     """A torchvision detector's own score floor raised to ``min_score`` while it runs.
 
-    Detectors are built to keep every box down to 0.001 so that validation can rank them all; a
-    catalog made at a threshold never holds the others, yet a Mask R-CNN pastes a tile-sized mask
-    for each of its up to 300 detections a tile. The boxes it returns from ``min_score`` up are
-    the same either way: NMS only lets a higher-scoring box remove a lower one, and the top-k cut
-    keeps the highest. Exported graphs keep the floor they were exported with."""
+    The recipe's detectors are built to keep every box down to 0.001 so that validation can rank
+    them all; a catalog made at a threshold never holds the others, yet a Mask R-CNN pastes a
+    tile-sized mask for each of its up to 300 detections a tile. The boxes it returns from
+    ``min_score`` up are the same either way, up to float rounding: NMS only lets a higher-scoring
+    box remove a lower one, and the top-k cut keeps the highest. Exported graphs keep the floor
+    they were exported with."""
     inner = getattr(model, "model", model)
     holder = getattr(inner, "roi_heads", inner)  # two-stage heads, or RetinaNet / FCOS themselves
-    floor = getattr(holder, "score_thresh", None)
-    if not isinstance(floor, float) or min_score <= floor:
+    if not isinstance(getattr(holder, "score_thresh", None), float):
         yield
         return
-    holder.score_thresh = float(min_score)
-    try:
-        yield
-    finally:
-        holder.score_thresh = floor
+    with _FLOOR_LOCKS_GUARD:
+        lock = _FLOOR_LOCKS.setdefault(holder, threading.Lock())
+    with lock:
+        built = holder.score_thresh
+        if min_score <= built:
+            yield
+            return
+        # torchvision keeps scores above its floor, a catalog those at or above its threshold (float32).
+        holder.score_thresh = float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
+        try:
+            yield
+        finally:
+            holder.score_thresh = built
 
 
 def scoring_at_least(predictions: list[dict], min_score: float) -> list[dict]:

@@ -87,14 +87,27 @@ def merge_tiles(parts: list[TileDetections], settings: PredictSettings) -> list[
     scores = torch.cat([p.scores for p in parts]) if parts else torch.zeros(0)
     has_masks = bool(parts) and all(p.masks is not None for p in parts)
     all_masks = [m for p in parts for m in (p.masks or [])]
+    cut = cut_sides(parts) if len(parts) > 1 else None
+    limit = settings.min_diameter_px
+    detections = torch.arange(len(boxes))  # positions in the tiles' detections (and all_masks)
+    if limit is not None and len(boxes):
+        # Before anything merges: a small part that outscored its whole rock would otherwise stand
+        # for the rock (the merge keeps the higher score) and then be left out with it. A part cut
+        # by a tile border stays, since it may grow into its rock in the merge.
+        large = diameter_at_most(boxes, has_masks) >= limit
+        if cut is not None:
+            large |= torch.as_tensor(cut.any(axis=1))
+        detections, boxes, scores = detections[large], boxes[large], scores[large]
+        cut = None if cut is None else cut[large.numpy()]
     if len(parts) > 1:
         boxes, scores, groups = merge_detections(boxes, scores, settings.merge_threshold,
-                                                 settings.merge_metric, settings.merge_method, cut_sides(parts))
+                                                 settings.merge_metric, settings.merge_method, cut)
     else:
         order = scores.argsort(descending=True)
         boxes, scores, groups = boxes[order], scores[order], [[int(i)] for i in order]
-    if settings.min_diameter_px is not None and len(boxes):
-        large = box_diameters(boxes) >= settings.min_diameter_px
+    groups = [[int(detections[member]) for member in group] for group in groups]
+    if limit is not None and len(boxes):
+        large = diameter_at_most(boxes, has_masks) >= limit  # a cut part that grew into no rock
         boxes, scores = boxes[large], scores[large]
         groups = [group for group, kept in zip(groups, large.tolist()) if kept]
     if settings.nested_threshold is not None and len(boxes) > 1:
@@ -105,16 +118,22 @@ def merge_tiles(parts: list[TileDetections], settings: PredictSettings) -> list[
     rocks = [Rock.detected(rock_id, score, box,
                            describe_mask(stitch_mask(box, [all_masks[i] for i in group])) if has_masks else None)
              for rock_id, (box, score, group) in enumerate(zip(boxes.tolist(), scores.tolist(), groups), start=1)]
-    if settings.min_diameter_px is not None and has_masks:
-        # A mask's equivalent-circle diameter is smaller than its box's: the catalog's own column decides.
+    if limit is not None and has_masks:
+        # The boxes were judged by the most their masks could measure; the catalog's column decides.
         rocks = [rock.numbered(number) for number, rock in
-                 enumerate((r for r in rocks if r.diameter_px >= settings.min_diameter_px), start=1)]
+                 enumerate((r for r in rocks if r.diameter_px >= limit), start=1)]
     return rocks
 
 
-def box_diameters(boxes: torch.Tensor) -> torch.Tensor:
-    """Per box, the catalog's diameter_px of a rock without a mask: the mean of its sides."""
-    return ((boxes[:, 2] - boxes[:, 0]) + (boxes[:, 3] - boxes[:, 1])) / 2
+def diameter_at_most(boxes: torch.Tensor, has_masks: bool) -> torch.Tensor:
+    """Per box, the largest diameter_px its catalog row can have: the mean of its sides, or with
+    masks also the equivalent-circle diameter of a mask filling the whole stitched crop (whole
+    pixels from the box's floor to its ceiling, so up to 2 px wider and taller than the box)."""
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    mean_side = (width + height) / 2
+    if not has_masks:
+        return mean_side
+    return torch.maximum(mean_side, 2 * torch.sqrt((width + 2) * (height + 2) / math.pi))
 
 
 def drop_rocks_on_no_data(rocks: list[Rock], valid: np.ndarray | None) -> list[Rock]:

@@ -59,9 +59,10 @@ class PredictSettings(BaseModel):
     #: (None keeps every size). Below some size a detector's rocks are mostly pebbles, shadows and
     #: texture that no labeller marks: the Mars Mastcam masks mark rocks from about 15-20 px and
     #: the recipe's boxes under 16 px there lie on rock pixels 31 % of the time (docs/BENCHMARKS.md).
-    #: Off by default: the Chang'e labels mark rocks down to 7 px. Judged by the box (mean of its
-    #: sides) before one rock's boxes are reduced to one row, so a small part that outscores its
-    #: whole rock cannot take the rock with it, and again by the row's own diameter_px.
+    #: Off by default: the Chang'e labels mark rocks down to 7 px. Boxes are judged before the
+    #: tiles' merge and the nested rule (by the most their row could measure), so a small part
+    #: that outscores its whole rock cannot take the rock with it; a part cut by a tile border
+    #: waits until it has grown into its rock. Then each row is judged by its own diameter_px.
     min_diameter_px: float | None = Field(None, gt=0.0)
     #: Where the camera geometry is known, leave out detections whose ground contact lies above
     #: the ground plane's horizon (counted in the catalog as ``left_out_above_horizon``). Off by
