@@ -20,6 +20,16 @@ def boxes_of(rocks):
     return sorted((r.x_min, r.y_min, r.x_max, r.y_max) for r in rocks)
 
 
+def predict_command(tmp_path, monkeypatch, model, pixels, name: str) -> list[str]:
+    """`rockdet predict` of ``pixels`` saved as in/NAME, with ``model`` behind a checkpoint file
+    (catalogs in out/catalogs/)."""
+    save(pixels, tmp_path / "in" / name)
+    use_model(monkeypatch, model, oracle_info())
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"x")
+    return ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in")]
+
+
 def test_a_box_nested_in_another_box_of_the_same_rock_gives_one_row():
     pixels = draw_rocks(64, 64, [(10, 10, 40, 40)])
     model = FixedBoxes([(10, 10, 40, 40), (15, 15, 30, 30), (20, 22, 38, 39)], [0.9, 0.6, 0.5])
@@ -60,13 +70,9 @@ def test_nested_duplicates_are_resolved_across_tiles_too():
 def test_featureless_black_sky_holds_no_rocks(tmp_path, monkeypatch):
     pixels = draw_rocks(64, 64, [(20, 40, 30, 50)])
     pixels[:24] = 0  # black sky above the horizon
-    save(pixels, tmp_path / "in" / "mast.png")
     model = FixedBoxes([(5, 2, 15, 12), (20, 40, 30, 50), (30, 14, 40, 30)], [0.9, 0.8, 0.7])
-    use_model(monkeypatch, model, oracle_info())
-    checkpoint = tmp_path / "model.ckpt"
-    checkpoint.write_bytes(b"x")
-    assert main(["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"),
-                 str(tmp_path / "in"), "--score-threshold", "0.1"]) == 0
+    command = predict_command(tmp_path, monkeypatch, model, pixels, "mast.png")
+    assert main([*command, "--score-threshold", "0.1"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out" / "catalogs" / "mast.png.csv")))
     kept = sorted((float(r["x_min"]), float(r["y_min"])) for r in rows)
     # The box wholly on black goes; the one on ground stays, and so does the one across the
@@ -92,12 +98,8 @@ def test_dark_but_textured_ground_keeps_its_rocks():
 def test_the_rules_can_be_turned_off_and_a_resume_redoes_what_they_changed(tmp_path, monkeypatch):
     pixels = draw_rocks(64, 64, [(10, 30, 40, 60)])
     pixels[:24] = 0
-    save(pixels, tmp_path / "in" / "scene.png")
     model = FixedBoxes([(10, 30, 40, 60), (15, 35, 30, 50), (5, 2, 15, 12)], [0.9, 0.6, 0.8])
-    use_model(monkeypatch, model, oracle_info())
-    checkpoint = tmp_path / "model.ckpt"
-    checkpoint.write_bytes(b"x")
-    command = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in")]
+    command = predict_command(tmp_path, monkeypatch, model, pixels, "scene.png")
     catalog = tmp_path / "out" / "catalogs" / "scene.png.csv"
     assert main(command) == 0 and len(list(csv.DictReader(open(catalog)))) == 1
     assert main([*command, "--keep-nested", "--keep-on-black"]) == 0  # other settings: redone, not skipped
@@ -147,13 +149,10 @@ def test_a_dropped_nested_box_gives_nothing_to_the_kept_rocks_mask():
 
 
 def test_above_the_horizon_of_a_known_camera_rocks_are_flagged_or_left_out_on_request(tmp_path, monkeypatch):
-    save(draw_rocks(64, 64, [(5, 2, 15, 12), (20, 40, 30, 50)]), tmp_path / "in" / "navcam.png")
     camera = tmp_path / "level.yaml"  # looking level: the horizon is the middle row
     camera.write_text("image_width: 64\nimage_height: 64\nhfov_deg: 60\nheight_m: 1.5\npitch_deg: 0\n")
-    use_model(monkeypatch, FixedBoxes([(5, 2, 15, 12), (20, 40, 30, 50)], [0.9, 0.8]), oracle_info())
-    checkpoint = tmp_path / "model.ckpt"
-    checkpoint.write_bytes(b"x")
-    command = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in"),
+    command = [*predict_command(tmp_path, monkeypatch, FixedBoxes([(5, 2, 15, 12), (20, 40, 30, 50)], [0.9, 0.8]),
+                                draw_rocks(64, 64, [(5, 2, 15, 12), (20, 40, 30, 50)]), "navcam.png"),
                "--camera", str(camera), "--score-threshold", "0.1"]
     catalogs = tmp_path / "out" / "catalogs"
     assert main(command) == 0  # by default kept, unsized (on a slope the terrain rises above it)
@@ -195,12 +194,8 @@ def test_a_box_lying_on_black_is_judged_by_the_pixels_inside_it_not_the_ones_it_
 
 def test_a_completeness_limit_leaves_out_smaller_rocks_and_the_catalog_says_so(tmp_path, monkeypatch):
     pixels = draw_rocks(64, 64, [(4, 4, 34, 34), (44, 44, 52, 50)])
-    save(pixels, tmp_path / "in" / "scene.png")
     model = FixedBoxes([(4, 4, 34, 34), (44, 44, 52, 50)], [0.9, 0.8])  # diameters 30 and 7 px
-    use_model(monkeypatch, model, oracle_info())
-    checkpoint = tmp_path / "model.ckpt"
-    checkpoint.write_bytes(b"x")
-    command = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), str(tmp_path / "in")]
+    command = predict_command(tmp_path, monkeypatch, model, pixels, "scene.png")
     catalog = tmp_path / "out" / "catalogs" / "scene.png.csv"
     assert main(command) == 0 and len(list(csv.DictReader(open(catalog)))) == 2
     assert main([*command, "--min-diameter-px", "7.5"]) == 0  # another setting: redone, not skipped
