@@ -25,12 +25,16 @@ reported too. Recall@0.5 is against the labels' rock classes (--rock-classes).
 Then, at the machine's default threads, the whole `rockdet predict` pipeline (PNG on disk ->
 decode -> tiles -> the auto runtime -> merge -> catalog files) against a bare forward of the same
 detector over the same tiles in memory, in the same batches, on 2 and on 16 mosaics, with 0 and 1
-decoding workers.
+decoding workers (the FP32 export, or with --pipeline-int8 the INT8 one).
+
+OpenVINO runs each tile size on a graph fixed to that size (rockdet.predict.runtimes.OpenVinoDetector);
+--size-free adds rows for the same files on the size-free graph that every size shares.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -44,9 +48,10 @@ from torchvision.ops import box_iou
 sys.path.insert(0, str(Path(__file__).parent))
 from benchmark_predict import boxes_of, finish, timed  # noqa: E402
 
+from rockdet.data.records import HARDWARE_LABEL  # noqa: E402
 from rockdet.deploy.export import export_checkpoint  # noqa: E402
 from rockdet.models import load_model, to_inference_form  # noqa: E402
-from rockdet.predict.runtimes import load_detector, load_exported  # noqa: E402
+from rockdet.predict.runtimes import OpenVinoDetector, load_detector, load_exported  # noqa: E402
 from rockdet.predict.settings import PredictSettings  # noqa: E402
 from rockdet.predict.tiling import cut_tile, plan_windows  # noqa: E402
 
@@ -113,6 +118,25 @@ def recall(found: list[torch.Tensor], truth: list[torch.Tensor]) -> float:
     return round(hit / max(total, 1), 4)
 
 
+@contextlib.contextmanager
+def hardware_rule_off():
+    """rockdet without its hardware rule (rocks lying mostly inside a confident lander or rover box
+    leave the catalog; SAHI has no such rule): hardware boxes themselves still are not rocks. With
+    it off, the two tools' recall differs only by runtime, tiles and merge."""
+    from rockdet.predict import merge
+
+    def hardware_only(prediction, score_threshold):
+        labels = prediction.get("labels")
+        return torch.zeros(len(prediction["scores"]), dtype=torch.bool) if labels is None else labels == HARDWARE_LABEL
+
+    kept = merge.on_hardware
+    merge.on_hardware = hardware_only
+    try:
+        yield
+    finally:
+        merge.on_hardware = kept
+
+
 def compare_with_sahi(model, classes, detectors: dict, sets: dict, settings, rules_on, input_size, threads, repeats):
     torch.set_num_threads(threads)
     rows = []
@@ -133,6 +157,9 @@ def compare_with_sahi(model, classes, detectors: dict, sets: dict, settings, rul
             if name in detectors:
                 ruled = boxes_of(detectors[name], images, rules_on, input_size, "cpu")
                 row["recall_50_with_catalog_rules"] = recall(ruled, truth)
+                with hardware_rule_off():
+                    row["recall_50_hardware_rule_off"] = recall(boxes_of(detectors[name], images, settings, input_size,
+                                                                         "cpu"), truth)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -185,10 +212,13 @@ def main() -> int:
     parser.add_argument("--score-threshold", type=float, help="default: the model's operating point")
     parser.add_argument("--pipeline-images", type=int, nargs="+", default=[2, 16])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--pipeline-int8", action="store_true", help="time the pipeline with the --int8 file, not FP32")
     parser.add_argument("--frames", type=int, help="only the first N frames (a quick trial)")
     parser.add_argument("--merge", choices=("nmm-ios", "nms-iou"), default="nmm-ios",
                         help="both sides' merge: SAHI's default (greedy NMM on IoS 0.5), or NMS on IoU 0.5, "
                         "which leaves a tile's own boxes as the detector made them in both tools")
+    parser.add_argument("--size-free", action="store_true",
+                        help="also run each OpenVINO model on its size-free graph (before fixed-size graphs per tile size)")
     parser.add_argument("--skip-sahi", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--out", type=Path)
@@ -226,13 +256,23 @@ def main() -> int:
                 if options.int8:
                     int8 = load_exported(options.int8, threads=threads, runtime="openvino")
                     detectors[f"rockdet INT8 export, {int8.describe()}"] = int8
+                if options.size_free:
+                    for name, detector in list(detectors.items()):
+                        if isinstance(detector, OpenVinoDetector):
+                            size_free = load_exported(options.int8 if "INT8" in name else fp32, threads=threads,
+                                                      runtime="openvino")
+                            size_free.static_shapes = 0
+                            detectors[f"{name}, size-free graph"] = size_free
                 classes = info.detector.get("num_classes", 2)
                 report["rows"] += compare_with_sahi(model, classes, detectors, sets, settings, rules_on, info.input_size,
                                                     threads, options.repeats)
         torch.set_num_threads(max(options.threads))
         report["default_runtime"] = load_detector(fp32, runtime="auto", device="cpu").runtime
         if not options.skip_pipeline:
-            report["pipeline"] = pipeline_vs_bare(fp32, mosaic_images, rules_on, info.input_size,
+            if options.pipeline_int8 and not options.int8:
+                parser.error("--pipeline-int8 runs the file given with --int8")
+            piped = options.int8 if options.pipeline_int8 else fp32
+            report["pipeline"] = pipeline_vs_bare(piped, mosaic_images, rules_on, info.input_size,
                                                   options.pipeline_images, options.workers, options.repeats, scratch)
     return finish(report, options)
 

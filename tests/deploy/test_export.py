@@ -13,7 +13,7 @@ from rockdet import __version__
 from rockdet.cli.main import main
 from rockdet.deploy.export import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity, parity_image
 from rockdet.models import build_detector
-from rockdet.predict.runtimes import exported_format, load_exported
+from rockdet.predict.runtimes import STATIC_SHAPES, exported_format, load_exported
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'rockdet[onnx]') is not installed")
 
@@ -95,7 +95,7 @@ from pathlib import Path
 import torch
 from rockdet.deploy.export import check_parity, parity_image
 from rockdet.models import load_model
-from rockdet.predict.runtimes import exported_format, load_exported
+from rockdet.predict.runtimes import STATIC_SHAPES, exported_format, load_exported
 folder = Path(sys.argv[1])
 model, _ = load_model(folder / "m.ckpt")
 openvino = load_exported(folder / "m.onnx", runtime="openvino")
@@ -104,9 +104,20 @@ parity = check_parity(model, openvino, parity_image(128), threshold=0.0)
 tiles = [parity_image(128).roll(shift, dims=2) for shift in (0, 17, 40, 77)]
 together, alone = openvino(tiles), [openvino([tile])[0] for tile in tiles]
 same = all(set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a) for a, b in zip(together, alone))
+# Tiles of one size ran on a graph fixed to that size: the same rocks as the size-free graph.
+size_free = load_exported(folder / "m.onnx", runtime="openvino")
+size_free.static_shapes = 0
+fixed_parity = check_parity(size_free, openvino, parity_image(128), threshold=0.0)
+# A few sizes get a graph of their own; beyond them tiles run on the size-free graph, and still run.
+sizes = [(3, 64 + 8 * step, 128) for step in range(STATIC_SHAPES + 1)]
+ran = [len(openvino([torch.rand(size)])[0]["scores"]) >= 0 for size in sizes]
 print(json.dumps({"describe": openvino.describe(), "arch": openvino.info.arch, "requests": openvino.requests,
                   "queue_same": same, "detections": [len(d["boxes"]) for d in together],
-                  "compared": parity.compared, "passed": parity.passed, "detail": parity.describe()}))
+                  "compared": parity.compared, "passed": parity.passed, "detail": parity.describe(),
+                  "fixed": [list(shape) for shape in openvino.fixed_size_graphs()], "sizes_ran": all(ran),
+                  "fixed_compared": fixed_parity.compared, "fixed_passed": fixed_parity.passed,
+                  "fixed_detail": fixed_parity.describe(), "size_free_fixed": size_free.fixed_size_graphs(),
+                  "last_size_free": openvino.compiled_for(sizes[-1]) is openvino.compiled}))
 """
 
 
@@ -129,6 +140,9 @@ def test_openvino_runs_the_export_like_onnx_runtime(tmp_path, capsys):
     assert result["describe"].startswith("OpenVINO CPU, ") and result["arch"] == "fasterrcnn_mobilenet_v3_large_fpn"
     assert result["compared"] >= 10 and result["passed"], result["detail"]
     assert result["queue_same"] and sum(result["detections"]) > 0, result
+    assert result["fixed"][0] == [3, 128, 128] and len(result["fixed"]) == STATIC_SHAPES and result["sizes_ran"], result
+    assert result["fixed_compared"] >= 10 and result["fixed_passed"], result["fixed_detail"]
+    assert result["size_free_fixed"] == [] and result["last_size_free"], result
     assert result["requests"] == min(2, os.cpu_count() or 1) or result["requests"] >= 2  # a stream per core
     # No --runtime below: an export runs in OpenVINO when it is installed, and the run says so.
     save(draw_rocks(160, 128, [(40, 20, 70, 60)]), tmp_path / "in" / "a.png")
