@@ -44,6 +44,11 @@ def test_export_carries_metadata_and_matches_pytorch(tmp_path, capsys, arch, set
     assert info.arch == arch and info.input_size == 128 and exported_format(out) == export_format
     assert info.score_threshold == 0.3 and info.class_names == ("rock", "boulder")
     assert info.rockdet_version == __version__
+    if info.has_masks:  # a Mask R-CNN graph returns nothing below its operating point (see the floor's test)
+        assert info.score_floor == 0.3
+        model.roi_heads.score_thresh = 0.3 - 1e-7
+    else:
+        assert info.score_floor in (None, model.roi_heads.score_thresh)  # TorchScript's metadata as well
     parity = check_parity(model, exported, parity_image(128), threshold=0.0)
     assert parity.compared >= 10 and parity.passed, parity.describe()
 
@@ -186,6 +191,40 @@ def test_auto_runtime_falls_back_to_onnx_runtime_without_openvino(tmp_path, monk
     assert detector.describe().startswith("ONNX Runtime")
     assert detector.runtime == {"runtime": "onnxruntime", "chosen": why}
     assert choose_runtime(tmp_path / "m.onnx", "auto", "cuda")[0] == "onnxruntime"  # its CUDA provider on a GPU
+
+
+def test_an_export_returns_no_score_below_its_floor_and_predict_says_so(tmp_path, capsys):
+    from oracle import draw_rocks, save
+
+    checkpoint, model = write_checkpoint(tmp_path / "m.ckpt", "fasterrcnn_resnet18_fpn", fpn_channels=32)
+    with torch.inference_mode():
+        scores = model([parity_image(128)])[0]["scores"]  # this random head: 0.58-0.66
+    floor = round(float(scores.median()), 3)
+    assert (scores < floor).sum() >= 10 and (scores >= floor).sum() >= 10  # boxes to remove and to keep
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["hyper_parameters"]["evaluation"]["score_threshold"] = 0.9  # the operating point
+    torch.save(saved, checkpoint)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"),
+                 "--score-floor", str(floor)]) == 0
+    assert f"scores from {floor:g}" in capsys.readouterr().out
+    exported = load_exported(tmp_path / "m.onnx")
+    assert exported.info.score_floor == floor
+    got = exported([parity_image(128)])[0]["scores"]
+    # Every box from the floor up, and none below (the 300-a-tile cap now keeps only those).
+    assert bool((got >= floor).all()) and len(got) >= int((scores >= floor).sum())
+    save(draw_rocks(160, 128, [(40, 20, 70, 60)]), tmp_path / "in" / "a.png")
+    run = ["predict", "--checkpoint", str(tmp_path / "m.onnx"), "--runtime", "onnxruntime", str(tmp_path / "in")]
+    assert main([*run, "--out", str(tmp_path / "o"), "--score-threshold", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--score-threshold" in err and "m.onnx" in err and "--score-floor 0.1" in err, err
+    assert main([*run, "--out", str(tmp_path / "o2"), "--score-threshold", str(floor)]) == 0  # at the floor: fine
+    capsys.readouterr()
+    # Above the operating point, predict's own default would lose rocks: refused before any work.
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "high.onnx"),
+                 "--score-floor", "0.95"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--score-floor 0.95 is above the model's operating point 0.9" in err, err
+    assert not (tmp_path / "high.onnx").exists()
 
 
 def test_an_export_of_the_previous_release_is_read_by_the_one_reader():

@@ -53,7 +53,7 @@ def export(options) -> int:
     info, parity, quantized = export_checkpoint(
         options.checkpoint, options.format, options.out, options.trust_checkpoint, options.parity_threshold,
         InferenceHead(options.proposals, options.detections_per_tile), quantize=options.quantize,
-        calibration=options.calibration, calibration_tiles=options.calibration_tiles)
+        calibration=options.calibration, calibration_tiles=options.calibration_tiles, score_floor=options.score_floor)
     print(f"written: {options.out} ({options.format}{', ' + options.quantize if quantized else ''}, {info.describe()})")
     print(f"parity with PyTorch: {parity.describe()}")
     if quantized is not None:

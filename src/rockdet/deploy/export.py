@@ -31,6 +31,7 @@ from rockdet.models import load_model
 from rockdet.models.inference_head import InferenceHead
 from rockdet.models.info import ModelInfo
 from rockdet.models.sparse_labels import disable_sparse_label_training
+from rockdet.predict.detect import keeping_from, score_floor_holder
 from rockdet.predict.runtimes import METADATA_KEY, ONNX_SUFFIXES, TORCHSCRIPT_METADATA_FILE, TORCHSCRIPT_SUFFIXES, load_exported
 
 if TYPE_CHECKING:
@@ -75,10 +76,12 @@ class Parity:
 def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bool = False,
                       parity_threshold: float | None = None, head: InferenceHead | None = None,
                       quantize: str | None = None, calibration: Path | None = None,
-                      calibration_tiles: int | None = None) -> tuple[ModelInfo, Parity, QuantizedParity | None]:
+                      calibration_tiles: int | None = None,
+                      score_floor: float | None = None) -> tuple[ModelInfo, Parity, QuantizedParity | None]:
     """Write ``out`` and return the ModelInfo it carries, the parity check's result with PyTorch
     (raises if it fails), and with ``quantize`` the quantized file's parity with FP32
-    (deploy.quantize; raises if it fails), else None."""
+    (deploy.quantize; raises if it fails), else None. ``score_floor``: the lowest score the
+    graph returns (see set_score_floor)."""
     if export_format not in EXPORT_FORMATS:
         raise ExportError(f"--format {export_format}: choose one of {list(EXPORT_FORMATS)}")
     if quantize is not None:
@@ -97,10 +100,11 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
     check_export_path(Path(checkpoint), Path(out), export_format)
     model, info = load_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
+    floor = set_score_floor(model, info, score_floor)
     from rockdet import __version__
 
     # The export carries the head it was made with; the rockdet that made it writes the file.
-    info = replace(info, head=(head or InferenceHead()).apply(model), rockdet_version=__version__)
+    info = replace(info, head=(head or InferenceHead()).apply(model), rockdet_version=__version__, score_floor=floor)
     metadata = info.to_metadata(format=export_format, **({"onnx_opset": ONNX_OPSET} if export_format == "onnx" else {}))
     image = parity_image(info.input_size)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +123,33 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
             quantized = _quantize(temp, exported, info, calibration, calibration_files, calibration_tiles,
                                   threshold, out)
     return info, parity, quantized
+
+
+def set_score_floor(model: nn.Module, info: ModelInfo, asked: float | None) -> float | None:
+    """Fix the lowest score the exported graph returns, on ``model``, and return it (None: a model
+    without a score floor). Once exported it cannot change, so predict refuses a threshold below it.
+
+    By default a Mask R-CNN's floor is its operating point: it pastes a tile-sized mask for every
+    box it returns, and the recipe's configs keep boxes down to 0.001 for validation, so a graph at
+    the built floor predicts 3x slower for the same catalog (docs/BENCHMARKS.md, issue 17). A
+    box-only graph keeps its built floor: its few hundred boxes a tile cost nothing measurable,
+    and predict can then go below the operating point."""
+    holder = score_floor_holder(model)
+    if holder is None:
+        if asked is not None:
+            raise ExportError(f"--score-floor applies to torchvision detectors; {info.arch} has no score floor")
+        return None
+    if asked is None:
+        if not info.has_masks:
+            return holder.score_thresh
+        asked = info.operating_threshold
+    if not 0.0 <= asked <= 1.0:
+        raise ExportError(f"--score-floor {asked:g}: give a score in 0..1")
+    if asked > info.operating_threshold:
+        raise ExportError(f"--score-floor {asked:g} is above the model's operating point {info.operating_threshold:g}: "
+                          f"predict at its default threshold would miss the rocks scoring between them")
+    holder.score_thresh = keeping_from(asked)
+    return asked
 
 
 def _quantize(fp32_file: Path, fp32, info: ModelInfo, calibration: Path, files: list[Path], tiles: int | None,

@@ -80,6 +80,9 @@ class ModelInfo:
     training: Mapping[str, Any] = field(default_factory=dict)
     #: How an exported file was quantized (method, calibration, parity with FP32); None: FP32.
     quantization: Mapping[str, Any] | None = None
+    #: The lowest score an exported graph returns (``rockdet export --score-floor``): it runs no
+    #: catalog below it. None: a checkpoint, or an export that did not record it.
+    score_floor: float | None = None
 
     # --- what people and code ask of a model ---------------------------------------------------
     @property
@@ -111,7 +114,8 @@ class ModelInfo:
 
     def describe(self) -> str:
         threshold = "unchosen" if self.score_threshold is None else f"{self.score_threshold:g}"
-        return f"{self.arch}, input {self.input_size} px, score threshold {threshold}"
+        floor = f", scores from {self.score_floor:g}" if self.score_floor is not None else ""
+        return f"{self.arch}, input {self.input_size} px, score threshold {threshold}{floor}"
 
     # --- checkpoints (Lightning hyper-parameters) ----------------------------------------------
     @classmethod
@@ -179,7 +183,9 @@ class ModelInfo:
                    rockdet_version=str(metadata.get("rockdet_version", "0.1.0")),
                    training={"evaluation": dict(evaluation)} if evaluation else {},
                    quantization=dict(quantization) if isinstance(quantization := metadata.get("quantization"), Mapping)
-                   else None)
+                   else None,
+                   score_floor=_threshold(metadata.get("score_floor"), source, "score_floor")
+                   if metadata.get("score_floor") is not None else None)
 
     def to_metadata(self, keep_unchosen: bool = False, **extra: Any) -> dict[str, Any]:
         """The metadata an export or a model.pt carries (``extra``: format, opset, ...), in the
@@ -196,7 +202,8 @@ class ModelInfo:
                 "class_names": list(self.class_names),
                 "model": {"arch": self.arch, **{k: v for k, v in self.detector.items() if k not in WEIGHT_SOURCES}},
                 "evaluation": evaluation, **({"head": dict(self.head)} if self.head is not None else {}),
-                **({"quantization": dict(self.quantization)} if self.quantization is not None else {})}
+                **({"quantization": dict(self.quantization)} if self.quantization is not None else {}),
+                **({"score_floor": self.score_floor} if self.score_floor is not None else {})}
 
 
 def _check_schema(values: Mapping, source: str) -> None:
@@ -252,9 +259,9 @@ def _class_names(value: Any) -> tuple[str, ...]:
     return DEFAULT_CLASS_NAMES
 
 
-def _threshold(value: Any, source: str) -> float | None:
+def _threshold(value: Any, source: str, key: str = "score_threshold") -> float | None:
     if value == AUTO:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise CheckpointError(f"{source}: score_threshold {str(value)[:40]!r} is not a score in 0..1")
+        raise CheckpointError(f"{source}: {key} {str(value)[:40]!r} is not a score in 0..1")
     return float(value)

@@ -42,6 +42,20 @@ _FLOOR_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.Wea
 _FLOOR_LOCKS_GUARD = threading.Lock()
 
 
+def score_floor_holder(model: nn.Module) -> nn.Module | None:
+    """The part of a torchvision detector that holds its score floor (``score_thresh``): the RoI
+    heads of a two-stage detector, RetinaNet or FCOS itself; None for anything else."""
+    inner = getattr(model, "model", model)
+    holder = getattr(inner, "roi_heads", inner)
+    return holder if isinstance(getattr(holder, "score_thresh", None), float) else None
+
+
+def keeping_from(min_score: float) -> float:
+    """The ``score_thresh`` that keeps every score from ``min_score`` up: torchvision keeps scores
+    above its floor, a catalog those at or above its threshold (float32)."""
+    return float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
+
+
 @contextmanager
 def scoring_from(model: nn.Module, min_score: float) -> Iterator[None]:
     """A torchvision detector's own score floor raised to ``min_score`` while it runs.
@@ -50,11 +64,10 @@ def scoring_from(model: nn.Module, min_score: float) -> Iterator[None]:
     them all; a catalog made at a threshold never holds the others, yet a Mask R-CNN pastes a
     tile-sized mask for each of its up to 300 detections a tile. The boxes it returns from
     ``min_score`` up are the same either way, up to float rounding: NMS only lets a higher-scoring
-    box remove a lower one, and the top-k cut keeps the highest. Exported graphs keep the floor
-    they were exported with."""
-    inner = getattr(model, "model", model)
-    holder = getattr(inner, "roi_heads", inner)  # two-stage heads, or RetinaNet / FCOS themselves
-    if not isinstance(getattr(holder, "score_thresh", None), float):
+    box remove a lower one, and the top-k cut keeps the highest. An exported graph keeps the floor
+    it was exported with (``rockdet export --score-floor``)."""
+    holder = score_floor_holder(model)
+    if holder is None:
         yield
         return
     with _FLOOR_LOCKS_GUARD:
@@ -64,8 +77,7 @@ def scoring_from(model: nn.Module, min_score: float) -> Iterator[None]:
         if min_score <= built:
             yield
             return
-        # torchvision keeps scores above its floor, a catalog those at or above its threshold (float32).
-        holder.score_thresh = float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
+        holder.score_thresh = keeping_from(min_score)
         try:
             yield
         finally:

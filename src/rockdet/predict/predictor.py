@@ -110,6 +110,11 @@ class Predictor:
         self.info: ModelInfo = detector.info
         self.source = Path(source) if source is not None else None
         threshold = settings.score_threshold if settings.score_threshold is not None else self.info.operating_threshold
+        floor = self.info.score_floor
+        if floor is not None and threshold < floor:
+            raise SettingsError("score_threshold", f"{threshold:g} is below {floor:g}, the lowest score "
+                                f"{self.source or 'this exported model'} returns; export the checkpoint again "
+                                f"with --score-floor {threshold:g}", threshold)
         #: The settings with the operating point filled in (the model's own unless given).
         self.settings = settings.updated(score_threshold=threshold)
         self.device = resolve_device(settings.device)
