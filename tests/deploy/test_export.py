@@ -13,7 +13,8 @@ from rockdet import __version__
 from rockdet.cli.main import main
 from rockdet.deploy.export import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity, parity_image
 from rockdet.models import build_detector
-from rockdet.predict.runtimes import STATIC_SHAPES, exported_format, load_exported
+from rockdet.predict.detect import keeping_from
+from rockdet.predict.runtimes import exported_format, load_exported
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'rockdet[onnx]') is not installed")
 
@@ -46,9 +47,9 @@ def test_export_carries_metadata_and_matches_pytorch(tmp_path, capsys, arch, set
     assert info.rockdet_version == __version__
     if info.has_masks:  # a Mask R-CNN graph returns nothing below its operating point (see the floor's test)
         assert info.score_floor == 0.3
-        model.roi_heads.score_thresh = 0.3 - 1e-7
+        model.roi_heads.score_thresh = keeping_from(0.3)
     else:
-        assert info.score_floor in (None, model.roi_heads.score_thresh)  # TorchScript's metadata as well
+        assert info.score_floor == model.roi_heads.score_thresh
     parity = check_parity(model, exported, parity_image(128), threshold=0.0)
     assert parity.compared >= 10 and parity.passed, parity.describe()
 
@@ -100,7 +101,7 @@ from pathlib import Path
 import torch
 from rockdet.deploy.export import check_parity, parity_image
 from rockdet.models import load_model
-from rockdet.predict.runtimes import STATIC_SHAPES, exported_format, load_exported
+from rockdet.predict.runtimes import exported_format, load_exported
 folder = Path(sys.argv[1])
 model, _ = load_model(folder / "m.ckpt")
 openvino = load_exported(folder / "m.onnx", runtime="openvino")
@@ -109,20 +110,19 @@ parity = check_parity(model, openvino, parity_image(128), threshold=0.0)
 tiles = [parity_image(128).roll(shift, dims=2) for shift in (0, 17, 40, 77)]
 together, alone = openvino(tiles), [openvino([tile])[0] for tile in tiles]
 same = all(set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a) for a, b in zip(together, alone))
-# Tiles of one size ran on a graph fixed to that size: the same rocks as the size-free graph.
-size_free = load_exported(folder / "m.onnx", runtime="openvino")
-size_free.static_shapes = 0
+# Tiles at the model's input size ran on a graph fixed to it: the same rocks as the size-free graph.
+size_free = load_exported(folder / "m.onnx", runtime="openvino", fixed_size=False)
 fixed_parity = check_parity(size_free, openvino, parity_image(128), threshold=0.0)
-# A few sizes get a graph of their own; beyond them tiles run on the size-free graph, and still run.
-sizes = [(3, 64 + 8 * step, 128) for step in range(STATIC_SHAPES + 1)]
-ran = [len(openvino([torch.rand(size)])[0]["scores"]) >= 0 for size in sizes]
+# Other sizes run on the size-free graph, whatever came before.
+odd = torch.rand(3, 96, 128)
+odd_same = all(torch.equal(a, b) for a, b in zip(openvino([odd])[0].values(), size_free([odd])[0].values()))
 print(json.dumps({"describe": openvino.describe(), "arch": openvino.info.arch, "requests": openvino.requests,
                   "queue_same": same, "detections": [len(d["boxes"]) for d in together],
                   "compared": parity.compared, "passed": parity.passed, "detail": parity.describe(),
-                  "fixed": [list(shape) for shape in openvino.fixed_size_graphs()], "sizes_ran": all(ran),
-                  "fixed_compared": fixed_parity.compared, "fixed_passed": fixed_parity.passed,
-                  "fixed_detail": fixed_parity.describe(), "size_free_fixed": size_free.fixed_size_graphs(),
-                  "last_size_free": openvino.compiled_for(sizes[-1]) is openvino.compiled}))
+                  "fixed_shape": list(openvino.fixed_shape), "fixed_built": openvino.compiled_for((3, 128, 128))
+                  is not openvino.compiled, "odd_size_free": openvino.compiled_for((3, 96, 128)) is openvino.compiled,
+                  "odd_same": odd_same, "fixed_compared": fixed_parity.compared, "fixed_passed": fixed_parity.passed,
+                  "fixed_detail": fixed_parity.describe(), "size_free_shape": size_free.fixed_shape}))
 """
 
 
@@ -145,9 +145,9 @@ def test_openvino_runs_the_export_like_onnx_runtime(tmp_path, capsys):
     assert result["describe"].startswith("OpenVINO CPU, ") and result["arch"] == "fasterrcnn_mobilenet_v3_large_fpn"
     assert result["compared"] >= 10 and result["passed"], result["detail"]
     assert result["queue_same"] and sum(result["detections"]) > 0, result
-    assert result["fixed"][0] == [3, 128, 128] and len(result["fixed"]) == STATIC_SHAPES and result["sizes_ran"], result
+    assert result["fixed_shape"] == [3, 128, 128] and result["fixed_built"] and result["odd_size_free"], result
     assert result["fixed_compared"] >= 10 and result["fixed_passed"], result["fixed_detail"]
-    assert result["size_free_fixed"] == [] and result["last_size_free"], result
+    assert result["size_free_shape"] is None and result["odd_same"], result
     assert result["requests"] == min(2, os.cpu_count() or 1) or result["requests"] >= 2  # a stream per core
     # No --runtime below: an export runs in OpenVINO when it is installed, and the run says so.
     save(draw_rocks(160, 128, [(40, 20, 70, 60)]), tmp_path / "in" / "a.png")
@@ -196,6 +196,9 @@ def test_auto_runtime_falls_back_to_onnx_runtime_without_openvino(tmp_path, monk
 def test_an_export_returns_no_score_below_its_floor_and_predict_says_so(tmp_path, capsys):
     from oracle import draw_rocks, save
 
+    from rockdet import Predictor
+    from rockdet.errors import SettingsError
+
     checkpoint, model = write_checkpoint(tmp_path / "m.ckpt", "fasterrcnn_resnet18_fpn", fpn_channels=32)
     with torch.inference_mode():
         scores = model([parity_image(128)])[0]["scores"]  # this random head: 0.58-0.66
@@ -225,6 +228,14 @@ def test_an_export_returns_no_score_below_its_floor_and_predict_says_so(tmp_path
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--score-floor 0.95 is above the model's operating point 0.9" in err, err
     assert not (tmp_path / "high.onnx").exists()
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "high.onnx"),
+                 "--score-floor", "-0.1"]) == 2
+    assert "--score-floor -0.1: give a score in 0..1" in capsys.readouterr().err
+    # The Python API refuses the same, where a loaded predictor is given another threshold.
+    predictor = Predictor.load(tmp_path / "m.onnx", runtime="onnxruntime")
+    assert predictor.settings.score_threshold == 0.9
+    with pytest.raises(SettingsError, match=r"score_threshold: 0.1 is below 0\.\d+, the lowest score .*m\.onnx"):
+        predictor.with_settings(score_threshold=0.1)
 
 
 def test_an_export_of_the_previous_release_is_read_by_the_one_reader():
@@ -258,8 +269,8 @@ def test_int8_export_passes_its_parity_report_and_predict_runs_it(tmp_path, caps
 
     # A random model scores every box alike: with the usual 300 detections a tile, FP32 and INT8
     # would each keep a different 300 of some 800 near-equal boxes, and pairing would measure that.
-    checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt", "fasterrcnn_resnet18_fpn", fpn_channels=32,
-                                     detections_per_image=1000)
+    checkpoint, model = write_checkpoint(tmp_path / "m.ckpt", "fasterrcnn_resnet18_fpn", fpn_channels=32,
+                                         detections_per_image=1000)
     calibration = write_scenes(tmp_path / "calibration")
     out = tmp_path / "m.int8.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--quantize", "int8",
@@ -272,6 +283,7 @@ def test_int8_export_passes_its_parity_report_and_predict_runs_it(tmp_path, caps
     assert how["calibration"] == str(calibration) and how["calibration_tiles"] == 18  # two ranges of 9
     assert how["parity_with_fp32"]["passed"] and how["parity_with_fp32"]["fp32_rocks"] >= 20
     assert any(node.op_type == "QuantizeLinear" for node in document.graph.node)
+    assert metadata["score_floor"] == model.roi_heads.score_thresh  # the FP32 graph's, kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration", "m.ckpt", "m.int8.onnx"]  # no leftovers
     assert main(["predict", "--checkpoint", str(out), "--runtime", "onnxruntime", "--out", str(tmp_path / "o"),
                  str(calibration / "scene_0.png"), "--score-threshold", "0.05"]) == 0

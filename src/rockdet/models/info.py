@@ -184,8 +184,7 @@ class ModelInfo:
                    training={"evaluation": dict(evaluation)} if evaluation else {},
                    quantization=dict(quantization) if isinstance(quantization := metadata.get("quantization"), Mapping)
                    else None,
-                   score_floor=_threshold(metadata.get("score_floor"), source, "score_floor")
-                   if metadata.get("score_floor") is not None else None)
+                   score_floor=_score_floor(metadata.get("score_floor"), source))
 
     def to_metadata(self, keep_unchosen: bool = False, **extra: Any) -> dict[str, Any]:
         """The metadata an export or a model.pt carries (``extra``: format, opset, ...), in the
@@ -257,6 +256,14 @@ def _class_names(value: Any) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)) and value and all(isinstance(name, str) for name in value):
         return tuple(value)
     return DEFAULT_CLASS_NAMES
+
+
+def _score_floor(value: Any, source: str) -> float | None:
+    if value is None:
+        return None
+    if value == AUTO:  # a floor is always a number
+        raise CheckpointError(f"{source}: score_floor {value!r} is not a score in 0..1")
+    return _threshold(value, source, "score_floor")
 
 
 def _threshold(value: Any, source: str, key: str = "score_threshold") -> float | None:

@@ -31,8 +31,6 @@ ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts")
 #: What may run an exported .onnx file; "auto" picks the fastest installed (choose_runtime).
 RUNTIMES = ("auto", "onnxruntime", "openvino")
-#: Tile sizes an OpenVINO detector compiles a fixed-size graph for (OpenVinoDetector).
-STATIC_SHAPES = 4
 #: ONNX Runtime providers tried in order; the CUDA one only where that build is installed.
 ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 #: Where an export keeps rockdet's metadata: an ONNX metadata_props key, a TorchScript extra file.
@@ -162,12 +160,15 @@ class OpenVinoDetector(Detector):
     busy where one tile with two threads leaves one idle.
 
     The export takes any image size, but OpenVINO runs a graph of fixed size faster (4 % a tile in
-    BF16, 13 % in INT8: its shape arithmetic folds away and its kernels are laid out once), and a
-    batch's tiles share one size. So each tile size met is compiled as a graph of its own, up to
-    STATIC_SHAPES of them (about half a second each, kept in the cache folder like the rest);
-    tiles of further sizes run on the size-free graph."""
+    BF16, 13 % in INT8: its shape arithmetic folds away and its kernels are laid out once). So tiles
+    at the model's input size, predict's default tile, run on a graph fixed to it, compiled at the
+    first such tile (about half a second, kept in the cache folder like the rest); every other size
+    runs on the size-free graph. Which graph runs depends on the tile's size alone, never on the
+    images before it: INT8 kernels of the two graphs differ by a few rocks in a hundred.
 
-    def __init__(self, compiled, info: ModelInfo, compile_for_shape: Callable[[tuple[int, ...]], object] | None = None):
+    Not for several threads at once: a call holds the detector until its tiles are done."""
+
+    def __init__(self, compiled, info: ModelInfo, compile_fixed: Callable[[tuple[int, ...]], object] | None = None):
         super().__init__(info, info.head)
         self.compiled = compiled
         self.output_names = [output.get_any_name() for output in compiled.outputs]
@@ -175,45 +176,41 @@ class OpenVinoDetector(Detector):
             self.requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         except Exception:  # an OpenVINO that does not report it
             self.requests = 1
-        self._compile_for_shape = compile_for_shape
-        #: How many tile sizes get a fixed-size graph; 0 runs every tile on the size-free graph.
-        self.static_shapes = STATIC_SHAPES if compile_for_shape is not None else 0
-        self._by_shape: dict[tuple[int, ...], object] = {}
-        self._queues: dict[int, object] = {}
-        self._lock = threading.Lock()
+        #: The tile shape that runs on a fixed-size graph (None: every tile runs size-free).
+        self.fixed_shape = (3, info.input_size, info.input_size) if compile_fixed is not None else None
+        self._compile_fixed = compile_fixed
+        self._fixed = None
+        self._queues: dict[str, object] = {}
+        self._running = threading.Lock()
 
     def compiled_for(self, shape: tuple[int, ...]):
-        """The compiled graph for tiles of ``shape``: its own fixed-size graph where there is one."""
-        with self._lock:
-            if shape not in self._by_shape:
-                if len(self._by_shape) >= self.static_shapes:
-                    return self.compiled
-                try:
-                    self._by_shape[shape] = self._compile_for_shape(shape)
-                except Exception as exc:  # a graph OpenVINO cannot fix to this size still runs size-free
-                    log.debug("OpenVINO: no fixed-size graph for %s (%s); running the size-free one", shape,
-                              exception_reason(exc))
-                    self._by_shape[shape] = self.compiled
-            return self._by_shape[shape]
-
-    def fixed_size_graphs(self) -> list[tuple[int, ...]]:
-        """The tile sizes that run on a graph of their own, in the order met."""
-        with self._lock:
-            return [shape for shape, compiled in self._by_shape.items() if compiled is not self.compiled]
+        """The compiled graph that runs tiles of ``shape``."""
+        if shape != self.fixed_shape:
+            return self.compiled
+        if self._fixed is None:
+            try:
+                self._fixed = self._compile_fixed(shape)
+            except Exception as exc:  # a graph OpenVINO cannot fix to this size still runs size-free
+                log.warning("OpenVINO: no graph fixed to %s (%s); its tiles run on the size-free one", shape,
+                            exception_reason(exc))
+                self._fixed = self.compiled
+            self._compile_fixed = None  # it holds the read model and its weights: done with them
+        return self._fixed
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         arrays = [np.ascontiguousarray(image.detach().float().cpu().numpy()) for image in images]
         results: list[dict[str, torch.Tensor] | None] = [None] * len(arrays)
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for index, array in enumerate(arrays):
-            by_shape.setdefault(array.shape, []).append(index)
-        for shape, indices in by_shape.items():
-            compiled = self.compiled_for(shape)
-            if len(indices) == 1 or self.requests == 1:
-                for index in indices:
-                    results[index] = self._outputs(compiled, compiled(arrays[index]))
-            else:
-                self._run_queue(compiled, arrays, indices, results)
+        with self._running:
+            by_graph: dict[int, tuple[object, list[int]]] = {}
+            for index, array in enumerate(arrays):
+                compiled = self.compiled_for(array.shape)
+                by_graph.setdefault(id(compiled), (compiled, []))[1].append(index)
+            for compiled, indices in by_graph.values():
+                if len(indices) == 1 or self.requests == 1:
+                    for index in indices:
+                        results[index] = self._outputs(compiled, compiled(arrays[index]))
+                else:
+                    self._run_queue(compiled, arrays, indices, results)
         missing = [index for index, result in enumerate(results) if result is None]
         if missing:
             raise RuntimeError(f"OpenVINO returned no detections for tile(s) {missing} of {len(arrays)}")
@@ -223,9 +220,10 @@ class OpenVinoDetector(Detector):
                    results: list[dict[str, torch.Tensor] | None]) -> None:
         import openvino
 
-        queue = self._queues.get(id(compiled))
+        graph = "size-free" if compiled is self.compiled else "fixed"
+        queue = self._queues.get(graph)
         if queue is None:
-            queue = self._queues[id(compiled)] = openvino.AsyncInferQueue(compiled, self.requests)
+            queue = self._queues[graph] = openvino.AsyncInferQueue(compiled, self.requests)
 
         def done(request, index):
             # The request's buffers are reused by the next tile: copy the outputs out now.
@@ -276,9 +274,9 @@ class TorchScriptDetector(Detector):
 
 
 def load_exported(path: Path | str, export_format: str | None = None, threads: int | None = None,
-                  runtime: str = "onnxruntime") -> Detector:
+                  runtime: str = "onnxruntime", fixed_size: bool = True) -> Detector:
     """The detector of an exported file; an .onnx file runs in ``runtime`` (onnxruntime, openvino
-    or auto)."""
+    or auto). ``fixed_size=False`` runs every tile on OpenVINO's size-free graph (OpenVinoDetector)."""
     path = Path(path)
     export_format = export_format or exported_format(path)
     if runtime == "auto":
@@ -289,7 +287,7 @@ def load_exported(path: Path | str, export_format: str | None = None, threads: i
         raise SettingsError("runtime", f"openvino runs exported .onnx files, and {path.name} is "
                                        f"{export_format or 'not an exported model'}; export it as onnx")
     if export_format == "onnx" and runtime == "openvino":
-        detector = _load_openvino(path, threads)
+        detector = _load_openvino(path, threads, fixed_size)
     elif export_format == "onnx":
         detector = _load_onnx(path, threads)
     elif export_format == "torchscript":
@@ -325,7 +323,7 @@ def _load_onnx(path: Path, threads: int | None) -> OnnxDetector:
     return OnnxDetector(session, info)
 
 
-def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
+def _load_openvino(path: Path, threads: int | None, fixed_size: bool = True) -> OpenVinoDetector:
     try:
         import onnx
         import openvino
@@ -353,12 +351,12 @@ def _load_openvino(path: Path, threads: int | None) -> OpenVinoDetector:
     _check_graph(path, [i.get_any_name() for i in compiled.inputs], [o.get_any_name() for o in compiled.outputs], info)
     input_name = compiled.inputs[0].get_any_name()
 
-    def compile_for_shape(shape: tuple[int, ...]):
+    def compile_fixed(shape: tuple[int, ...]):
         fixed = model.clone()
         fixed.reshape({input_name: openvino.PartialShape(list(shape))})
         return core.compile_model(fixed, "CPU", config)
 
-    return OpenVinoDetector(compiled, info, compile_for_shape)
+    return OpenVinoDetector(compiled, info, compile_fixed if fixed_size else None)
 
 
 #: Where compiled OpenVINO models are cached: $ROCKDET_CACHE_DIR, else $XDG_CACHE_HOME/rockdet
