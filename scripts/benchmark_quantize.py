@@ -34,7 +34,7 @@ def openvino_at(path: Path, threads: int, precision: str):
     BF16 instructions is bf16)."""
     import openvino
 
-    from rockdet.predict.runtimes import OpenVinoDetector
+    from rockdet.predict.openvino import OpenVinoDetector
 
     core = openvino.Core()
     compiled = core.compile_model(core.read_model(str(path)), "CPU",

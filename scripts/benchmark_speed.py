@@ -51,7 +51,8 @@ from benchmark_predict import boxes_of, finish, timed  # noqa: E402
 from rockdet.data.records import HARDWARE_LABEL  # noqa: E402
 from rockdet.deploy.export import export_checkpoint  # noqa: E402
 from rockdet.models import load_model, to_inference_form  # noqa: E402
-from rockdet.predict.runtimes import OpenVinoDetector, load_detector, load_exported  # noqa: E402
+from rockdet.predict.openvino import OpenVinoDetector  # noqa: E402
+from rockdet.predict.runtimes import load_detector, load_exported  # noqa: E402
 from rockdet.predict.settings import PredictSettings  # noqa: E402
 from rockdet.predict.tiling import cut_tile, plan_windows  # noqa: E402
 
