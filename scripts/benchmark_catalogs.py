@@ -212,6 +212,12 @@ def main() -> None:
     else:
         model, info = load_model(options.model)
     threshold = info.operating_threshold if options.score_threshold is None else options.score_threshold
+    if info.score_floor is not None and min([threshold, *options.thresholds]) < info.score_floor:
+        parser.error(f"{options.model} returns no score below {info.score_floor:g} (its export's --score-floor): "
+                     f"export it with a lower floor to judge it at {min([threshold, *options.thresholds]):g}")
+    if info.score_floor is not None and info.score_floor > 0.01:
+        print(f"note: {options.model} returns no score below {info.score_floor:g}, so recall_50_at_100 and the "
+              f"operating point found here rank only the boxes from it")
     base = PredictSettings(score_threshold=threshold, tile=options.tile, overlap=options.overlap,
                            full_image_pass=options.full_image_pass)
     rows, points = [], {}
