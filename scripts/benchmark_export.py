@@ -28,6 +28,7 @@ from timing import median_seconds
 from rockdet.deploy.export import ExportError, check_parity, export_checkpoint, parity_image
 from rockdet.models import build_detector, load_model
 from rockdet.models.archs import ARCHS, SMALL_ROCK_ARCHS, is_two_stage
+from rockdet.predict.detect import score_floor_holder
 from rockdet.predict.runtimes import load_exported
 
 
@@ -67,12 +68,14 @@ def main() -> None:
 def export_row(arch: str, checkpoint: Path, model, image, folder: Path, repeats: int) -> None:
     started = time.perf_counter()
     try:
-        export_checkpoint(checkpoint, "onnx", folder / f"{arch}.onnx", parity_threshold=0.0)
+        # Every score down to 0, as the PyTorch model below returns them (a Mask R-CNN's export would stop at 0.5).
+        export_checkpoint(checkpoint, "onnx", folder / f"{arch}.onnx", parity_threshold=0.0,
+                          score_floor=0.0 if score_floor_holder(model) is not None else None)
     except ExportError as exc:
         print(f"| {arch} | refused | {exc} | | | |")
         return
     seconds = time.perf_counter() - started
-    exported, _ = load_exported(folder / f"{arch}.onnx", threads=torch.get_num_threads())
+    exported = load_exported(folder / f"{arch}.onnx", threads=torch.get_num_threads())
     parity = check_parity(model.eval(), exported, image, 0.0)
     with torch.inference_mode():
         torch_s = median_seconds(lambda: model([image]), repeats)

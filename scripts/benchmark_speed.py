@@ -27,7 +27,7 @@ decode -> tiles -> the auto runtime -> merge -> catalog files) against a bare fo
 detector over the same tiles in memory, in the same batches, on 2 and on 16 mosaics, with 0 and 1
 decoding workers (the FP32 export, or with --pipeline-int8 the INT8 one).
 
-OpenVINO runs tiles at the model's input size on a graph fixed to it (rockdet.predict.runtimes.
+OpenVINO runs tiles at the model's input size on a graph fixed to it (rockdet.predict.openvino.
 OpenVinoDetector); --size-free adds rows for the same files with every tile on the size-free graph.
 """
 
@@ -248,7 +248,8 @@ def main() -> int:
         scratch = Path(scratch)
         fp32 = scratch / "model.onnx"
         # A Mask R-CNN's export stops at its operating point unless told otherwise; this one serves the threshold.
-        export_checkpoint(options.model, "onnx", fp32, score_floor=threshold if info.has_masks else None)
+        export_checkpoint(options.model, "onnx", fp32,
+                          score_floor=min(threshold, info.operating_threshold) if info.has_masks else None)
         report["rows"] = []
         if not options.skip_sahi:
             for threads in options.threads:

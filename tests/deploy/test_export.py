@@ -231,11 +231,29 @@ def test_an_export_returns_no_score_below_its_floor_and_predict_says_so(tmp_path
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "high.onnx"),
                  "--score-floor", "-0.1"]) == 2
     assert "--score-floor -0.1: give a score in 0..1" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "low.onnx"),
+                 "--score-floor", str(floor), "--parity-threshold", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--parity-threshold 0.1 is below the graph's score floor {floor:g}" in err, err
+    assert not (tmp_path / "low.onnx").exists()
     # The Python API refuses the same, where a loaded predictor is given another threshold.
     predictor = Predictor.load(tmp_path / "m.onnx", runtime="onnxruntime")
     assert predictor.settings.score_threshold == 0.9
     with pytest.raises(SettingsError, match=r"score_threshold: 0.1 is below 0\.\d+, the lowest score .*m\.onnx"):
         predictor.with_settings(score_threshold=0.1)
+
+
+def test_a_mask_rcnn_export_without_an_operating_point_needs_a_floor(tmp_path, capsys):
+    checkpoint, _ = write_checkpoint(tmp_path / "m.ckpt", "maskrcnn_resnet18_fpn", fpn_channels=32)
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["hyper_parameters"]["evaluation"]["score_threshold"] = "auto"  # training never chose one
+    torch.save(saved, checkpoint)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "operating point was never chosen" in err and "--score-floor" in err, err
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx"),
+                 "--score-floor", "0.05", "--parity-threshold", "0.05"]) == 0
+    assert load_exported(tmp_path / "m.onnx").info.score_floor == 0.05
 
 
 def test_an_export_of_the_previous_release_is_read_by_the_one_reader():

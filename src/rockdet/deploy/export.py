@@ -101,6 +101,12 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
     model, info = load_model(checkpoint, trust=trust)
     model = disable_sparse_label_training(model).eval()
     floor = set_score_floor(model, info, score_floor)
+    threshold = info.operating_threshold if parity_threshold is None else parity_threshold
+    if floor is not None and threshold < floor:
+        named = f"--parity-threshold {threshold:g}" if parity_threshold is not None else \
+            f"the parity check's threshold (the operating point {threshold:g})"
+        raise ExportError(f"{named} is below the graph's score floor {floor:g}: nothing below it could be "
+                          f"compared; lower --score-floor too")
     from rockdet import __version__
 
     # The export carries the head it was made with; the rockdet that made it writes the file.
@@ -114,10 +120,6 @@ def export_checkpoint(checkpoint: Path, export_format: str, out: Path, trust: bo
         else:
             _export_torchscript(model, temp, info, metadata)
         exported = load_exported(temp, export_format)
-        threshold = info.operating_threshold if parity_threshold is None else parity_threshold
-        if floor is not None and threshold < floor:
-            raise ExportError(f"--parity-threshold {threshold:g} is below the graph's score floor {floor:g}: "
-                              f"nothing below it could be compared; lower --score-floor too")
         parity = check_parity(model, exported, image, threshold)
         if not parity.passed:
             raise ExportError(f"{out}: parity check failed: {parity.describe()}; the file was not written")
@@ -151,8 +153,8 @@ def set_score_floor(model: nn.Module, info: ModelInfo, asked: float | None) -> f
         asked = info.operating_threshold
     if not 0.0 <= asked <= 1.0:
         raise ExportError(f"--score-floor {asked:g}: give a score in 0..1")
-    if asked > info.operating_threshold:
-        raise ExportError(f"--score-floor {asked:g} is above the model's operating point {info.operating_threshold:g}: "
+    if info.score_threshold is not None and asked > info.score_threshold:
+        raise ExportError(f"--score-floor {asked:g} is above the model's operating point {info.score_threshold:g}: "
                           f"predict at its default threshold would miss the rocks scoring between them")
     holder.score_thresh = keeping_from(asked)
     return asked

@@ -35,7 +35,8 @@ class OpenVinoDetector(Detector):
     runs on the size-free graph. Which graph runs depends on the tile's size alone, never on the
     images before it: INT8 kernels of the two graphs differ by a few rocks in a hundred.
 
-    Not for several threads at once: a call holds the detector until its tiles are done."""
+    Calls from several threads run one after another: a call holds the detector until its tiles
+    are done (its request queues and their callbacks are shared)."""
 
     def __init__(self, compiled, info: ModelInfo, compile_fixed: Callable[[tuple[int, ...]], object] | None = None):
         super().__init__(info, info.head)
