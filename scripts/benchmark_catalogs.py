@@ -200,6 +200,7 @@ def main() -> None:
                         "a tile smaller than the model's input is enlarged to it, so this also sets the input scale")
     parser.add_argument("--overlap", type=float, default=PredictSettings().overlap)
     parser.add_argument("--full-image-pass", action="store_true", help="also run the whole image (predict's option)")
+    parser.add_argument("--tta", choices=("none", "flip"), default="none", help="predict's test-time augmentation")
     parser.add_argument("--min-diameter-px", type=float, nargs="*", default=[],
                         help="also measure the rules with these completeness limits (predict's --min-diameter-px; "
                         "a Mask R-CNN's rows are judged by their boxes here, since this script keeps no masks)")
@@ -219,7 +220,7 @@ def main() -> None:
         print(f"note: {options.model} returns no score below {info.score_floor:g}, so recall_50_at_100 and the "
               f"operating point found here rank only the boxes from it")
     base = PredictSettings(score_threshold=threshold, tile=options.tile, overlap=options.overlap,
-                           full_image_pass=options.full_image_pass)
+                           full_image_pass=options.full_image_pass, tta=options.tta)
     rows, points = [], {}
     for spec in options.set:
         label, _, rest = spec.partition("=")
@@ -249,12 +250,13 @@ def main() -> None:
                     rows.append({"set": f"{label}: {family}", "rules": name, "images": len(mine),
                                  **measure(mine, settings, threshold, info.detections_per_image)})
     print(f"model {options.model} ({info.describe()}), operating point {threshold:.3f}, "
-          f"tile {options.tile or info.input_size} px, overlap {options.overlap}, full-image pass {options.full_image_pass}")
+          f"tile {options.tile or info.input_size} px, overlap {options.overlap}, full-image pass {options.full_image_pass}, "
+          f"tta {options.tta}")
     print(table(rows))
     print("operating point auto would choose on each set alone:", json.dumps(points))
     if options.json:
         run = {"threshold": threshold, "tile": options.tile, "overlap": options.overlap,
-               "full_image_pass": options.full_image_pass}
+               "full_image_pass": options.full_image_pass, "tta": options.tta}
         options.json.write_text(json.dumps({**run, "rows": rows, "own_operating_points": points},
                                            indent=2, default=float))
 

@@ -301,6 +301,14 @@ def test_int8_export_passes_its_parity_report_and_predict_runs_it(tmp_path, caps
     assert how["calibration"] == str(calibration) and how["calibration_tiles"] == 18  # two ranges of 9
     assert how["parity_with_fp32"]["passed"] and how["parity_with_fp32"]["fp32_rocks"] >= 20
     assert any(node.op_type == "QuantizeLinear" for node in document.graph.node)
+    # The heads' output layers (scores and box deltas) stay FP32; the backbone runs in INT8.
+    dequantized = {name for node in document.graph.node if node.op_type == "DequantizeLinear" for name in node.output}
+    int8_inputs = {node.name: any(name in dequantized for name in node.input) for node in document.graph.node
+                   if node.op_type in ("Conv", "Gemm")}
+    assert len(how["fp32_layers"]) == 12  # the RPN's logits and deltas at five levels, the box predictor's two
+    assert {"/model/roi_heads/box_predictor/cls_score/Gemm", "/model/rpn/head/bbox_pred_4/Conv"} <= set(how["fp32_layers"])
+    assert not any(int8_inputs[name] for name in how["fp32_layers"])
+    assert int8_inputs["/model/backbone/body/conv1/Conv"] and int8_inputs["/model/roi_heads/box_head/fc6/Gemm"]
     assert metadata["score_floor"] == model.roi_heads.score_thresh  # the FP32 graph's, kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration", "m.ckpt", "m.int8.onnx"]  # no leftovers
     assert main(["predict", "--checkpoint", str(out), "--runtime", "onnxruntime", "--out", str(tmp_path / "o"),

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "slope the terrain rises above it). Default: kept, flagged above_horizon")
     predict.add_argument("--full-image-pass", action="store_true", help="also run the whole image "
                          "once (rocks larger than a tile)")
+    predict.add_argument("--tta", choices=("none", "flip"), default=DEFAULTS.tta, help="test-time augmentation: "
+                         "flip also runs each tile mirrored and fuses the two views (a detection both views agree "
+                         "on ranks higher; twice the model's time). Default: none")
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
                          f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
     _add_head_arguments(predict)

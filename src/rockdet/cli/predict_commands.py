@@ -13,7 +13,7 @@ def predict(options) -> int:
         score_threshold=options.score_threshold, tile=options.tile, overlap=options.overlap,
         tile_batch=options.batch_size, proposals=options.proposals, detections_per_tile=options.detections_per_tile,
         merge_threshold=options.merge_threshold, merge_metric=options.merge_metric,
-        merge_method=options.merge_method, full_image_pass=options.full_image_pass,
+        merge_method=options.merge_method, full_image_pass=options.full_image_pass, tta=options.tta,
         nested_threshold=None if options.keep_nested else PredictSettings().nested_threshold,
         sky_fraction=None if options.keep_on_black else PredictSettings().sky_fraction,
         min_diameter_px=options.min_diameter_px, drop_above_horizon=options.drop_above_horizon,

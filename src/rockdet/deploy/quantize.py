@@ -4,7 +4,11 @@ detector, calibrated on tiles of the user's own images, with a parity report aga
 How (measured on the CPU recipe's detector, docs/BENCHMARKS.md issue 22): ONNX Runtime static
 quantization in QDQ form, INT8 weights per output channel, UINT8 activations calibrated by min/max
 on tiles cut at random from the calibration images at the model's input size; convolutions and
-fully connected layers only, so RoIAlign, NMS and the box decoding stay FP32. The file keeps
+fully connected layers only, so RoIAlign, NMS and the box decoding stay FP32. The heads' output
+layers (``FLOAT_LAYERS``: the class logits and box deltas of the RPN, the box and mask predictors,
+RetinaNet's and FCOS's heads) stay FP32 as well: their outputs are the scores and box offsets
+themselves, so 8-bit steps there move detections across the threshold directly, and they are a
+small share of the arithmetic (stop 36 in docs/BENCHMARKS.md). The file keeps
 rockdet's metadata plus a ``quantization`` record: how, on what, and its parity with FP32.
 
 Parity with FP32 cannot be export's (boxes within 0.5 px, scores within 0.001): INT8 moves scores by
@@ -42,6 +46,9 @@ CALIBRATION_SEED = 0
 #: Min/max statistics are folded every (at most) this many tiles, so calibration memory stays flat.
 CALIBRATION_CHUNK = 16
 OPERATORS = ("Conv", "Gemm", "MatMul")
+#: Layers left in FP32, by the module name inside an ONNX node's name (torch.onnx names a node
+#: after its module path, e.g. /model/rpn/head/cls_logits_1/Conv).
+FLOAT_LAYERS = ("cls_logits", "bbox_pred", "cls_score", "bbox_reg", "bbox_ctrness", "mask_fcn_logits")
 PAIR_IOU = 0.5
 SCORE_MARGIN = 0.05
 COUNT_TOLERANCE = 0.10
@@ -153,8 +160,10 @@ def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray], info: ModelIn
     # CalibMaxIntermediateOutputs, drops each full chunk unread in onnxruntime 1.32.)
     stride = max(size for size in range(1, CALIBRATION_CHUNK + 1) if len(tiles) % size == 0)
 
+    float_nodes = float_layers(fp32)
     how = {"method": "onnxruntime static quantization, QDQ", "weights": "int8 per channel",
-           "activations": "uint8, min/max calibration", "operators": list(OPERATORS), "calibration_tiles": len(tiles)}
+           "activations": "uint8, min/max calibration", "operators": list(OPERATORS),
+           "fp32_layers": float_nodes, "calibration_tiles": len(tiles)}
     prepared = int8.with_name(int8.name + ".prepared.onnx")
     root, level = logging.getLogger(), logging.getLogger().level
     root.setLevel(max(level, logging.WARNING))  # ONNX Runtime's quantizer logs a line per tensor at INFO
@@ -163,7 +172,7 @@ def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray], info: ModelIn
         quantize_static(str(prepared), str(int8), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         op_types_to_quantize=list(OPERATORS), calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"CalibStridedMinMax": stride})
+                        nodes_to_exclude=float_nodes, extra_options={"CalibStridedMinMax": stride})
     except Exception as exc:  # ONNX Runtime raises many kinds for a graph it cannot quantize
         raise QuantizeError(f"{fp32.name}: INT8 quantization failed ({exception_reason(exc)})") from None
     finally:
@@ -171,6 +180,15 @@ def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray], info: ModelIn
         prepared.unlink(missing_ok=True)
     write_info(int8, replace(info, quantization=how))
     return how
+
+
+def float_layers(fp32: Path) -> list[str]:
+    """The names of the ONNX nodes in ``fp32`` that stay FP32: the heads' output layers."""
+    import onnx
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    return [node.name for node in graph.node if node.op_type in OPERATORS
+            and any(f"/{layer}" in node.name for layer in FLOAT_LAYERS)]
 
 
 def record_parity(int8: Path, info: ModelInfo, parity: QuantizedParity, **more: str) -> None:

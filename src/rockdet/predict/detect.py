@@ -22,6 +22,7 @@ from rockdet.catalog.rock import Rock
 from rockdet.data.records import ROCK_LABEL
 from rockdet.models.info import PROVISIONAL_THRESHOLD
 from rockdet.predict.featureless import drop_featureless
+from rockdet.predict.flip import fuse_flipped, mirrored
 from rockdet.predict.merge import merge_tiles, to_image_coordinates
 from rockdet.predict.settings import PredictSettings
 from rockdet.predict.tiling import Window, tile_batches
@@ -29,9 +30,13 @@ from rockdet.predict.tiling import Window, tile_batches
 
 @torch.inference_mode()
 def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device | str,
-              min_score: float = 0.0) -> list[dict]:
+              min_score: float = 0.0, tta: str = "none") -> list[dict]:
     """The model's detections of each tile; with ``min_score``, a PyTorch detector is asked for
-    none below it (see scoring_from)."""
+    none below it (see scoring_from). ``tta="flip"`` runs each tile mirrored as well, in the same
+    forward pass, and fuses the two views (rockdet.predict.flip)."""
+    if tta == "flip":
+        outputs = model([tile.to(device, non_blocking=True) for tile in tiles + mirrored(tiles)])
+        return scoring_at_least(fuse_flipped(tiles, outputs), min_score)
     with scoring_from(model, min_score):
         return model([tile.to(device, non_blocking=True) for tile in tiles])
 
@@ -132,7 +137,7 @@ def detect_raw(model: nn.Module, images: Iterable[np.ndarray], settings: Predict
     per_batch = tiles_per_batch or settings.tiles_per_batch(on_gpu=str(device).startswith("cuda"))
     for batch in tile_batches(enumerate(images), settings, input_size, per_batch):
         windows = [window for _, window in batch.owners]
-        outputs = scoring_at_least(run_model(model, batch.tiles, device, min_score), min_score)
+        outputs = scoring_at_least(run_model(model, batch.tiles, device, min_score, settings.tta), min_score)
         predictions = drop_featureless(outputs, batch.tiles, windows, settings.sky_level, settings.sky_fraction)
         for (index, window), prediction in zip(batch.owners, predictions):
             raw = parts.setdefault(index, RawTiles([], []))

@@ -192,7 +192,8 @@ class PredictModule(pl.LightningModule):
             return []
         settings = self.predictor.settings
         threshold = settings.score_threshold
-        predictions = scoring_at_least(run_model(self.model, batch.tiles, self.device, threshold), threshold)
+        predictions = scoring_at_least(run_model(self.model, batch.tiles, self.device, threshold, settings.tta),
+                                       threshold)
         return drop_featureless(predictions, batch.tiles,
                                 [window for _, window in batch.owners], settings.sky_level, settings.sky_fraction)
 

@@ -165,6 +165,7 @@ class Predictor:
                            "featureless_black": None if settings.sky_fraction is None else
                            f"{settings.sky_fraction} below {settings.sky_level}",
                            **({"min_diameter_px": settings.min_diameter_px} if settings.min_diameter_px is not None else {}),
+                           **({"tta": settings.tta} if settings.tta != "none" else {}),
                            # Only where a camera sizes rocks: without one the rule cannot apply.
                            **({"above_horizon": "left out" if settings.drop_above_horizon else "kept"}
                               if self.camera.sizer is not None else {})},

@@ -48,6 +48,9 @@ class PredictSettings(BaseModel):
     merge_method: Literal["nmm", "nms"] = "nmm"
     #: Also run the whole (downscaled) image once, for rocks larger than a tile.
     full_image_pass: bool = False
+    #: Test-time augmentation: "flip" also runs each tile mirrored and fuses the two views, so a
+    #: detection both views agree on ranks higher (rockdet.predict.flip); twice the model's time.
+    tta: Literal["none", "flip"] = "none"
     #: One rock, one row: of two detections one of which lies at least this much inside the
     #: other (intersection over the smaller box), only the higher-scoring stays. None keeps both.
     nested_threshold: float | None = Field(0.8, gt=0.0, le=1.0)
