@@ -241,6 +241,12 @@ def test_an_export_returns_no_score_below_its_floor_and_predict_says_so(tmp_path
     assert predictor.settings.score_threshold == 0.9
     with pytest.raises(SettingsError, match=r"score_threshold: 0.1 is below 0\.\d+, the lowest score .*m\.onnx"):
         predictor.with_settings(score_threshold=0.1)
+    # With the flip, a view's box below the floor counts 0 in the fused score: said once, with the way out.
+    capsys.readouterr()
+    predictor.with_settings(tta="flip")
+    err = capsys.readouterr().err
+    assert f"returns no score below {floor:g}, so with tta flip" in err, err
+    assert "--score-floor 0.8" in err  # 2 * 0.9 - 1: no lower box can reach a fused 0.9
 
 
 def test_a_mask_rcnn_export_without_an_operating_point_needs_a_floor(tmp_path, capsys):

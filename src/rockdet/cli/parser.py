@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "once (rocks larger than a tile)")
     predict.add_argument("--tta", choices=("none", "flip"), default=DEFAULTS.tta, help="test-time augmentation: "
                          "flip also runs each tile mirrored and fuses the two views (a detection both views agree "
-                         "on ranks higher; twice the model's time). Default: none")
+                         "on ranks higher; twice the model's work, the mirrored tiles counted in --batch-size). "
+                         "Default: none")
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
                          f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
     _add_head_arguments(predict)

@@ -37,6 +37,8 @@ from torchvision.ops import box_iou
 from rockdet.errors import RockdetError, exception_reason
 from rockdet.models.info import ModelInfo
 
+log = logging.getLogger(__name__)
+
 QUANTIZE_CHOICES = ("int8",)
 #: Calibration tiles by default ("a few hundred"); each runs the FP32 model once.
 DEFAULT_CALIBRATION_TILES = 256
@@ -160,15 +162,18 @@ def quantize_onnx(fp32: Path, int8: Path, tiles: list[np.ndarray], info: ModelIn
     # CalibMaxIntermediateOutputs, drops each full chunk unread in onnxruntime 1.32.)
     stride = max(size for size in range(1, CALIBRATION_CHUNK + 1) if len(tiles) % size == 0)
 
-    float_nodes = float_layers(fp32)
-    how = {"method": "onnxruntime static quantization, QDQ", "weights": "int8 per channel",
-           "activations": "uint8, min/max calibration", "operators": list(OPERATORS),
-           "fp32_layers": float_nodes, "calibration_tiles": len(tiles)}
     prepared = int8.with_name(int8.name + ".prepared.onnx")
     root, level = logging.getLogger(), logging.getLogger().level
     root.setLevel(max(level, logging.WARNING))  # ONNX Runtime's quantizer logs a line per tensor at INFO
     try:
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        float_nodes = float_layers(prepared)
+        if not float_nodes:
+            log.warning("%s: no head output layer found by name (%s); every layer is quantized",
+                        fp32.name, ", ".join(FLOAT_LAYERS))
+        how = {"method": "onnxruntime static quantization, QDQ", "weights": "int8 per channel",
+               "activations": "uint8, min/max calibration", "operators": list(OPERATORS),
+               "fp32_layers": float_nodes, "calibration_tiles": len(tiles)}
         quantize_static(str(prepared), str(int8), Tiles(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         op_types_to_quantize=list(OPERATORS), calibrate_method=CalibrationMethod.MinMax,

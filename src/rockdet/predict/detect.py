@@ -22,7 +22,7 @@ from rockdet.catalog.rock import Rock
 from rockdet.data.records import ROCK_LABEL
 from rockdet.models.info import PROVISIONAL_THRESHOLD
 from rockdet.predict.featureless import drop_featureless
-from rockdet.predict.flip import fuse_flipped, mirrored
+from rockdet.predict.flip import fuse_flipped, mirrored, views_floor
 from rockdet.predict.merge import merge_tiles, to_image_coordinates
 from rockdet.predict.settings import PredictSettings
 from rockdet.predict.tiling import Window, tile_batches
@@ -35,7 +35,9 @@ def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device 
     none below it (see scoring_from). ``tta="flip"`` runs each tile mirrored as well, in the same
     forward pass, and fuses the two views (rockdet.predict.flip)."""
     if tta == "flip":
-        outputs = model([tile.to(device, non_blocking=True) for tile in tiles + mirrored(tiles)])
+        on_device = [tile.to(device, non_blocking=True) for tile in tiles]
+        with scoring_from(model, views_floor(min_score)):
+            outputs = model(on_device + mirrored(on_device))
         return scoring_at_least(fuse_flipped(tiles, outputs), min_score)
     with scoring_from(model, min_score):
         return model([tile.to(device, non_blocking=True) for tile in tiles])

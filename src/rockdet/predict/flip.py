@@ -8,12 +8,15 @@ detections of the two views are paired greedily from the highest score (same cla
 of its two boxes (a Mask R-CNN's mask likewise) and its score is the mean of the two views'
 scores, a view that did not find it counting 0. So agreement ranks a detection up and a one-view
 detection keeps half its score. On the recipe's model this raised the best Mars mask F1 (0.754 →
-0.765) and the Chang'e recall of the best 100 (0.680 → 0.691), at twice the detector's time
-(docs/BENCHMARKS.md, issue 17, stop 36).
+0.765) and the Chang'e recall of the best 100 (0.680 → 0.691), at 2.1 times predict's time
+(7.5 times for a Mask R-CNN; docs/BENCHMARKS.md, issue 17, stop 36).
 
-The model is asked for every box down to its own score floor while it runs, since a rock the
-catalog keeps at threshold t may be found below t in one of the views; the fused detections are
-then cut at t.
+A rock the catalog keeps at threshold t may score below t in one of the views, so each view is
+asked for every box from ``views_floor(t)`` = 2t - 1 up (below it no box can reach a fused t, even
+beside a partner scoring 1), which for the usual t < 0.5 is the detector's own floor. The fused
+detections are then cut at t. An exported graph keeps the floor it was exported with, so there a
+view's box below that floor counts 0 (`rockdet export --score-floor`). For a Mask R-CNN that
+means a mask for every box down to the floor, several times the time of one view at t.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import torch
 from torchvision.ops import batched_nms, box_iou
 
-TTA_CHOICES = ("none", "flip")
 #: Two views' boxes of one rock overlap at least this much (WBF's default, 0.55).
 MATCH_IOU = 0.55
 #: After fusing, boxes of one class overlapping more than this are one rock, as the detector's
@@ -29,6 +31,11 @@ MATCH_IOU = 0.55
 #: beside a pair.
 FUSED_NMS_IOU = 0.5
 VIEWS = 2
+
+
+def views_floor(threshold: float) -> float:
+    """The lowest score a view's box needs to count towards a fused score of ``threshold``."""
+    return max(0.0, VIEWS * threshold - (VIEWS - 1))
 
 
 def mirrored(tiles: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -60,7 +67,7 @@ def fuse_views(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) 
         (view[:, None] != view[None, :])
     taken = torch.zeros(len(boxes), dtype=torch.bool)
     groups = []
-    for index in scores.argsort(descending=True).tolist():
+    for index in scores.argsort(descending=True, stable=True).tolist():
         if taken[index]:
             continue
         taken[index] = True
@@ -74,7 +81,8 @@ def fuse_views(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) 
     fused_boxes, fused_scores, fused_masks = [], [], []
     for group in groups:
         weights = scores[group]
-        share = weights / weights.sum().clamp_min(torch.finfo(weights.dtype).tiny)
+        # Scores of 0 (a catalog made at 0 keeps them) weigh alike rather than not at all.
+        share = weights / weights.sum() if bool(weights.sum() > 0) else torch.full_like(weights, 1 / len(group))
         fused_boxes.append((boxes[group] * share[:, None]).sum(0))
         fused_scores.append(weights.sum() / VIEWS)
         if masks is not None:

@@ -49,7 +49,7 @@ class PredictSettings(BaseModel):
     #: Also run the whole (downscaled) image once, for rocks larger than a tile.
     full_image_pass: bool = False
     #: Test-time augmentation: "flip" also runs each tile mirrored and fuses the two views, so a
-    #: detection both views agree on ranks higher (rockdet.predict.flip); twice the model's time.
+    #: detection both views agree on ranks higher (rockdet.predict.flip); twice the model's work.
     tta: Literal["none", "flip"] = "none"
     #: One rock, one row: of two detections one of which lies at least this much inside the
     #: other (intersection over the smaller box), only the higher-scoring stays. None keeps both.
@@ -170,6 +170,7 @@ class PredictSettings(BaseModel):
         return tuple(f for f in self.formats if f in FORMATS)
 
     def tiles_per_batch(self, on_gpu: bool) -> int:
-        if self.tile_batch is not None:
-            return self.tile_batch
-        return GPU_TILE_BATCH if on_gpu else CPU_TILE_BATCH
+        """Tiles per forward pass; with ``tta="flip"`` each tile is also run mirrored in the same
+        pass, so half as many tiles keep a pass the size asked for (memory on a GPU)."""
+        per_pass = self.tile_batch if self.tile_batch is not None else GPU_TILE_BATCH if on_gpu else CPU_TILE_BATCH
+        return max(1, per_pass // 2) if self.tta == "flip" else per_pass

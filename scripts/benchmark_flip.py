@@ -1,0 +1,66 @@
+"""Predict with and without the test-time flip (`--tta flip`), side by side in one process: time
+per image and rocks per image, the same Predictor and images (docs/BENCHMARKS.md, issue 17).
+
+    python scripts/benchmark_flip.py --model runs/mixed10_s512_hw5/model.pt \\
+        --images ../shared/data/marsdata-dense/images --list configs/splits/marsdata_val.txt --count 6
+
+The two runs alternate, ``--repeats`` times each, after one warm-up of each; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from rockdet.predict.predictor import Predictor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="model.pt, a checkpoint or an export")
+    parser.add_argument("--images", type=Path, required=True, help="a folder of images")
+    parser.add_argument("--list", type=Path, help="only the images named in this file")
+    parser.add_argument("--count", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--score-threshold", type=float, help="default: the model's operating point")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto")
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+    names = set(options.list.read_text().split()) if options.list else None
+    images = [p for p in sorted(options.images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+              and (names is None or p.name in names)][:options.count]
+    one_view = Predictor.load(options.model, device="cpu", runtime=options.runtime,
+                              score_threshold=options.score_threshold)
+    predictors = {"one view": one_view, "flip, fused": one_view.with_settings(tta="flip")}
+
+    def run(predictor: Predictor) -> tuple[float, int]:
+        started = time.perf_counter()
+        rocks = sum(len(catalog.rocks) for catalog in predictor.predict_images(images))
+        return time.perf_counter() - started, rocks
+
+    for predictor in predictors.values():
+        run(predictor)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in predictors}
+    rocks: dict[str, int] = {}
+    for _ in range(options.repeats):
+        for name, predictor in predictors.items():
+            seconds, rocks[name] = run(predictor)
+            times[name].append(seconds)
+    print(f"model {options.model} ({one_view.info.arch}, {one_view.detector.describe()}), {len(images)} images, "
+          f"threshold {one_view.settings.score_threshold:.3f}, {options.threads} thread(s), median of {options.repeats}")
+    print("| predict | s per image | rocks per image |")
+    print("|---|---|---|")
+    for name in predictors:
+        print(f"| {name} | {statistics.median(times[name]) / len(images):.3f} | {rocks[name] / len(images):.1f} |")
+    print(f"flip costs {statistics.median(times['flip, fused']) / statistics.median(times['one view']):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
