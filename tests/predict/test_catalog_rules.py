@@ -80,6 +80,18 @@ def test_featureless_black_sky_holds_no_rocks(tmp_path, monkeypatch):
     assert kept == [(20.0, 40.0), (30.0, 14.0)]
 
 
+def test_a_box_on_the_sky_edge_goes_when_either_common_crop_of_it_is_featureless_black():
+    pixels = draw_rocks(64, 64, [])
+    pixels[:24] = 0  # black sky in rows 0-23
+    # (10, 0)-(30, 26.6): truncated to whole pixels, rows 0-25 (24 of 26 black, 92 %); by the
+    # pixels whose centres lie inside it, rows 0-26 (24 of 27, 89 %). A crop either way reads sky.
+    on_edge = detect_image(FixedBoxes([(10, 0, 30, 26.6)], [0.9]), pixels, PredictSettings(score_threshold=0.1), 64)
+    assert on_edge == []
+    # One row lower, 89 % and 86 %: a box reaching into the ground stays.
+    lower = detect_image(FixedBoxes([(10, 0, 30, 27.6)], [0.9]), pixels, PredictSettings(score_threshold=0.1), 64)
+    assert len(lower) == 1
+
+
 def test_a_small_black_rock_on_bright_ground_is_kept():
     pixels = draw_rocks(64, 64, [])
     pixels[20:30, 20:30] = 0  # 100 of 4096 px: its own small dark region, not sky
