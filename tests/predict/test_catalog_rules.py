@@ -80,7 +80,7 @@ def test_featureless_black_sky_holds_no_rocks(tmp_path, monkeypatch):
     assert kept == [(20.0, 40.0), (30.0, 14.0)]
 
 
-def test_a_box_on_the_sky_edge_goes_when_either_common_crop_of_it_is_featureless_black():
+def test_a_box_on_a_black_edge_goes_when_either_common_crop_of_it_is_featureless_black():
     pixels = draw_rocks(64, 64, [])
     pixels[:24] = 0  # black sky in rows 0-23
     # (10, 0)-(30, 26.6): truncated to whole pixels, rows 0-25 (24 of 26 black, 92 %); by the
@@ -90,6 +90,12 @@ def test_a_box_on_the_sky_edge_goes_when_either_common_crop_of_it_is_featureless
     # One row lower, 89 % and 86 %: a box reaching into the ground stays.
     lower = detect_image(FixedBoxes([(10, 0, 30, 27.6)], [0.9]), pixels, PredictSettings(score_threshold=0.1), 64)
     assert len(lower) == 1
+    # The other way round, sky in rows 40-63 and a box (10, 37.6)-(30, 64): by centres rows 38-63
+    # (24 of 26 black, 92 %), truncated rows 37-63 (24 of 27, 89 %).
+    pixels = draw_rocks(64, 64, [])
+    pixels[40:] = 0
+    on_edge = detect_image(FixedBoxes([(10, 37.6, 30, 64)], [0.9]), pixels, PredictSettings(score_threshold=0.1), 64)
+    assert on_edge == []
 
 
 def test_a_small_black_rock_on_bright_ground_is_kept():

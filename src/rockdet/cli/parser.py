@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "on ranks higher; twice the model's work, the mirrored tiles counted in --batch-size). "
                          "Default: none")
     predict.add_argument("--batch-size", type=_count(1), help="tiles per forward pass (default: "
-                         f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU)")
+                         f"{CPU_TILE_BATCH} on CPU, {GPU_TILE_BATCH} on GPU); with --tta flip the mirrored tiles "
+                         "count too, so half as many tiles (at least one, so two images) go in a pass")
     _add_head_arguments(predict)
     predict.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default=DEFAULTS.runtime,
                          help="what runs an exported .onnx --checkpoint (default auto: OpenVINO when "

@@ -29,7 +29,7 @@ from rockdet.io.images import LoadedImage, read_image
 from rockdet.io.inputs import file_sha256
 from rockdet.models.info import ModelInfo
 from rockdet.predict.detect import detect_raw
-from rockdet.predict.flip import VIEWS, views_floor
+from rockdet.predict.flip import views_floor
 from rockdet.predict.merge import drop_rocks_on_no_data
 from rockdet.predict.runtimes import Detector, TorchDetector, load_detector
 from rockdet.predict.settings import CAMERA_AUTO, CAMERA_NONE, PredictSettings
@@ -119,12 +119,13 @@ class Predictor:
             raise SettingsError("score_threshold", f"{threshold:g} is below {floor:g}, the lowest score "
                                 f"{self.source or 'this exported model'} returns; export the checkpoint again "
                                 f"with --score-floor {threshold:g}", threshold)
-        if settings.tta == "flip" and floor is not None and floor > threshold / VIEWS:
-            # A one-view box worth up to half the threshold is cut by the graph: the fused score
-            # of a rock one view sees below the floor loses it (rockdet.predict.flip).
-            log.warning("%s returns no score below %g, so with tta flip a view's box below it counts 0; "
-                        "export the checkpoint again with --score-floor %g to fuse every view's boxes",
-                        self.source or "this exported model", floor, views_floor(threshold))
+        if settings.tta == "flip" and floor is not None and floor > views_floor(threshold) and \
+                floor > self.info.detector.get("box_score_thresh", self.info.detector.get("score_thresh", 0.0)):
+            # The graph's floor, raised above the detector's own at export, cuts view boxes that
+            # could lift a pair's fused score to the threshold (rockdet.predict.flip).
+            log.warning("%s returns no score below %g, so with tta flip a view's box below it counts 0 and a rock "
+                        "both views see may fuse below %g; export the checkpoint again with --score-floor %g",
+                        self.source or "this exported model", floor, threshold, views_floor(threshold))
         #: The settings with the operating point filled in (the model's own unless given).
         self.settings = settings.updated(score_threshold=threshold)
         self.device = resolve_device(settings.device)
