@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from rockdet.predict.predictor import Predictor
+sys.path.insert(0, str(Path(__file__).parent))
+from benchmark_score_floor import chosen_images  # noqa: E402
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from rockdet.predict.predictor import Predictor  # noqa: E402
 
 
 def main() -> None:
@@ -33,9 +35,7 @@ def main() -> None:
     parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
-    names = set(options.list.read_text().split()) if options.list else None
-    images = [p for p in sorted(options.images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-              and (names is None or p.name in names)][:options.count]
+    images = chosen_images(options.images, options.list, options.count)
     one_view = Predictor.load(options.model, device="cpu", runtime=options.runtime,
                               score_threshold=options.score_threshold)
     predictors = {"one view": one_view, "flip, fused": one_view.with_settings(tta="flip")}

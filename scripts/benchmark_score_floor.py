@@ -27,6 +27,13 @@ import rockdet.predict.detect as detect
 from rockdet.predict.predictor import Predictor
 
 
+def chosen_images(folder: Path, names_file: Path | None, count: int) -> list[Path]:
+    """The first ``count`` images of ``folder`` (sorted), only those named in ``names_file`` if given."""
+    names = set(names_file.read_text().split()) if names_file else None
+    return [p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+            and (names is None or p.name in names)][:count]
+
+
 def rows_of(catalogs) -> list[dict]:
     """Every catalog row, mask columns (area, axes) included."""
     return [rock.row(catalog.with_masks, False) for catalog in catalogs for rock in catalog.rocks]
@@ -45,9 +52,7 @@ def main() -> None:
                         help="compare two exports (floor as built, floor at the threshold) in this runtime")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
-    names = set(options.list.read_text().split()) if options.list else None
-    images = [p for p in sorted(options.images.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-              and (names is None or p.name in names)][:options.count]
+    images = chosen_images(options.images, options.list, options.count)
     predictor = Predictor.load(options.model, device="cpu", score_threshold=options.score_threshold)
     floored = detect.scoring_from
     with tempfile.TemporaryDirectory() as scratch:
