@@ -93,10 +93,10 @@ def detect(model, images: list[Image], input_size: int, settings: PredictSetting
     from rockdet.predict.featureless import drop_featureless
     from rockdet.predict.tiling import cut_tile, tile_padding
 
+    # Every figure here judges boxes: a Mask R-CNN makes no masks (kept for a whole set, they
+    # filled 24 GB on the 31 Mars scenes).
     for image, raw in zip(images, detect_raw(model, [i.pixels for i in images],
-                                             settings.updated(sky_fraction=None), input_size)):
-        # Every figure here judges boxes; a Mask R-CNN's masks kept for a whole set filled 24 GB on 31 Mars scenes.
-        raw = raw.without_masks()
+                                             settings.updated(sky_fraction=None), input_size, masks=False)):
         pad = tile_padding(raw.windows, settings, input_size)
         tiles = [cut_tile(image.pixels, window, pad) for window in raw.windows]
         image.raw = RawTiles(drop_featureless(raw.predictions, tiles, raw.windows, settings.sky_level,

@@ -146,3 +146,30 @@ def test_the_detectors_own_floor_is_restored_when_a_run_fails(tmp_path, model_fi
     with pytest.raises(RuntimeError):
         predictor(np.zeros((32, 32, 3), dtype=np.uint8))
     assert heads.score_thresh == built_floor
+
+
+def test_validation_judges_a_mask_models_boxes_without_making_masks(monkeypatch):
+    """Validation, evaluate and the operating point judge boxes: a Mask R-CNN gives them the
+    boxes it gives predict, without pasting a mask for each, and predict still gets its masks."""
+    from rockdet.models import build_detector
+    from rockdet.predict.detect import EVALUATION_SETTINGS, detect_raw, detect_raw_tensors
+
+    torch.manual_seed(0)
+    model = build_detector(arch="maskrcnn_resnet18_fpn", fpn_channels=32, min_size=64, max_size=64).eval()
+    heads = model.roi_heads
+    mask_runs = []
+    heads.mask_head.register_forward_hook(lambda *args: mask_runs.append(1))
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+
+    judged = detect_raw_tensors(model, [image], 64)[0].predictions[0]
+    assert not mask_runs and "masks" not in judged
+    predicted = next(detect_raw(model, [pixels], EVALUATION_SETTINGS, 64)).predictions[0]
+    assert mask_runs and predicted["masks"].shape[0] == len(predicted["boxes"]) > 0
+    assert torch.equal(judged["boxes"], predicted["boxes"]) and torch.equal(judged["scores"], predicted["scores"])
+
+    branch = (heads.mask_roi_pool, heads.mask_head, heads.mask_predictor)
+    monkeypatch.setattr(heads, "forward", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    with pytest.raises(RuntimeError):
+        detect_raw_tensors(model, [image], 64)
+    assert (heads.mask_roi_pool, heads.mask_head, heads.mask_predictor) == branch

@@ -128,7 +128,6 @@ def detect_source(model: torch.nn.Module, name: str, dense: bool, dataset: RockD
     images, records = [], iter(dataset.records)
     for batch, targets in loader:
         for raw, target, record in zip(detect_raw_tensors(model, batch, input_size), targets, records):
-            raw = raw.without_masks()  # boxes are judged, not masks
             mask = masks(record.path, record.width, record.height) if masks is not None else None
             images.append(ValidationImage(raw, target["boxes"].numpy(), np.asarray(record.crowd_boxes, float),
                                           None if mask is None else RockMask(mask)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -45,7 +45,8 @@ def run_model(model: nn.Module, tiles: list[torch.Tensor], device: torch.device 
 
 #: Threads sharing a detector take turns at it (one lock per detector): another thread's raised
 #: floor must not cut the boxes this one keeps, nor be taken for the floor the model was built with.
-_FLOOR_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.Lock] = weakref.WeakKeyDictionary()
+#: Re-entrant, since a boxes-only run (boxes_only) raises the floor inside.
+_FLOOR_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _FLOOR_LOCKS_GUARD = threading.Lock()
 
 
@@ -77,9 +78,7 @@ def scoring_from(model: nn.Module, min_score: float) -> Iterator[None]:
     if holder is None:
         yield
         return
-    with _FLOOR_LOCKS_GUARD:
-        lock = _FLOOR_LOCKS.setdefault(holder, threading.Lock())
-    with lock:
+    with _lock_of(holder):
         built = holder.score_thresh
         if min_score <= built:
             yield
@@ -89,6 +88,39 @@ def scoring_from(model: nn.Module, min_score: float) -> Iterator[None]:
             yield
         finally:
             holder.score_thresh = built
+
+
+def _lock_of(holder: nn.Module) -> threading.RLock:
+    with _FLOOR_LOCKS_GUARD:
+        return _FLOOR_LOCKS.setdefault(holder, threading.RLock())
+
+
+#: The parts of torchvision's RoIHeads that make a Mask R-CNN's masks; with any of them None,
+#: ``RoIHeads.has_mask()`` is false and the heads return boxes alone.
+MASK_BRANCH = ("mask_roi_pool", "mask_head", "mask_predictor")
+
+
+@contextmanager
+def boxes_only(model: nn.Module) -> Iterator[None]:
+    """A Mask R-CNN without its mask branch while it runs; other detectors as they are.
+
+    Validation, `rockdet evaluate` and the operating point judge boxes, yet a Mask R-CNN built to
+    rank every box (floor 0.001) pastes a tile-sized mask for each of its up to 300 detections a
+    tile, which doubled its validation passes. The branch runs after the boxes are final, so the
+    boxes are the same without it."""
+    holder = score_floor_holder(model)
+    if holder is None or any(getattr(holder, part, None) is None for part in MASK_BRANCH):
+        yield
+        return
+    with _lock_of(holder):
+        branch = {part: getattr(holder, part) for part in MASK_BRANCH}
+        for part in MASK_BRANCH:
+            setattr(holder, part, None)
+        try:
+            yield
+        finally:
+            for part, module in branch.items():
+                setattr(holder, part, module)
 
 
 def scoring_at_least(predictions: list[dict], min_score: float) -> list[dict]:
@@ -122,24 +154,21 @@ class RawTiles:
         return merge_tiles([to_image_coordinates(prediction, window, threshold)
                             for prediction, window in zip(self.predictions, self.windows)], settings)
 
-    def without_masks(self) -> RawTiles:
-        """The same outputs without a Mask R-CNN's tile masks (up to 300 tile-sized float maps a
-        tile), to keep many images' outputs where only the boxes are judged."""
-        return RawTiles([{k: v for k, v in p.items() if k != "masks"} for p in self.predictions], self.windows)
-
 
 def detect_raw(model: nn.Module, images: Iterable[np.ndarray], settings: PredictSettings, input_size: int,
                device: torch.device | str = "cpu", tiles_per_batch: int | None = None,
-               min_score: float = 0.0) -> Iterator[RawTiles]:
+               min_score: float = 0.0, masks: bool = True) -> Iterator[RawTiles]:
     """Each image's tile outputs, in order; tiles of consecutive images share forward passes
     (``tiles_per_batch``, default the settings' for ``device``). Featureless black is dropped per
     tile here, where the tile's pixels are at hand. Detections below ``min_score`` are left out:
-    the raw tiles then serve thresholds from it up."""
+    the raw tiles then serve thresholds from it up. ``masks=False``: boxes alone (boxes_only)."""
     parts: dict[int, RawTiles] = {}
     per_batch = tiles_per_batch or settings.tiles_per_batch(on_gpu=str(device).startswith("cuda"))
     for batch in tile_batches(enumerate(images), settings, input_size, per_batch):
         windows = [window for _, window in batch.owners]
-        outputs = scoring_at_least(run_model(model, batch.tiles, device, min_score, settings.tta), min_score)
+        with nullcontext() if masks else boxes_only(model):
+            outputs = run_model(model, batch.tiles, device, min_score, settings.tta)
+        outputs = scoring_at_least(outputs, min_score)
         predictions = drop_featureless(outputs, batch.tiles, windows, settings.sky_level, settings.sky_fraction)
         for (index, window), prediction in zip(batch.owners, predictions):
             raw = parts.setdefault(index, RawTiles([], []))
@@ -181,9 +210,11 @@ EVALUATION_SETTINGS = PredictSettings(score_threshold=0.0)
 def detect_raw_tensors(model: nn.Module, images: list[torch.Tensor], input_size: int,
                        device: torch.device | str = "cpu") -> list[RawTiles]:
     """``detect_raw`` over float [3, H, W] images in 0..1 (a validation batch: its tiles share
-    one forward pass per image batch)."""
+    one forward pass per image batch). Boxes alone: validation, evaluate and the operating point
+    judge boxes, so a Mask R-CNN's masks are not made."""
     pixels = [image.mul(255).round().byte().permute(1, 2, 0).cpu().numpy() for image in images]
-    return list(detect_raw(model, pixels, EVALUATION_SETTINGS, input_size, device, tiles_per_batch=max(1, len(images))))
+    return list(detect_raw(model, pixels, EVALUATION_SETTINGS, input_size, device,
+                           tiles_per_batch=max(1, len(images)), masks=False))
 
 
 def detect_as_predict_does(model: nn.Module, images: list[torch.Tensor], input_size: int,
