@@ -131,3 +131,16 @@ def test_coco_map_over_every_iou_is_reported_at_the_models_cap():
                      "labels": torch.ones(1, dtype=torch.int64)}],
                    [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.ones(1, dtype=torch.int64)}])
     assert metrics.compute().scalars["map"] == pytest.approx(0.3, abs=0.01)
+
+
+def test_evaluate_with_flip_judges_the_catalogs_predict_with_flip_writes(tmp_path, dense_split):
+    import csv
+
+    plain = evaluate(tmp_path, dense_split)["quality"]["by_image"][0]
+    report = evaluate(tmp_path, dense_split, "--tta", "flip")
+    assert report["evaluation"]["tta"] == "flip"
+    assert main(["predict", "--checkpoint", "m.ckpt", "--out", str(tmp_path / "out"), "--tta", "flip",
+                 str(tmp_path / "images" / "scene.png")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "catalogs" / "scene.png.csv")))
+    flipped = report["quality"]["by_image"][0]
+    assert flipped["detections"] == len(rows) != plain["detections"]

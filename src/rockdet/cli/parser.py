@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--score-threshold", type=float, help="operating point (default: as trained)")
     evaluate.add_argument("--image-list", type=Path, help="text file of image names: judge only these "
                           "(e.g. configs/splits/marsdata_val.txt)")
+    evaluate.add_argument("--tta", choices=("none", "flip"), default=DEFAULTS.tta, help="judge the catalogs "
+                          "`rockdet predict --tta` writes (flip: each tile mirrored as well, the views fused)")
     _add_trust_argument(evaluate)
 
     predict = commands.add_parser("predict", help="rock catalogs for a batch of images")

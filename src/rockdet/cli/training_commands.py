@@ -66,7 +66,7 @@ def evaluate(options) -> int:
     model, info = load_model(options.checkpoint, trust=options.trust_checkpoint)
     annotations, rock_masks = load_evaluation_data(options)
     evaluation = {"score_threshold": options.score_threshold if options.score_threshold is not None
-                  else info.operating_threshold, "iou_threshold": info.iou_threshold}
+                  else info.operating_threshold, "iou_threshold": info.iou_threshold, "tta": options.tta}
     dataset = RockDataset(annotations.records)
     result = evaluate_model(model, dataset, options.batch_size, options.device, **evaluation,
                             max_detections=info.detections_per_image, input_size=info.input_size,

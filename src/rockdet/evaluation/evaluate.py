@@ -20,12 +20,16 @@ def evaluate_model(model: nn.Module, dataset: RockDataset, batch_size: int = 4,
                    device: str | torch.device = "cpu", score_threshold: float = 0.5,
                    iou_threshold: float = 0.5, num_workers: int = 0,
                    max_detections: int = COCO_MAX_DETECTIONS,
-                   input_size: int | None = None, rock_masks: RockMasks | None = None) -> EvalResult:
+                   input_size: int | None = None, rock_masks: RockMasks | None = None,
+                   tta: str = "none") -> EvalResult:
     """Run ``model`` over a labelled dataset and compute the metrics (``max_detections``: see
     DetectionMetrics). With ``input_size`` (the training image size) images are tiled and
-    merged exactly as `rockdet predict` does; without it each image is one forward pass.
-    ``quality`` judges the detections at ``score_threshold`` (evaluation.quality), against dense
-    ``rock_masks`` too when given."""
+    merged exactly as `rockdet predict` does (``tta`` as its ``--tta``); without it each image
+    is one forward pass. ``quality`` judges the detections at ``score_threshold``
+    (evaluation.quality), against dense ``rock_masks`` too when given."""
+    if tta != "none" and not input_size:
+        raise ValueError("evaluate_model: tta needs input_size (the tiled path predict takes)")
+    settings = EVALUATION_SETTINGS.updated(tta=tta)
     model = model.to(device).eval()
     metrics = DetectionMetrics(score_threshold, iou_threshold, max_detections)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection,
@@ -33,11 +37,11 @@ def evaluate_model(model: nn.Module, dataset: RockDataset, batch_size: int = 4,
     judged, records = [], iter(dataset.records)
     for images, targets in tqdm(loader, desc="evaluate", unit="batch"):
         if input_size:
-            raws = detect_raw_tensors(model, images, input_size, device)
-            preds = [as_detections(raw.rocks(EVALUATION_SETTINGS, 0.0), max_detections) for raw in raws]
+            raws = detect_raw_tensors(model, images, input_size, device, settings)
+            preds = [as_detections(raw.rocks(settings, 0.0), max_detections) for raw in raws]
             # The catalog at the operating point is merged from the tiles at that threshold, as
             # predict merges it (a union across a tile border takes only boxes above it).
-            catalogs = [as_detections(raw.rocks(EVALUATION_SETTINGS, score_threshold)) for raw in raws]
+            catalogs = [as_detections(raw.rocks(settings, score_threshold)) for raw in raws]
         else:
             preds = [{k: v.cpu() for k, v in p.items()} for p in model([image.to(device) for image in images])]
             catalogs = preds

@@ -208,12 +208,13 @@ EVALUATION_SETTINGS = PredictSettings(score_threshold=0.0)
 
 
 def detect_raw_tensors(model: nn.Module, images: list[torch.Tensor], input_size: int,
-                       device: torch.device | str = "cpu") -> list[RawTiles]:
+                       device: torch.device | str = "cpu",
+                       settings: PredictSettings = EVALUATION_SETTINGS) -> list[RawTiles]:
     """``detect_raw`` over float [3, H, W] images in 0..1 (a validation batch: its tiles share
     one forward pass per image batch). Boxes alone: validation, evaluate and the operating point
     judge boxes, so a Mask R-CNN's masks are not made."""
     pixels = [image.mul(255).round().byte().permute(1, 2, 0).cpu().numpy() for image in images]
-    return list(detect_raw(model, pixels, EVALUATION_SETTINGS, input_size, device,
+    return list(detect_raw(model, pixels, settings, input_size, device,
                            tiles_per_batch=max(1, len(images)), masks=False))
 
 
