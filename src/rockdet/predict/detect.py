@@ -106,13 +106,17 @@ def boxes_only(model: nn.Module) -> Iterator[None]:
 
     Validation, `rockdet evaluate` and the operating point judge boxes, yet a Mask R-CNN built to
     rank every box (floor 0.001) pastes a tile-sized mask for each of its up to 300 detections a
-    tile, which doubled its validation passes. The branch runs after the boxes are final, so the
-    boxes are the same without it."""
+    tile: 4.4 times the detection time of a Mars validation scene (docs/BENCHMARKS.md). The
+    branch runs after the boxes are final, so the boxes are the same without it. Callers that
+    share the model across threads take turns (the detector's lock)."""
     holder = score_floor_holder(model)
-    if holder is None or any(getattr(holder, part, None) is None for part in MASK_BRANCH):
+    if holder is None:
         yield
         return
     with _lock_of(holder):
+        if any(getattr(holder, part, None) is None for part in MASK_BRANCH):
+            yield
+            return
         branch = {part: getattr(holder, part) for part in MASK_BRANCH}
         for part in MASK_BRANCH:
             setattr(holder, part, None)
