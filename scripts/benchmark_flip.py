@@ -9,29 +9,21 @@ The two runs alternate, ``--repeats`` times each, after one warm-up of each; med
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchmark_score_floor import chosen_images  # noqa: E402
+from side_by_side import alternate, chosen_images, image_benchmark_parser  # noqa: E402
 
 from rockdet.predict.predictor import Predictor  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="model.pt, a checkpoint or an export")
-    parser.add_argument("--images", type=Path, required=True, help="a folder of images")
-    parser.add_argument("--list", type=Path, help="only the images named in this file")
-    parser.add_argument("--count", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser = image_benchmark_parser(__doc__, count=6, model_help="model.pt, a checkpoint or an export")
     parser.add_argument("--score-threshold", type=float, help="default: the model's operating point")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--runtime", choices=("auto", "onnxruntime", "openvino"), default="auto")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
@@ -40,19 +32,10 @@ def main() -> None:
                               score_threshold=options.score_threshold)
     predictors = {"one view": one_view, "flip, fused": one_view.with_settings(tta="flip")}
 
-    def run(predictor: Predictor) -> tuple[float, int]:
-        started = time.perf_counter()
-        rocks = sum(len(catalog.rocks) for catalog in predictor.predict_images(images))
-        return time.perf_counter() - started, rocks
+    def run(name: str) -> int:
+        return sum(len(catalog.rocks) for catalog in predictors[name].predict_images(images))
 
-    for predictor in predictors.values():
-        run(predictor)  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in predictors}
-    rocks: dict[str, int] = {}
-    for _ in range(options.repeats):
-        for name, predictor in predictors.items():
-            seconds, rocks[name] = run(predictor)
-            times[name].append(seconds)
+    times, rocks = alternate(run, list(predictors), options.repeats)
     print(f"model {options.model} ({one_view.info.arch}, {one_view.detector.describe()}), {len(images)} images, "
           f"threshold {one_view.settings.score_threshold:.3f}, {options.threads} thread(s), median of {options.repeats}")
     print("| predict | s per image | rocks per image |")

@@ -14,24 +14,16 @@ floor as built and at the threshold (``rockdet export --score-floor``), and each
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from side_by_side import alternate, chosen_images, image_benchmark_parser
 
 import rockdet.predict.detect as detect
 from rockdet.predict.predictor import Predictor
-
-
-def chosen_images(folder: Path, names_file: Path | None, count: int) -> list[Path]:
-    """The first ``count`` images of ``folder`` (sorted), only those named in ``names_file`` if given."""
-    names = set(names_file.read_text().split()) if names_file else None
-    return [p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-            and (names is None or p.name in names)][:count]
 
 
 def rows_of(catalogs) -> list[dict]:
@@ -40,14 +32,8 @@ def rows_of(catalogs) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--images", type=Path, required=True, help="a folder of images")
-    parser.add_argument("--list", type=Path, help="only the images named in this file")
-    parser.add_argument("--count", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser = image_benchmark_parser(__doc__, count=8)
     parser.add_argument("--score-threshold", type=float, help="default: the model's operating point")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--export", choices=("onnxruntime", "openvino"),
                         help="compare two exports (floor as built, floor at the threshold) in this runtime")
     options = parser.parse_args()
@@ -58,16 +44,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         exports = exported_pair(options, predictor, Path(scratch)) if options.export else None
 
-        def run(with_floor: bool):
+        def run(with_floor: bool) -> list[dict]:
             if exports is not None:
-                started = time.perf_counter()
-                catalogs = list(exports[with_floor].predict_images(images))
-                return time.perf_counter() - started, rows_of(catalogs)
+                return rows_of(exports[with_floor].predict_images(images))
             detect.scoring_from = floored if with_floor else (lambda model, min_score: contextlib.nullcontext())
             try:
-                started = time.perf_counter()
-                catalogs = list(predictor.predict_images(images))
-                return time.perf_counter() - started, rows_of(catalogs)
+                return rows_of(predictor.predict_images(images))
             finally:
                 detect.scoring_from = floored
 
@@ -91,13 +73,7 @@ def exported_pair(options, predictor: Predictor, folder: Path) -> dict[bool, Pre
 
 
 def report(options, predictor: Predictor, images, run) -> None:
-    run(True)  # warm-up
-    times = {True: [], False: []}
-    rows = {}
-    for _ in range(options.repeats):
-        for with_floor in (False, True):
-            seconds, rows[with_floor] = run(with_floor)
-            times[with_floor].append(seconds)
+    times, rows = alternate(run, [False, True], options.repeats)
     form = f"exported, {options.export}" if options.export else "PyTorch"
     print(f"model {options.model} ({predictor.info.arch}, {form}), {len(images)} images, threshold "
           f"{predictor.settings.score_threshold:.3f}, {options.threads} thread(s), median of {options.repeats}")

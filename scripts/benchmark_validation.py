@@ -12,29 +12,20 @@ detections a tile. The two passes alternate, ``--repeats`` times each, in batche
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_score_floor import chosen_images
 from PIL import Image
+from side_by_side import alternate, chosen_images, image_benchmark_parser
 
 from rockdet.models import load_model
 from rockdet.predict.detect import EVALUATION_SETTINGS, detect_raw
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--images", type=Path, required=True, help="a folder of images")
-    parser.add_argument("--list", type=Path, help="only the images named in this file")
-    parser.add_argument("--count", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser = image_benchmark_parser(__doc__, count=8)
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass, as validation's")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     model, info = load_model(options.model)
@@ -43,23 +34,15 @@ def main() -> None:
                                                                                       options.count)]
 
     @torch.inference_mode()
-    def run(masks: bool):
-        started = time.perf_counter()
+    def run(masks: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
         raws = []
         for start in range(0, len(pixels), options.batch_size):
             batch = pixels[start:start + options.batch_size]
             raws += detect_raw(model, batch, EVALUATION_SETTINGS, info.input_size,
                                tiles_per_batch=len(batch), masks=masks)
-        seconds = time.perf_counter() - started
-        return seconds, [(p["boxes"], p["scores"]) for raw in raws for p in raw.predictions]
+        return [(p["boxes"], p["scores"]) for raw in raws for p in raw.predictions]
 
-    run(False)  # warm-up
-    times = {True: [], False: []}
-    outputs = {}
-    for _ in range(options.repeats):
-        for masks in (True, False):
-            seconds, outputs[masks] = run(masks)
-            times[masks].append(seconds)
+    times, outputs = alternate(run, [True, False], options.repeats)
     print(f"model {options.model} ({info.arch}), {len(pixels)} images, batches of {options.batch_size}, "
           f"{options.threads} thread(s), median of {options.repeats}")
     print("| validation pass | s per image | boxes |")
